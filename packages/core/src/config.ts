@@ -1,0 +1,107 @@
+// The server's configuration: its schema (validated before anything listens), its defaults, and
+// `defineConfig` for typed postern.config.ts files.
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import type { Plugin } from "./hooks.ts";
+import { parseOptions } from "./options.ts";
+
+const port = z.number({ error: "expected a port number 1–65535" }).int().min(1).max(65535);
+
+/** Sizes as a number of bytes or a string such as "25MB", "512KB". */
+export const byteSize = z.union([
+  z.number().int().positive(),
+  z
+    .string()
+    .regex(/^\s*\d+(\.\d+)?\s*(B|KB|K|MB|M|GB|G)?\s*$/i, { error: 'expected a size such as 26214400, "25MB" or "512KB"' })
+    .transform((text) => {
+      const match = /^\s*(\d+(?:\.\d+)?)\s*([A-Z]*)\s*$/i.exec(text)!;
+      const unit = (match[2] ?? "").toUpperCase().replace(/B$/, "");
+      const factor = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[unit] ?? 1;
+      return Math.round(Number(match[1]) * factor);
+    }),
+]);
+
+export const listenerSchema = z
+  .object({
+    name: z.string().min(1).optional(),
+    address: z.string().default("127.0.0.1"),
+    port,
+    tls: z.enum(["none", "starttls", "implicit"]).default("none"),
+    /** PEM files; required for starttls and implicit. */
+    certificate: z.string().optional(),
+    key: z.string().optional(),
+    /** "none": AUTH not offered (MX); "optional"; "required": AUTH before MAIL (submission). */
+    auth: z.enum(["none", "optional", "required"]).default("none"),
+    /** Allow AUTH without TLS (only for tests and loopback). */
+    allowInsecureAuth: z.boolean().default(false),
+    /** Wait before the greeting to catch early talkers; 0 for submission and trusted peers. */
+    greetingDelayMs: z.number().int().min(0).max(60_000).default(0),
+    /** Peers allowed to send a PROXY protocol header (e.g. the load balancer). */
+    proxy: z.array(z.string()).default([]),
+    maxClients: z.number().int().positive().optional(),
+    /** Idle timeout of a session. */
+    socketTimeoutMs: z.number().int().positive().default(300_000),
+  })
+  .superRefine((listener, context) => {
+    if (listener.tls !== "none" && (!listener.certificate || !listener.key)) {
+      context.addIssue({
+        code: "custom",
+        path: [listener.certificate ? "key" : "certificate"],
+        message: `expected a PEM file path: tls "${listener.tls}" needs a certificate and a key`,
+      });
+    }
+  });
+
+const pluginShape = z.custom<Plugin>(
+  (value) =>
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as Plugin).name === "string" &&
+    typeof (value as Plugin).hooks === "object",
+  { error: "expected a plugin object { name, hooks } (call the plugin's factory, e.g. spf())" },
+);
+
+export const serverConfigSchema = z.object({
+  hostname: z.string().min(1).default("localhost"),
+  listeners: z.array(listenerSchema).min(1).default([{ port: 2525 } as never]),
+  limits: z
+    .object({
+      maxMessageSize: byteSize.default(25 * 1024 * 1024),
+      maxRecipients: z.number().int().positive().default(100),
+      /** Messages up to this size stay in memory; larger ones are spooled to disk. */
+      memoryThreshold: byteSize.default(256 * 1024),
+      maxLineLength: z.number().int().min(78).default(998),
+      /** "reject" refuses bare CR / bare LF (SMTP smuggling); "normalize" rewrites them as CRLF. */
+      bareNewlines: z.enum(["reject", "normalize"]).default("reject"),
+      hookTimeoutMs: z.number().int().positive().default(30_000),
+    })
+    .prefault({}),
+  dns: z
+    .object({
+      servers: z.array(z.string()).default([]),
+      timeoutMs: z.number().int().positive().default(5000),
+      cacheTtlMs: z.number().int().min(0).default(60_000),
+    })
+    .prefault({}),
+  log: z
+    .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+    .prefault({}),
+  spoolDir: z.string().default(join(tmpdir(), "postern-spool")),
+  /** How long shutdown waits for transactions in flight before answering 421. */
+  shutdownTimeoutMs: z.number().int().min(0).default(30_000),
+  plugins: z.array(pluginShape).default([]),
+});
+
+export type ServerConfigInput = z.input<typeof serverConfigSchema>;
+export type ServerConfig = z.output<typeof serverConfigSchema>;
+export type ListenerConfig = z.output<typeof listenerSchema>;
+
+/** Typed identity for postern.config.ts: `export default defineConfig({ ... })`. */
+export function defineConfig(config: ServerConfigInput): ServerConfigInput {
+  return config;
+}
+
+export function parseServerConfig(input: unknown): ServerConfig {
+  return parseOptions(serverConfigSchema, input);
+}

@@ -1,0 +1,55 @@
+// Errors are values with a stable code, and — when a plugin is involved — the plugin and the hook,
+// so a log line or a config error always says who and where.
+
+export type PosternErrorCode =
+  | "POSTERN_CONFIG_INVALID"
+  | "POSTERN_PLUGIN_INVALID"
+  | "POSTERN_HOOK_FAILED"
+  | "POSTERN_HOOK_TIMEOUT"
+  | "POSTERN_HOOK_BAD_VERDICT"
+  | "POSTERN_SETUP_FAILED"
+  | "POSTERN_LISTEN_FAILED"
+  | "POSTERN_TLS_FILES";
+
+export class PosternError extends Error {
+  readonly code: PosternErrorCode;
+  readonly plugin: string | undefined;
+  readonly hook: string | undefined;
+
+  constructor(
+    code: PosternErrorCode,
+    message: string,
+    options: { plugin?: string; hook?: string; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "PosternError";
+    this.code = code;
+    this.plugin = options.plugin;
+    this.hook = options.hook;
+  }
+}
+
+/**
+ * A configuration problem, reported as one line: the file (when there is one), the key and what
+ * was expected, e.g. `postern.yaml: listeners.0.port: expected a port number 1–65535, got "x"`.
+ */
+export class ConfigError extends PosternError {
+  readonly key: string;
+  readonly expected: string;
+  readonly file: string | undefined;
+
+  constructor(key: string, expected: string, options: { file?: string; plugin?: string; cause?: unknown } = {}) {
+    const where = [options.file, key].filter(Boolean).join(": ");
+    super("POSTERN_CONFIG_INVALID", `${where}: ${expected}`, options);
+    this.name = "ConfigError";
+    this.key = key;
+    this.expected = expected;
+    this.file = options.file;
+  }
+
+  /** The same error, located in a file (and under a parent key, e.g. a plugin's entry). */
+  inFile(file: string, parentKey?: string): ConfigError {
+    const key = parentKey ? `${parentKey}.${this.key}` : this.key;
+    return new ConfigError(key, this.expected, { file, cause: this });
+  }
+}

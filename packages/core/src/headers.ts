@@ -1,0 +1,83 @@
+// The message's header block, parsed once when DATA is spooled.
+
+export interface HeaderField {
+  /** The field name as written. */
+  readonly name: string;
+  /** The unfolded value, without the leading space. */
+  readonly value: string;
+  /** The field exactly as received, folding and final CRLF included. */
+  readonly raw: string;
+}
+
+export class HeaderList implements Iterable<HeaderField> {
+  readonly fields: readonly HeaderField[];
+
+  constructor(fields: readonly HeaderField[]) {
+    this.fields = fields;
+  }
+
+  /** The first value of a field, case-insensitive. */
+  get(name: string): string | undefined {
+    const lower = name.toLowerCase();
+    return this.fields.find((field) => field.name.toLowerCase() === lower)?.value;
+  }
+
+  getAll(name: string): string[] {
+    const lower = name.toLowerCase();
+    return this.fields.filter((field) => field.name.toLowerCase() === lower).map((field) => field.value);
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  [Symbol.iterator](): Iterator<HeaderField> {
+    return this.fields[Symbol.iterator]();
+  }
+}
+
+/** Parses a header block (the bytes before the first empty line), tolerating bad lines. */
+export function parseHeaderBlock(block: Buffer): HeaderList {
+  // latin1 keeps every byte as one char, so raw round-trips; values are decoded as UTF-8 below.
+  const text = block.toString("latin1");
+  const fields: HeaderField[] = [];
+  const lines = text.split(/(?<=\n)/);
+  let current: string[] = [];
+  const flush = () => {
+    if (current.length === 0) return;
+    const raw = current.join("");
+    current = [];
+    const colon = raw.indexOf(":");
+    if (colon <= 0) return; // not a field (e.g. an mbox "From " line); kept in the bytes, not listed
+    const name = raw.slice(0, colon).trim();
+    const value = Buffer.from(raw.slice(colon + 1), "latin1")
+      .toString("utf8")
+      .replace(/\r?\n(?=[ \t])/g, "")
+      .replace(/\r?\n$/, "")
+      .trim();
+    fields.push({ name, value, raw });
+  };
+  for (const line of lines) {
+    if (line.startsWith(" ") || line.startsWith("\t")) {
+      if (current.length > 0) current.push(line);
+      continue;
+    }
+    flush();
+    current.push(line);
+  }
+  flush();
+  return new HeaderList(fields);
+}
+
+const fieldName = /^[\x21-\x39\x3b-\x7e]+$/;
+
+/** Formats one header field for prepending: validated name, line breaks only as folding. */
+export function formatHeaderField(name: string, value: string): string {
+  if (!fieldName.test(name)) throw new TypeError(`"${name}" is not a valid header field name`);
+  // Keep folding a plugin wrote (CRLF + whitespace); any other line break would start a new field.
+  const safe = value
+    .replace(/\r?\n(?=[ \t])/g, "\u0000")
+    .replace(/[\r\n]+/g, " ")
+    .replace(/\u0000/g, "\r\n");
+  return `${name}: ${safe}\r\n`;
+}

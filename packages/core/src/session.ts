@@ -1,0 +1,89 @@
+// The objects hooks see. A Session lives as long as the connection; a Transaction from MAIL FROM
+// until the reply to DATA (or RSET). Both carry a typed result store for plugins to share results.
+import type { Results } from "./result-key.ts";
+
+export type ListenerTls = "none" | "starttls" | "implicit";
+
+export interface ListenerInfo {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly tls: ListenerTls;
+}
+
+export interface TlsInfo {
+  readonly protocol: string;
+  readonly cipher: string;
+  /** The name the client asked for with SNI, if any. */
+  readonly servername: string | undefined;
+}
+
+export interface Session {
+  readonly id: string;
+  readonly listener: ListenerInfo;
+  /** The client's address (after a trusted PROXY header, the proxied client's). */
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** The client's verified reverse DNS name, or undefined. */
+  readonly clientHostname: string | undefined;
+  /** The name given with HELO/EHLO, once given. */
+  readonly heloName: string | undefined;
+  /** "EHLO" or "HELO", once given. */
+  readonly greeting: "EHLO" | "HELO" | undefined;
+  /** TLS facts once the connection is encrypted (implicit TLS or after STARTTLS). */
+  readonly tls: TlsInfo | undefined;
+  /** The authenticated user, once AUTH succeeded. */
+  readonly user: string | undefined;
+  readonly results: Results;
+  readonly connectedAt: Date;
+  /** How many transactions this connection has completed. */
+  readonly transactionCount: number;
+}
+
+/** ESMTP parameters of MAIL FROM / RCPT TO, keyed by upper-case name (SIZE, BODY, NOTIFY …). */
+export type EsmtpParameters = Readonly<Record<string, string | true>>;
+
+export interface Address {
+  /** The address as given, without angle brackets; "" for the null sender. */
+  readonly address: string;
+  readonly parameters: EsmtpParameters;
+}
+
+export interface Recipient extends Address {
+  /** Set when a plugin claims the recipient: "local", "relay" or a custom route name. */
+  readonly route: string;
+  /** DSN NOTIFY and ORCPT (RFC 3461), when given. */
+  readonly dsn: { readonly notify?: readonly string[]; readonly orcpt?: string } | undefined;
+}
+
+export interface Transaction {
+  /** The queue ID, also written into the Received header and the 250 reply. */
+  readonly id: string;
+  readonly session: Session;
+  readonly mailFrom: Address;
+  /** Recipients accepted so far, each with its route. */
+  readonly recipients: readonly Recipient[];
+  readonly results: Results;
+  /** RFC 8689 REQUIRETLS was given on MAIL FROM. */
+  readonly requireTls: boolean;
+  /** BODY=7BIT or 8BITMIME (RFC 6152). */
+  readonly bodyType: string;
+  /** SMTPUTF8 was given (RFC 6531). */
+  readonly smtpUtf8: boolean;
+  /** DSN RET and ENVID (RFC 3461). */
+  readonly dsn: { readonly ret: string | null; readonly envid: string | null } | undefined;
+}
+
+/** Recipients of one transaction that share a route; `queue` runs once per group. */
+export interface RouteGroup {
+  readonly route: string;
+  readonly recipients: readonly Recipient[];
+}
+
+export interface Credentials {
+  readonly method: string;
+  readonly username: string;
+  readonly password: string;
+}

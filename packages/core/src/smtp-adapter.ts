@@ -1,0 +1,93 @@
+// Everything Postern needs from smtp-server beyond its public options lives here, so an upgrade
+// touches one file (pinned to smtp-server 3.21; `smtp-adapter.test.ts` pins the behaviour):
+// - the pre-greeting delay is per listener instead of a fixed 100 ms (it capped throughput at
+//   ~200 msg/s for 20 clients with one message per connection);
+// - HELO/EHLO run the `helo` hook before smtp-server answers (it has no onHelo callback);
+// - replies whose text starts with an enhanced status code keep it, instead of smtp-server
+//   prefixing a second one derived from the basic code.
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
+import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
+import type { SmtpReply } from "./reply.ts";
+
+export interface ConnectionAdapter {
+  greetingDelayMs: number;
+  /** Runs the helo hook; a reply refuses the greeting. */
+  helo(session: SMTPServerSession, name: string, command: "EHLO" | "HELO"): Promise<SmtpReply | undefined>;
+  opened(connection: SMTPConnection): void;
+}
+
+const enhancedStatusPrefix = /^[245]\.\d{1,3}\.\d{1,3} /;
+// The same check smtp-server applies before answering; names it would refuse never reach the hook.
+const plausibleHeloName = /^[\x21-\x7e]{1,255}$/;
+
+type SocketOptions = Parameters<SMTPServer["connect"]>[1];
+
+interface ServerInternals {
+  _onError(error: Error): void;
+  _onClientConnect(data: unknown): void;
+}
+
+function adapt(connection: SMTPConnection, adapter: ConnectionAdapter): void {
+  const send = connection.send;
+  connection.send = function sendKeepingEnhancedStatus(code, data, context) {
+    const keepsOwn = typeof data === "string" && enhancedStatusPrefix.test(data);
+    return send.call(this, code, data, keepsOwn ? false : context);
+  };
+
+  connection.init = function initWithListenerDelay() {
+    this._setListeners(() => {
+      const options = this._server.options;
+      if (options.maxClients && this._server.connections.size > options.maxClients) {
+        return this.send(421, `4.7.0 ${this.name} Too many connected clients, try again in a moment`);
+      }
+      if (adapter.greetingDelayMs > 0) setTimeout(() => this.connectionReady(), adapter.greetingDelayMs).unref();
+      else this.connectionReady();
+    });
+  };
+
+  for (const command of ["EHLO", "HELO"] as const) {
+    const key = `handler_${command}` as const;
+    const original = connection[key];
+    connection[key] = function heloWithHook(line: Buffer, callback: () => void) {
+      const parts = line.toString().trim().split(/\s+/);
+      const name = parts[1] ?? "";
+      if (parts.length !== 2 || !plausibleHeloName.test(name)) return original.call(this, line, callback);
+      adapter.helo(this.session, name, command).then(
+        (reply) => {
+          if (!reply) return original.call(this, line, callback);
+          this.send(reply.code, reply.message);
+          if (reply.close) this.close();
+          callback();
+        },
+        () => {
+          this.send(451, "4.3.0 Temporary local problem, try again later");
+          callback();
+        },
+      );
+    };
+  }
+}
+
+export class AdaptedSmtpServer extends SMTPServer {
+  readonly #adapter: ConnectionAdapter;
+
+  constructor(options: SMTPServerOptions, adapter: ConnectionAdapter) {
+    super(options);
+    this.#adapter = adapter;
+  }
+
+  override connect(socket: Socket | TLSSocket, socketOptions?: SocketOptions): void {
+    const internals = this as unknown as ServerInternals;
+    const connection = new SMTPConnection(this, socket, socketOptions);
+    this.connections.add(connection);
+    connection.on("error", (error: Error) => internals._onError(error));
+    connection.on("connect", (data: unknown) => internals._onClientConnect(data));
+    adapt(connection, this.#adapter);
+    this.#adapter.opened(connection);
+    connection.init();
+  }
+}
+
+export type { SMTPConnection };

@@ -1,0 +1,181 @@
+// Receives the DATA stream: counts bytes against the size limit, applies the bare CR / bare LF
+// policy and the 998-octet line limit (smtp-server passes both through), finds and parses the
+// header block once, and keeps the body in memory up to a threshold, on disk above it. The input
+// is always read to its end, so smtp-server can send the reply for a refused message.
+import { randomBytes } from "node:crypto";
+import { mkdir, open, rm, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { HeaderList, parseHeaderBlock } from "./headers.ts";
+import { SpooledMessage } from "./message.ts";
+
+export type BareNewlinePolicy = "reject" | "normalize";
+
+export interface SpoolOptions {
+  maxSize: number;
+  memoryThreshold: number;
+  spoolDir: string;
+  bareNewlines: BareNewlinePolicy;
+  /** RFC 5322 §2.1.1: 998 octets without the CRLF. */
+  maxLineLength: number;
+}
+
+export type SpoolProblem = "size" | "bare-newline" | "line-length";
+
+export type SpoolOutcome =
+  | { ok: true; message: SpooledMessage; discard(): Promise<void> }
+  | { ok: false; problem: SpoolProblem; size: number; discard(): Promise<void> };
+
+const CR = 13;
+const LF = 10;
+const maxHeaderBlock = 1024 * 1024;
+const headerEnd = Buffer.from("\r\n\r\n");
+
+/** Rewrites bare CR and bare LF as CRLF; a CR at the very end is held back for the next chunk. */
+function normalizeNewlines(chunk: Buffer, carriedCR: boolean): { data: Buffer; carryCR: boolean } {
+  let text = (carriedCR ? "\r" : "") + chunk.toString("latin1");
+  let carryCR = false;
+  if (text.endsWith("\r")) {
+    text = text.slice(0, -1);
+    carryCR = true;
+  }
+  return { data: Buffer.from(text.replace(/\r\n|\r|\n/g, "\r\n"), "latin1"), carryCR };
+}
+
+class LineChecker {
+  #previousWasCR = false;
+  #lineLength = 0;
+  bare = false;
+  tooLong = false;
+  readonly maxLineLength: number;
+
+  constructor(maxLineLength: number) {
+    this.maxLineLength = maxLineLength;
+  }
+
+  check(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    // A CR ending the previous chunk must be followed by LF here.
+    if (this.#previousWasCR && chunk[0] !== LF) this.bare = true;
+    let cr = chunk.indexOf(CR);
+    while (cr !== -1) {
+      if (cr + 1 < chunk.length && chunk[cr + 1] !== LF) this.bare = true;
+      cr = chunk.indexOf(CR, cr + 1);
+    }
+    let lineStart = 0;
+    let lf = chunk.indexOf(LF);
+    while (lf !== -1) {
+      const before = lf > 0 ? chunk[lf - 1] : this.#previousWasCR ? CR : undefined;
+      if (before !== CR) this.bare = true;
+      const length = this.#lineLength + (lf - lineStart) - (before === CR ? 1 : 0);
+      if (length > this.maxLineLength) this.tooLong = true;
+      this.#lineLength = 0;
+      lineStart = lf + 1;
+      lf = chunk.indexOf(LF, lineStart);
+    }
+    this.#lineLength += chunk.length - lineStart;
+    // A line may not run on unterminated past the limit either (the +1 allows a pending CR).
+    if (this.#lineLength > this.maxLineLength + 1) this.tooLong = true;
+    this.#previousWasCR = chunk[chunk.length - 1] === CR;
+  }
+
+  finish(): void {
+    if (this.#previousWasCR) this.bare = true;
+  }
+}
+
+export async function spoolMessage(input: Readable, options: SpoolOptions): Promise<SpoolOutcome> {
+  const checker = new LineChecker(options.maxLineLength);
+  const memory: Buffer[] = [];
+  let file: FileHandle | undefined;
+  let filePath: string | undefined;
+  let size = 0;
+  let problem: SpoolProblem | undefined;
+  let carryCR = false;
+  const headerChunks: Buffer[] = [];
+  let headerBytes = 0;
+  let headerBlock: Buffer | undefined;
+
+  const discard = async () => {
+    memory.length = 0;
+    await file?.close().catch(() => undefined);
+    file = undefined;
+    if (filePath) await rm(filePath, { force: true });
+  };
+
+  const collectHeader = (data: Buffer) => {
+    if (headerBlock !== undefined) return;
+    headerChunks.push(data);
+    headerBytes += data.length;
+    const joined = Buffer.concat(headerChunks);
+    if (joined.length >= 2 && joined[0] === CR && joined[1] === LF) {
+      headerBlock = Buffer.alloc(0); // no header section at all
+      return;
+    }
+    const end = joined.indexOf(headerEnd);
+    if (end !== -1) headerBlock = joined.subarray(0, end + 2);
+    else if (headerBytes > maxHeaderBlock) headerBlock = joined.subarray(0, maxHeaderBlock);
+    else {
+      headerChunks.length = 0;
+      headerChunks.push(joined);
+    }
+  };
+
+  const store = async (data: Buffer) => {
+    if (data.length === 0) return;
+    size += data.length;
+    if (size > options.maxSize) {
+      problem ??= "size";
+      return;
+    }
+    collectHeader(data);
+    if (file) {
+      await file.write(data);
+      return;
+    }
+    memory.push(data);
+    if (size > options.memoryThreshold) {
+      await mkdir(options.spoolDir, { recursive: true });
+      filePath = join(options.spoolDir, `${Date.now()}-${randomBytes(6).toString("hex")}.eml`);
+      file = await open(filePath, "w", 0o600);
+      for (const buffered of memory) await file.write(buffered);
+      memory.length = 0;
+    }
+  };
+
+  try {
+    for await (const raw of input as AsyncIterable<Buffer>) {
+      if (problem) continue; // keep reading to the end, store nothing more
+      let chunk = raw;
+      if (options.bareNewlines === "normalize") {
+        const normalized = normalizeNewlines(chunk, carryCR);
+        chunk = normalized.data;
+        carryCR = normalized.carryCR;
+      }
+      checker.check(chunk);
+      if (checker.bare) problem = "bare-newline";
+      else if (checker.tooLong) problem = "line-length";
+      else await store(chunk);
+    }
+    if (!problem && carryCR) {
+      checker.check(Buffer.from("\r\n"));
+      await store(Buffer.from("\r\n"));
+    }
+    checker.finish();
+    if (!problem && checker.bare) problem = "bare-newline";
+  } catch (error) {
+    await discard();
+    throw error;
+  }
+
+  if (problem) {
+    await discard();
+    return { ok: false, problem, size, discard };
+  }
+  if (file) await file.close();
+  file = undefined;
+  headerBlock ??= Buffer.concat(headerChunks);
+  const headers = headerBlock.length > 0 ? parseHeaderBlock(headerBlock) : new HeaderList([]);
+  const body = filePath ? ({ kind: "file", path: filePath } as const) : ({ kind: "memory", chunks: memory } as const);
+  return { ok: true, message: new SpooledMessage(body, size, headers), discard };
+}

@@ -1,0 +1,91 @@
+// Starts the real Postern server in-process on an ephemeral loopback port, with the plugins under
+// test and (optionally) a fake DNS zone wired into core's resolver.
+import { createServer, type PosternServer, type ServerConfigInput, type Plugin } from "@postern/core";
+import { pino } from "pino";
+import { connectSmtp, type RawSmtpClient } from "./smtp-client.ts";
+import { startFakeDns, type FakeDns, type Zone } from "./fake-dns.ts";
+import { sendMail, type SendOptions, type SendResult } from "./send.ts";
+
+export interface TestServerOptions {
+  plugins: Plugin[];
+  /** A zone to serve from a fake DNS server, or an already started one. */
+  dns?: Zone | FakeDns;
+  hostname?: string;
+  /** Overrides of the server config (listeners default to one plaintext listener on port 0). */
+  config?: Partial<ServerConfigInput>;
+}
+
+export interface LogRecord {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export interface TestServer {
+  readonly server: PosternServer;
+  readonly port: number;
+  readonly host: string;
+  /** Port of each listener, in config order. */
+  readonly ports: number[];
+  readonly dns: FakeDns | undefined;
+  /** Every log line the server wrote, parsed. */
+  readonly logs: LogRecord[];
+  /** A raw client connected to the first listener (or `port`). */
+  connect(options?: { port?: number; tls?: boolean }): Promise<RawSmtpClient>;
+  /** Sends with nodemailer to the first listener. */
+  send(options: Omit<SendOptions, "port"> & { port?: number }): Promise<SendResult>;
+  stop(): Promise<void>;
+}
+
+function isFakeDns(value: Zone | FakeDns): value is FakeDns {
+  return Array.isArray((value as FakeDns).servers) && typeof (value as FakeDns).close === "function";
+}
+
+export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
+  const ownDns = options.dns && !isFakeDns(options.dns) ? await startFakeDns(options.dns) : undefined;
+  const dns = ownDns ?? (options.dns && isFakeDns(options.dns) ? options.dns : undefined);
+  const logs: LogRecord[] = [];
+  const logger = pino(
+    { level: process.env.POSTERN_TEST_LOG ?? "info" },
+    {
+      write(line: string) {
+        const record = JSON.parse(line) as LogRecord;
+        logs.push(record);
+        if (process.env.POSTERN_TEST_LOG_STDERR) process.stderr.write(line);
+      },
+    },
+  );
+  const server = createServer(
+    {
+      hostname: options.hostname ?? "mx.test",
+      listeners: [{ address: "127.0.0.1", port: 1 }],
+      ...options.config,
+      dns: { servers: dns?.servers ?? ["127.0.0.1:9"], timeoutMs: 2000, cacheTtlMs: 0, ...options.config?.dns },
+      plugins: options.plugins,
+    },
+    { logger },
+  );
+  // Port 1 above only satisfies the schema; every listener binds an ephemeral port.
+  for (const listener of server.config.listeners) listener.port = 0;
+  await server.start();
+  const ports = server.addresses().map((address) => address.port);
+  const port = ports[0]!;
+  return {
+    server,
+    port,
+    ports,
+    host: "127.0.0.1",
+    dns,
+    logs,
+    connect(connectOptions = {}) {
+      return connectSmtp(connectOptions.port ?? port, "127.0.0.1", { tls: connectOptions.tls ?? false });
+    },
+    send(sendOptions) {
+      return sendMail({ port, ...sendOptions });
+    },
+    async stop() {
+      await server.stop();
+      await ownDns?.close();
+    },
+  };
+}

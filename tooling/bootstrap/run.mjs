@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+// The README's two commands, `npm start` and `npm test`, land here. This file runs on whatever Node
+// the machine has (Node 20 on a bare machine), so it uses nothing but Node's standard library.
+//
+// It makes sure the pinned toolchain is present — Node from `.node-version` and pnpm from
+// `packageManager` — fetching both from the npm registry into a cache outside the repo when the
+// machine lacks them, installs the workspace, and hands over to turbo (test) or the `postern`
+// command (start). With Node >= 22.19 and the pinned pnpm already present nothing is fetched.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const rootManifest = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8"));
+const pinnedNode = readFileSync(join(repoRoot, ".node-version"), "utf8").trim();
+const pinnedPnpm = String(rootManifest.packageManager).replace(/^pnpm@/, "");
+const minimumNode = [22, 19];
+const cacheRoot = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "postern", "toolchain");
+
+function log(message) {
+  process.stderr.write(`[bootstrap] ${message}\n`);
+}
+
+function nodeIsRecentEnough(version) {
+  const [major, minor] = version.replace(/^v/, "").split(".").map(Number);
+  return major > minimumNode[0] || (major === minimumNode[0] && minor >= minimumNode[1]);
+}
+
+/** Installs one npm package into its own folder under the cache, once. */
+function fetchIntoCache(folderName, spec) {
+  const prefix = join(cacheRoot, folderName);
+  if (!existsSync(join(prefix, "node_modules"))) {
+    log(`fetching ${spec} from the npm registry into ${prefix}`);
+    mkdirSync(prefix, { recursive: true });
+    const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+    const result = spawnSync(
+      npm,
+      ["install", "--prefix", prefix, "--no-save", "--no-audit", "--no-fund", "--loglevel=error", spec],
+      { stdio: "inherit" },
+    );
+    if (result.status !== 0) {
+      throw new Error(`could not install ${spec} from the npm registry (npm exited ${result.status})`);
+    }
+  }
+  return prefix;
+}
+
+function nodeBinary() {
+  if (nodeIsRecentEnough(process.version)) return process.execPath;
+  // The `node` package on npm ships Node builds as node-<platform>-<arch> packages; taking that
+  // package directly avoids the `node` package's postinstall, which itself calls npm.
+  const platform = process.platform === "win32" ? "win" : process.platform;
+  const packageName = `node-${platform}-${process.arch}`;
+  const prefix = fetchIntoCache(`node-${pinnedNode}`, `${packageName}@${pinnedNode}`);
+  const binary = join(prefix, "node_modules", packageName, "bin", "node");
+  if (!existsSync(binary)) throw new Error(`${packageName}@${pinnedNode} did not contain bin/node`);
+  return binary;
+}
+
+function pnpmEntry() {
+  const agent = process.env.npm_config_user_agent ?? "";
+  if (agent.startsWith(`pnpm/${pinnedPnpm} `) && process.env.npm_execpath) return process.env.npm_execpath;
+  const prefix = fetchIntoCache(`pnpm-${pinnedPnpm}`, `pnpm@${pinnedPnpm}`);
+  return join(prefix, "node_modules", "pnpm", "bin", "pnpm.cjs");
+}
+
+function run(node, args, env) {
+  return new Promise((resolvePromise) => {
+    const child = spawn(node, args, { cwd: repoRoot, env, stdio: "inherit" });
+    const forward = (signal) => child.kill(signal);
+    process.on("SIGINT", forward);
+    process.on("SIGTERM", forward);
+    child.on("exit", (code, signal) => {
+      process.off("SIGINT", forward);
+      process.off("SIGTERM", forward);
+      resolvePromise(code ?? (signal ? 1 : 0));
+    });
+  });
+}
+
+async function main() {
+  const [command = "test", ...rest] = process.argv.slice(2);
+  const node = nodeBinary();
+  const pnpm = pnpmEntry();
+  const env = {
+    ...process.env,
+    PATH: `${dirname(node)}${process.platform === "win32" ? ";" : ":"}${process.env.PATH ?? ""}`,
+    // Keep pnpm's own update check and corepack out of the way; neither can work offline.
+    npm_config_update_notifier: "false",
+    COREPACK_ENABLE_STRICT: "0",
+  };
+
+  const install = await run(node, [pnpm, "install", "--frozen-lockfile", "--prefer-offline"], env);
+  if (install !== 0) return install;
+
+  switch (command) {
+    case "test":
+      return run(node, [pnpm, "exec", "node", "tooling/bootstrap/test.mjs", ...rest], env);
+    case "start":
+      return run(node, [pnpm, "--silent", "--filter", "postern", "run", "postern", "start", ...rest], env);
+    default:
+      log(`unknown command "${command}"; expected "start" or "test"`);
+      return 2;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    log(error instanceof Error ? error.message : String(error));
+    process.exit(1);
+  },
+);
