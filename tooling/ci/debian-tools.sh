@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian tools the interop tests drive, once. Tests that need one of them look for it
-# and fail with a message naming this script if it is missing.
+# Installs the Debian packages listed in debian-packages.txt (the tools interop tests drive), once.
 set -euo pipefail
-packages=(swaks libnet-ssleay-perl python3)
+list="$(dirname "$0")/debian-packages.txt"
 missing=()
-for package in "${packages[@]}"; do
+while read -r package; do
+  case "$package" in ""|\#*) continue ;; esac
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
-done
+done <"$list"
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "[ci] installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
