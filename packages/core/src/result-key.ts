@@ -23,7 +23,7 @@ export class Results {
     return this.#values.get(key.id)?.value as T | undefined;
   }
 
-  set<T>(key: ResultKey<T>, value: T): void {
+  set<T>(key: ResultKey<T>, value: NoInfer<T>): void {
     this.#values.set(key.id, { name: key.name, value });
   }
 

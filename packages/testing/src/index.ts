@@ -11,3 +11,5 @@ export { buildMessage, bulkyText } from "./message-builder.ts";
 export type { MessageSpec } from "./message-builder.ts";
 export { claimRecipients, memoryQueue } from "./plugins.ts";
 export type { CapturedMessage, MemoryQueue } from "./plugins.ts";
+export { createTestCertificate } from "./certificates.ts";
+export type { TestCertificate } from "./certificates.ts";
