@@ -13,7 +13,9 @@ export const byteSize = z.union([
   z.number().int().positive(),
   z
     .string()
-    .regex(/^\s*\d+(\.\d+)?\s*(B|KB|K|MB|M|GB|G)?\s*$/i, { error: 'expected a size such as 26214400, "25MB" or "512KB"' })
+    .regex(/^\s*\d+(\.\d+)?\s*(B|KB|K|MB|M|GB|G)?\s*$/i, {
+      error: 'expected a size such as 26214400, "25MB" or "512KB"',
+    })
     .transform((text) => {
       const match = /^\s*(\d+(?:\.\d+)?)\s*([A-Z]*)\s*$/i.exec(text)!;
       const unit = (match[2] ?? "").toUpperCase().replace(/B$/, "");
@@ -64,7 +66,10 @@ const pluginShape = z.custom<Plugin>(
 
 export const serverConfigSchema = z.object({
   hostname: z.string().min(1).default("localhost"),
-  listeners: z.array(listenerSchema).min(1).default([{ port: 2525 } as never]),
+  listeners: z
+    .array(listenerSchema)
+    .min(1)
+    .default([{ port: 2525 } as never]),
   limits: z
     .object({
       maxMessageSize: byteSize.default(25 * 1024 * 1024),

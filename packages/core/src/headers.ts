@@ -76,8 +76,8 @@ export function formatHeaderField(name: string, value: string): string {
   if (!fieldName.test(name)) throw new TypeError(`"${name}" is not a valid header field name`);
   // Keep folding a plugin wrote (CRLF + whitespace); any other line break would start a new field.
   const safe = value
-    .replace(/\r?\n(?=[ \t])/g, "\u0000")
+    .replace(/\r?\n(?=[ \t])/g, "\uE000")
     .replace(/[\r\n]+/g, " ")
-    .replace(/\u0000/g, "\r\n");
+    .replace(/\uE000/g, "\r\n");
   return `${name}: ${safe}\r\n`;
 }

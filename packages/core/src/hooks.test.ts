@@ -4,12 +4,12 @@ import {
   claimRecipients,
   connectSmtp,
   memoryQueue,
-  startTestServer,
   type RawSmtpClient,
   type SendError,
+  startTestServer,
   type TestServer,
 } from "../../testing/src/index.ts";
-import { accept, defer, disconnect, reject, resultKey, type Plugin, type Session } from "./index.ts";
+import { accept, defer, disconnect, type Plugin, reject, resultKey, type Session } from "./index.ts";
 
 let server: TestServer | undefined;
 const clients: RawSmtpClient[] = [];
@@ -161,7 +161,14 @@ describe("default verdicts", () => {
       name: "auth",
       hooks: { auth: (_s, credentials) => (credentials.password === "secret" ? accept() : undefined) },
     };
-    const watch: Plugin = { name: "watch", hooks: { mailFrom: (tx) => void (user = tx.session.user) } };
+    const watch: Plugin = {
+      name: "watch",
+      hooks: {
+        mailFrom: (tx) => {
+          user = tx.session.user;
+        },
+      },
+    };
     server = await startTestServer({
       plugins: [auth, watch],
       config: { listeners: [{ port: 1, auth: "required", allowInsecureAuth: true }] },
@@ -209,7 +216,9 @@ describe("verdicts become replies", () => {
         mailFrom: (_tx, from) => (from.address === "spam@bad.test" ? reject("5.7.1", "Sender refused") : undefined),
         rcptTo: (_tx, rcpt) => (rcpt.address === "later@localhost" ? defer("4.2.1", "Mailbox busy", 450) : undefined),
         data: (_tx, message) =>
-          message.headers.get("subject") === "virus" ? reject("5.7.0", "Message refused by content filter", 554) : undefined,
+          message.headers.get("subject") === "virus"
+            ? reject("5.7.0", "Message refused by content filter", 554)
+            : undefined,
       },
     };
     server = await startTestServer({ plugins: [policy, claimRecipients(), memoryQueue().plugin] });

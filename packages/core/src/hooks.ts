@@ -3,7 +3,7 @@
 import type { Logger } from "pino";
 import type { DnsResolver } from "./dns.ts";
 import type { Message } from "./message.ts";
-import type { Credentials, Recipient, RouteGroup, Session, Transaction, Address } from "./session.ts";
+import type { Address, Credentials, Recipient, RouteGroup, Session, Transaction } from "./session.ts";
 import type { Verdict } from "./verdict.ts";
 
 /** What each call of a hook gets besides its arguments. */

@@ -1,5 +1,5 @@
 // pino JSON logs. Every line from a session carries its id; hook lines add plugin, hook, queue ID.
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 
 export interface LogOptions {
   level?: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";

@@ -1,7 +1,13 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { buildMessage, claimRecipients, memoryQueue, startTestServer, type TestServer } from "../../testing/src/index.ts";
-import { accept, defer, disconnect, reject } from "./index.ts";
+import {
+  buildMessage,
+  claimRecipients,
+  memoryQueue,
+  startTestServer,
+  type TestServer,
+} from "../../testing/src/index.ts";
 import type { Plugin } from "./index.ts";
+import { accept, defer, disconnect, reject } from "./index.ts";
 
 let server: TestServer | undefined;
 afterEach(async () => {
@@ -18,7 +24,9 @@ describe("message path", () => {
     expect(result.response).toMatch(/^250 2\.0\.0 Ok: queued as [0-9A-Z]{20}$/);
     expect(queue.messages).toHaveLength(1);
     const stored = queue.messages[0]!;
-    expect(stored.bytes.toString()).toMatch(/^Received: from client\.test \([^ ]+ \[127\.0\.0\.1\]\)\r\n\tby mx\.test \(Postern\) with ESMTP id /);
+    expect(stored.bytes.toString()).toMatch(
+      /^Received: from client\.test \([^ ]+ \[127\.0\.0\.1\]\)\r\n\tby mx\.test \(Postern\) with ESMTP id /,
+    );
     expect(stored.bytes.subarray(stored.bytes.length - raw.length).equals(raw)).toBe(true);
   });
 });

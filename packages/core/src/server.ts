@@ -12,7 +12,7 @@ import type {
   SMTPServerOptions,
   SMTPServerSession,
 } from "smtp-server";
-import { parseServerConfig, type ListenerConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
+import { type ListenerConfig, parseServerConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
 import { createResolver, type DnsResolver } from "./dns.ts";
 import { PosternError } from "./errors.ts";
 import { HookRunner } from "./hook-runner.ts";
@@ -22,17 +22,9 @@ import { newQueueId } from "./queue-id.ts";
 import { receivedHeader } from "./received.ts";
 import { defaultReplies, replyError, replyFor, type SmtpReply } from "./reply.ts";
 import { Results } from "./result-key.ts";
-import type {
-  Address,
-  ListenerInfo,
-  Recipient,
-  RouteGroup,
-  Session,
-  TlsInfo,
-  Transaction,
-} from "./session.ts";
+import type { Address, ListenerInfo, Recipient, RouteGroup, Session, TlsInfo, Transaction } from "./session.ts";
 import { AdaptedSmtpServer, type SMTPConnection } from "./smtp-adapter.ts";
-import { spoolMessage, type SpoolProblem } from "./spool.ts";
+import { type SpoolProblem, spoolMessage } from "./spool.ts";
 import type { Verdict } from "./verdict.ts";
 
 export interface CreateServerOptions {
@@ -382,7 +374,9 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
               { plugin, hook: "rcptTo" },
             );
             logger.error({ session: session.id, queueId: transaction.id, plugin, code: error.code }, error.message);
-            return callback(replyError({ code: 451, message: "4.3.0 Temporary local problem, try again later", close: false }));
+            return callback(
+              replyError({ code: 451, message: "4.3.0 Temporary local problem, try again later", close: false }),
+            );
           }
           transaction.recipients.push({ ...candidate, route: verdict.route, dsn: address.dsn });
           callback();
@@ -395,7 +389,9 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
           (error: Error & { responseCode?: number }) => {
             if (error.responseCode) return callback(error);
             logger.error({ session: smtp.id, err: error }, "DATA failed");
-            callback(replyError({ code: 451, message: "4.3.0 Temporary local problem, try again later", close: false }));
+            callback(
+              replyError({ code: 451, message: "4.3.0 Temporary local problem, try again later", close: false }),
+            );
           },
         );
       },
@@ -478,9 +474,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
     stop() {
       stopping ??= (async () => {
         logger.info({ inFlight: inFlight.size }, "shutting down");
-        const closed = listeners.map(
-          ({ server }) => new Promise<void>((resolve) => server.close(() => resolve())),
-        );
+        const closed = listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
         // Sessions not inside DATA are told now. A session inside DATA gets its reply first, then
         // 421 on its next command (smtp-server answers that once closing has begun).
         const closeIdle = () => {

@@ -3,7 +3,7 @@
 // header block once, and keeps the body in memory up to a threshold, on disk above it. The input
 // is always read to its end, so smtp-server can send the reply for a refused message.
 import { randomBytes } from "node:crypto";
-import { mkdir, open, rm, type FileHandle } from "node:fs/promises";
+import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { HeaderList, parseHeaderBlock } from "./headers.ts";

@@ -1,5 +1,5 @@
 import { describe, expectTypeOf, it } from "vitest";
-import { accept, reject, resultKey, Results, type AcceptVerdict, type Plugin } from "./index.ts";
+import { type AcceptVerdict, accept, type Plugin, Results, reject, resultKey } from "./index.ts";
 
 describe("public types", () => {
   it("result keys carry their value type", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { accept, defer, disconnect, reject } from "./verdict.ts";
 import { replyFor } from "./reply.ts";
+import { accept, defer, disconnect, reject } from "./verdict.ts";
 
 describe("verdict helpers", () => {
   it("derive the basic code from the enhanced status", () => {

@@ -2,7 +2,7 @@
 // tests exercise core's resolver exactly as production does: Node's resolver, packets, timeouts.
 // Names can also answer NXDOMAIN, SERVFAIL, or never answer (a timeout).
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
-import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from "node:net";
+import { type AddressInfo, createServer as createTcpServer, type Socket, type Server as TcpServer } from "node:net";
 import * as packet from "dns-packet";
 
 export interface MxRecord {
@@ -72,9 +72,7 @@ function answersFor(name: string, type: string, set: RecordSet): packet.Answer[]
     case "MX":
       return (set.MX ?? []).map((mx) => {
         const record =
-          typeof mx === "string"
-            ? { priority: Number(mx.split(/\s+/)[0]), exchange: mx.split(/\s+/)[1] ?? "" }
-            : mx;
+          typeof mx === "string" ? { priority: Number(mx.split(/\s+/)[0]), exchange: mx.split(/\s+/)[1] ?? "" } : mx;
         return { ...base, type: "MX", data: { preference: record.priority, exchange: record.exchange } };
       });
     case "TXT":
@@ -119,7 +117,8 @@ export async function startFakeDns(initial: Zone = {}): Promise<FakeDns> {
       questions: [question],
       answers: [],
     };
-    if (entry === undefined || entry === "NXDOMAIN") reply.flags! |= 3; // rcode NXDOMAIN
+    if (entry === undefined || entry === "NXDOMAIN")
+      reply.flags! |= 3; // rcode NXDOMAIN
     else if (entry === "SERVFAIL") reply.flags! |= 2;
     else {
       reply.answers = answersFor(question.name, question.type, entry);

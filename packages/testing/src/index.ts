@@ -1,15 +1,16 @@
 // @postern/testing — the kit for testing Postern and its plugins over real SMTP.
-export { startTestServer } from "./test-server.ts";
-export type { LogRecord, TestServer, TestServerOptions } from "./test-server.ts";
-export { connectSmtp } from "./smtp-client.ts";
-export type { RawSmtpClient, SmtpReplyLines } from "./smtp-client.ts";
-export { sendMail } from "./send.ts";
-export type { SendError, SendOptions, SendResult } from "./send.ts";
-export { startFakeDns, reverseName } from "./fake-dns.ts";
-export type { FakeDns, MxRecord, RecordSet, Zone, ZoneEntry } from "./fake-dns.ts";
-export { buildMessage, bulkyText } from "./message-builder.ts";
-export type { MessageSpec } from "./message-builder.ts";
-export { claimRecipients, memoryQueue } from "./plugins.ts";
-export type { CapturedMessage, MemoryQueue } from "./plugins.ts";
-export { createTestCertificate } from "./certificates.ts";
+
 export type { TestCertificate } from "./certificates.ts";
+export { createTestCertificate } from "./certificates.ts";
+export type { FakeDns, MxRecord, RecordSet, Zone, ZoneEntry } from "./fake-dns.ts";
+export { reverseName, startFakeDns } from "./fake-dns.ts";
+export type { MessageSpec } from "./message-builder.ts";
+export { buildMessage, bulkyText } from "./message-builder.ts";
+export type { CapturedMessage, MemoryQueue } from "./plugins.ts";
+export { claimRecipients, memoryQueue } from "./plugins.ts";
+export type { SendError, SendOptions, SendResult } from "./send.ts";
+export { sendMail } from "./send.ts";
+export type { RawSmtpClient, SmtpReplyLines } from "./smtp-client.ts";
+export { connectSmtp } from "./smtp-client.ts";
+export type { LogRecord, TestServer, TestServerOptions } from "./test-server.ts";
+export { startTestServer } from "./test-server.ts";

@@ -1,6 +1,6 @@
 // A raw SMTP client for tests where exact bytes matter: write anything, read replies as they come.
 import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect, type TLSSocket, type ConnectionOptions } from "node:tls";
+import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
 
 export interface SmtpReplyLines {
   code: number;
@@ -68,7 +68,12 @@ export async function connectSmtp(
       buffer = buffer.slice(complete);
       const code = Number(lines[0]!.slice(0, 3));
       const texts = lines.map((line) => line.slice(4));
-      const reply = { code, lines: texts, text: texts.join("\n"), enhanced: /^[245]\.\d+\.\d+/.exec(texts[0] ?? "")?.[0] };
+      const reply = {
+        code,
+        lines: texts,
+        text: texts.join("\n"),
+        enhanced: /^[245]\.\d+\.\d+/.exec(texts[0] ?? "")?.[0],
+      };
       const waiter = waiters.shift();
       if (waiter) waiter.resolve(reply);
       else replies.push(reply);

@@ -1,10 +1,10 @@
 // Starts the real Postern server in-process on an ephemeral loopback port, with the plugins under
 // test and (optionally) a fake DNS zone wired into core's resolver.
-import { createServer, type PosternServer, type ServerConfigInput, type Plugin } from "@postern/core";
+import { createServer, type Plugin, type PosternServer, type ServerConfigInput } from "@postern/core";
 import { pino } from "pino";
+import { type FakeDns, startFakeDns, type Zone } from "./fake-dns.ts";
+import { type SendOptions, type SendResult, sendMail } from "./send.ts";
 import { connectSmtp, type RawSmtpClient } from "./smtp-client.ts";
-import { startFakeDns, type FakeDns, type Zone } from "./fake-dns.ts";
-import { sendMail, type SendOptions, type SendResult } from "./send.ts";
 
 export interface TestServerOptions {
   plugins: Plugin[];
