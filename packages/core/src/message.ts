@@ -1,17 +1,19 @@
 // The received message as hooks and storage plugins see it: the original bytes (in memory or in a
 // spool file), the parsed headers, and the header fields plugins prepend. `stream()` may be called
-// any number of times and always yields prepended fields (newest first) + the original bytes.
+// any number of times and always yields prepended fields (newest first) + the original bytes,
+// less any original header fields a plugin removed (e.g. a spoofed Authentication-Results).
 import { createReadStream } from "node:fs";
 import { Readable } from "node:stream";
-import { formatHeaderField, type HeaderList } from "./headers.ts";
+import { formatHeaderField, type HeaderField, HeaderList } from "./headers.ts";
 
 export interface Message {
   /** Size of the original message in bytes (without prepended fields). */
   readonly size: number;
+  /** The original header fields, less those removed with removeHeader(). */
   readonly headers: HeaderList;
   /** Fields prepended so far, newest first, each formatted with its CRLF. */
   readonly prepended: readonly string[];
-  /** The final message: prepended header fields, then the original bytes unchanged. */
+  /** The final message: prepended header fields, then the original bytes less removed fields. */
   stream(): Readable;
   /** The original bytes as received (after the bare-newline policy), without prepended fields. */
   original(): Readable;
@@ -19,20 +21,34 @@ export interface Message {
   prepend(name: string, value: string): void;
   /** Removes a prepended field by name (e.g. to replace one). Returns how many were removed. */
   unprepend(name: string): number;
+  /**
+   * Drops original header fields for which `predicate` is true from stream() and `headers`
+   * (e.g. an incoming Authentication-Results claiming our authserv-id, RFC 8601 §5). The bytes
+   * of every other field and of the body stay as received; original() is unchanged. Returns
+   * how many fields were removed by this call.
+   */
+  removeHeader(predicate: (field: HeaderField) => boolean): number;
 }
 
 export type SpooledBody = { kind: "memory"; chunks: readonly Buffer[] } | { kind: "file"; path: string };
 
 export class SpooledMessage implements Message {
   readonly size: number;
-  readonly headers: HeaderList;
+  readonly #received: HeaderList;
   readonly #body: SpooledBody;
   #prepended: string[] = [];
+  readonly #removed = new Set<HeaderField>();
+  #headers: HeaderList;
 
   constructor(body: SpooledBody, size: number, headers: HeaderList) {
     this.#body = body;
     this.size = size;
-    this.headers = headers;
+    this.#received = headers;
+    this.#headers = headers;
+  }
+
+  get headers(): HeaderList {
+    return this.#headers;
   }
 
   get prepended(): readonly string[] {
@@ -55,6 +71,17 @@ export class SpooledMessage implements Message {
     return before - this.#prepended.length;
   }
 
+  removeHeader(predicate: (field: HeaderField) => boolean): number {
+    let count = 0;
+    for (const field of this.#headers.fields) {
+      if (!predicate(field)) continue;
+      this.#removed.add(field);
+      count++;
+    }
+    if (count > 0) this.#headers = new HeaderList(this.#received.fields.filter((field) => !this.#removed.has(field)));
+    return count;
+  }
+
   original(): Readable {
     if (this.#body.kind === "file") return createReadStream(this.#body.path, { highWaterMark: 256 * 1024 });
     return Readable.from(this.#body.chunks, { objectMode: false });
@@ -63,12 +90,65 @@ export class SpooledMessage implements Message {
   stream(): Readable {
     const header = Buffer.from(this.#prepended.join(""), "utf8");
     const original = this.original();
+    const fields = this.#received.fields;
+    const removed = new Set(this.#removed);
     return Readable.from(
       (async function* () {
         if (header.length > 0) yield header;
-        yield* original;
+        if (removed.size === 0) {
+          yield* original;
+          return;
+        }
+        yield* withoutFields(original, fields, removed);
       })(),
       { objectMode: false },
     );
   }
+}
+
+/**
+ * Yields `original` without the byte ranges of the `removed` fields. The fields were parsed from
+ * these very bytes, in order, so each one's raw text is found at a line start after the previous
+ * field; only the header block (at most the 1 MiB core parses) is buffered.
+ */
+async function* withoutFields(
+  original: AsyncIterable<Buffer>,
+  fields: readonly HeaderField[],
+  removed: ReadonlySet<HeaderField>,
+): AsyncGenerator<Buffer> {
+  const last = fields.findLastIndex((field) => removed.has(field));
+  const buffered: Buffer[] = [];
+  let text = "";
+  let position = 0;
+  let index = 0;
+  const ranges: [number, number][] = [];
+  let located = false;
+  for await (const chunk of original) {
+    if (located) {
+      yield chunk;
+      continue;
+    }
+    buffered.push(chunk);
+    text += chunk.toString("latin1");
+    while (index <= last) {
+      const field = fields[index]!;
+      let at = text.indexOf(field.raw, position);
+      while (at > 0 && text[at - 1] !== "\n") at = text.indexOf(field.raw, at + 1);
+      if (at === -1) break; // not all of it has arrived yet
+      if (removed.has(field)) ranges.push([at, at + field.raw.length]);
+      position = at + field.raw.length;
+      index++;
+    }
+    if (index > last) {
+      located = true;
+      const all = Buffer.concat(buffered);
+      let from = 0;
+      for (const [start, end] of ranges) {
+        if (start > from) yield all.subarray(from, start);
+        from = end;
+      }
+      if (from < all.length) yield all.subarray(from);
+    }
+  }
+  if (!located) throw new Error("a removed header field was not found in the message bytes");
 }
