@@ -6,8 +6,6 @@ import {
   startTestServer,
   type TestServer,
 } from "../../testing/src/index.ts";
-import type { Plugin } from "./index.ts";
-import { accept, defer, disconnect, reject } from "./index.ts";
 
 let server: TestServer | undefined;
 afterEach(async () => {

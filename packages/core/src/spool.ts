@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
+import { noteTransientBytes } from "./buffer-reclaim.ts";
 import { HeaderList, parseHeaderBlock } from "./headers.ts";
 import { SpooledMessage } from "./message.ts";
 
@@ -145,6 +146,7 @@ export async function spoolMessage(input: Readable, options: SpoolOptions): Prom
 
   try {
     for await (const raw of input as AsyncIterable<Buffer>) {
+      noteTransientBytes(raw.length);
       if (problem) continue; // keep reading to the end, store nothing more
       let chunk = raw;
       if (options.bareNewlines === "normalize") {
