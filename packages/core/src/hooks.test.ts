@@ -143,9 +143,18 @@ describe("default verdicts", () => {
     expect(server.logs.some((line) => line.plugin === "sloppy" && /without a route/.test(line.msg))).toBe(true);
   });
 
-  it("refuses AUTH when no plugin accepts it", async () => {
+  it("refuses AUTH when no plugin accepts it, and counts the failures", async () => {
+    let failures = 0;
+    const watch: Plugin = {
+      name: "watch",
+      hooks: {
+        auth: (session) => {
+          failures = session.authFailures + 1;
+        },
+      },
+    };
     server = await startTestServer({
-      plugins: [],
+      plugins: [watch],
       config: { listeners: [{ port: 1, auth: "optional", allowInsecureAuth: true }] },
     });
     const client = await open(server);
@@ -153,6 +162,8 @@ describe("default verdicts", () => {
     const reply = await client.command(`AUTH PLAIN ${Buffer.from("\0user\0pass").toString("base64")}`);
     expect(reply.code).toBe(535);
     expect(reply.text).toBe("5.7.8 Authentication credentials invalid");
+    expect((await client.command(`AUTH PLAIN ${Buffer.from("\0user\0again").toString("base64")}`)).code).toBe(535);
+    expect(failures).toBe(2);
   });
 
   it("makes the authenticated user visible to later hooks", async () => {

@@ -59,6 +59,7 @@ class SessionState implements Session {
   greeting: "EHLO" | "HELO" | undefined;
   tls: TlsInfo | undefined;
   user: string | undefined;
+  authFailures = 0;
   transactionCount = 0;
   transaction: TransactionState | undefined;
   connection: SMTPConnection | undefined;
@@ -334,6 +335,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
             return callback(null, { user: credentials.username });
           }
           const refusal = reply ?? defaultReplies.auth;
+          session.authFailures++;
           closeAfterReply(session, refusal);
           callback(replyError(refusal));
         }, callback);

@@ -36,6 +36,8 @@ export interface Session {
   readonly tls: TlsInfo | undefined;
   /** The authenticated user, once AUTH succeeded. */
   readonly user: string | undefined;
+  /** Failed AUTH attempts in this session (limits and logs read it; core only counts). */
+  readonly authFailures: number;
   readonly results: Results;
   readonly connectedAt: Date;
   /** How many transactions this connection has completed. */
