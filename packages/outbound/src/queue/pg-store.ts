@@ -1,0 +1,401 @@
+// The shared queue store: PostgreSQL, for several Postern nodes delivering from one queue.
+//
+// Claims take rows with FOR UPDATE SKIP LOCKED and stamp a lease (locked_by, locked_until) in
+// the same statement, so two workers never hold the same recipient: a row another claimer has
+// locked is skipped, and a row it already stamped no longer matches the "not leased" condition
+// when re-checked. A crashed node's leases run out and its recipients become due again.
+// All times come from the database clock, so nodes with skewed clocks still agree on leases.
+import { Readable } from "node:stream";
+import pg from "pg";
+import {
+  assertMessageId,
+  type Claim,
+  type ClaimOptions,
+  type DeliveryReply,
+  domainOf,
+  type ListOptions,
+  type MessageEnvelope,
+  type NewRecipient,
+  type QueuedMessage,
+  type QueueStats,
+  type QueueStore,
+  type RecipientOutcome,
+  type RecipientRecord,
+  type RecipientState,
+} from "./store.ts";
+
+export interface PgQueueStoreOptions {
+  /** postgres:// URL; defaults to $DATABASE_URL. Ignored when `pool` is given. */
+  connectionString?: string | undefined;
+  /** Use this pool (shared with other plugins); it is not ended on close. */
+  pool?: pg.Pool | undefined;
+  /** Schema holding the queue tables; one per Postern cluster (and per test file). */
+  schema?: string | undefined;
+  /** Most connections this store opens. */
+  maxConnections?: number | undefined;
+}
+
+interface RecipientRow {
+  message_id: string;
+  idx: number;
+  address: string;
+  domain: string;
+  notify: string | null;
+  orcpt: string | null;
+  state: RecipientState;
+  attempts: number;
+  next_attempt_at: Date;
+  last_code: number | null;
+  last_status: string | null;
+  last_text: string | null;
+  last_remote: string | null;
+}
+
+const identifier = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function toRecord(row: RecipientRow): RecipientRecord {
+  const lastReply: DeliveryReply | undefined =
+    row.last_code === null
+      ? undefined
+      : {
+          code: row.last_code,
+          status: row.last_status ?? "",
+          text: row.last_text ?? "",
+          remote: row.last_remote ?? undefined,
+        };
+  return {
+    index: row.idx,
+    address: row.address,
+    domain: row.domain,
+    notify: row.notify ? row.notify.split(",") : undefined,
+    orcpt: row.orcpt ?? undefined,
+    state: row.state,
+    attempts: row.attempts,
+    nextAttemptAt: row.next_attempt_at.getTime(),
+    lastReply,
+  };
+}
+
+export class PgQueueStore implements QueueStore {
+  readonly kind = "postgres";
+  readonly schema: string;
+  readonly #pool: pg.Pool;
+  readonly #ownPool: boolean;
+  readonly #t: { messages: string; recipients: string; cache: string };
+
+  constructor(options: PgQueueStoreOptions = {}) {
+    this.schema = options.schema ?? "postern_outbound";
+    if (!identifier.test(this.schema)) {
+      throw new TypeError(`schema "${this.schema}" must be a lower-case SQL identifier (letters, digits, _)`);
+    }
+    const q = `"${this.schema}"`;
+    this.#t = { messages: `${q}.messages`, recipients: `${q}.recipients`, cache: `${q}.cache` };
+    if (options.pool) {
+      this.#pool = options.pool;
+      this.#ownPool = false;
+    } else {
+      const connectionString = options.connectionString ?? process.env.DATABASE_URL;
+      if (!connectionString) throw new TypeError("no PostgreSQL connection string (option or $DATABASE_URL)");
+      this.#pool = new pg.Pool({ connectionString, max: options.maxConnections ?? 10 });
+      // An idle client losing its connection must not crash the process; the next query reconnects.
+      this.#pool.on("error", () => undefined);
+      this.#ownPool = true;
+    }
+  }
+
+  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await work(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async open(): Promise<void> {
+    const { messages, recipients, cache } = this.#t;
+    // Nodes starting together would race on CREATE … IF NOT EXISTS; one migrates at a time.
+    await this.#transaction(async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`postern-outbound:${this.schema}`]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${messages} (
+        id text PRIMARY KEY,
+        envelope jsonb NOT NULL,
+        body bytea NOT NULL,
+        created_at timestamptz NOT NULL
+      )`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${recipients} (
+        message_id text NOT NULL REFERENCES ${messages} (id) ON DELETE CASCADE,
+        idx integer NOT NULL,
+        address text NOT NULL,
+        domain text NOT NULL,
+        notify text,
+        orcpt text,
+        state text NOT NULL DEFAULT 'queued',
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL DEFAULT now(),
+        locked_by text,
+        locked_until timestamptz,
+        last_code integer,
+        last_status text,
+        last_text text,
+        last_remote text,
+        PRIMARY KEY (message_id, idx)
+      )`);
+      await client.query(
+        `CREATE INDEX IF NOT EXISTS recipients_due ON ${recipients} (next_attempt_at) WHERE state = 'queued'`,
+      );
+      await client.query(`CREATE TABLE IF NOT EXISTS ${cache} (
+        key text PRIMARY KEY,
+        value jsonb NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownPool) await this.#pool.end();
+  }
+
+  async enqueue(
+    envelope: MessageEnvelope,
+    recipientList: readonly NewRecipient[],
+    body: Readable | Buffer,
+  ): Promise<void> {
+    assertMessageId(envelope.id);
+    if (recipientList.length === 0) throw new TypeError("a queued message needs at least one recipient");
+    let bytes: Buffer;
+    if (Buffer.isBuffer(body)) bytes = body;
+    else {
+      const chunks: Buffer[] = [];
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+      bytes = Buffer.concat(chunks);
+    }
+    const { messages, recipients } = this.#t;
+    await this.#transaction(async (client) => {
+      await client.query(
+        `INSERT INTO ${messages} (id, envelope, body, created_at) VALUES ($1, $2, $3, to_timestamp($4 / 1000.0))`,
+        [envelope.id, JSON.stringify(envelope), bytes, envelope.createdAt],
+      );
+      await client.query(
+        `INSERT INTO ${recipients} (message_id, idx, address, domain, notify, orcpt)
+         SELECT $1, (t.i - 1)::integer, t.address, t.domain, NULLIF(t.notify, ''), NULLIF(t.orcpt, '')
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(address, domain, notify, orcpt, i)`,
+        [
+          envelope.id,
+          recipientList.map((recipient) => recipient.address),
+          recipientList.map((recipient) => domainOf(recipient.address)),
+          recipientList.map((recipient) => (recipient.notify ?? []).join(",")),
+          recipientList.map((recipient) => recipient.orcpt ?? ""),
+        ],
+      );
+    });
+  }
+
+  async #envelopes(ids: readonly string[]): Promise<Map<string, MessageEnvelope>> {
+    const result = await this.#pool.query<{ id: string; envelope: MessageEnvelope }>(
+      `SELECT id, envelope FROM ${this.#t.messages} WHERE id = ANY($1::text[])`,
+      [ids],
+    );
+    return new Map(result.rows.map((row) => [row.id, row.envelope]));
+  }
+
+  async claim(options: ClaimOptions): Promise<Claim[]> {
+    const { recipients } = this.#t;
+    const claimed = await this.#pool.query<RecipientRow>(
+      `WITH picked AS (
+         SELECT message_id, idx FROM ${recipients}
+         WHERE state = 'queued' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until <= now())
+         ORDER BY next_attempt_at, message_id, idx
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED
+       )
+       UPDATE ${recipients} AS r
+       SET locked_by = $2, locked_until = now() + $3 * interval '1 millisecond'
+       FROM picked
+       WHERE r.message_id = picked.message_id AND r.idx = picked.idx
+       RETURNING r.*`,
+      [options.limit, options.worker, options.leaseMs],
+    );
+    if (claimed.rows.length === 0) return [];
+    const byMessage = new Map<string, RecipientRecord[]>();
+    for (const row of claimed.rows) {
+      const list = byMessage.get(row.message_id) ?? [];
+      list.push(toRecord(row));
+      byMessage.set(row.message_id, list);
+    }
+    const envelopes = await this.#envelopes([...byMessage.keys()]);
+    const claims: Claim[] = [];
+    for (const [id, list] of byMessage) {
+      const message = envelopes.get(id);
+      if (message) claims.push({ message, recipients: list.sort((a, b) => a.index - b.index) });
+    }
+    return claims;
+  }
+
+  async renew(worker: string, leaseMs: number): Promise<number> {
+    const result = await this.#pool.query(
+      `UPDATE ${this.#t.recipients} SET locked_until = now() + $2 * interval '1 millisecond'
+       WHERE locked_by = $1 AND state = 'queued'`,
+      [worker, leaseMs],
+    );
+    return result.rowCount ?? 0;
+  }
+
+  async release(worker: string, messageId: string, indexes: readonly number[]): Promise<void> {
+    await this.#pool.query(
+      `UPDATE ${this.#t.recipients} SET locked_by = NULL, locked_until = NULL
+       WHERE message_id = $1 AND idx = ANY($2::integer[]) AND locked_by = $3`,
+      [messageId, indexes, worker],
+    );
+  }
+
+  async complete(worker: string, messageId: string, outcomes: readonly RecipientOutcome[]): Promise<number[]> {
+    if (outcomes.length === 0) return [];
+    const { messages, recipients } = this.#t;
+    return this.#transaction(async (client) => {
+      // Serializes completions of one message (several domains may finish together), so the
+      // "nothing left queued → delete" check below sees the others' updates.
+      const exists = await client.query(`SELECT 1 FROM ${messages} WHERE id = $1 FOR UPDATE`, [messageId]);
+      if (exists.rowCount === 0) return [];
+      const updated = await client.query<{ idx: number }>(
+        `UPDATE ${recipients} AS r SET
+           state = v.state,
+           attempts = r.attempts + 1,
+           next_attempt_at = CASE WHEN v.state = 'queued' THEN now() + v.delay * interval '1 millisecond' ELSE r.next_attempt_at END,
+           last_code = v.code, last_status = v.status, last_text = v.text, last_remote = NULLIF(v.remote, ''),
+           locked_by = NULL, locked_until = NULL
+         FROM unnest($2::integer[], $3::text[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::text[])
+           AS v(idx, state, delay, code, status, text, remote)
+         WHERE r.message_id = $1 AND r.idx = v.idx AND r.locked_by = $9 AND r.state = 'queued'
+         RETURNING r.idx`,
+        [
+          messageId,
+          outcomes.map((outcome) => outcome.index),
+          outcomes.map((outcome) => (outcome.result === "deferred" ? "queued" : outcome.result)),
+          outcomes.map((outcome) =>
+            outcome.result === "deferred" ? Math.max(0, Math.round(outcome.retryAfterMs)) : 0,
+          ),
+          outcomes.map((outcome) => outcome.reply.code),
+          outcomes.map((outcome) => outcome.reply.status),
+          outcomes.map((outcome) => outcome.reply.text),
+          outcomes.map((outcome) => outcome.reply.remote ?? ""),
+          worker,
+        ],
+      );
+      await client.query(
+        `DELETE FROM ${messages} WHERE id = $1
+         AND NOT EXISTS (SELECT 1 FROM ${recipients} WHERE message_id = $1 AND state = 'queued')`,
+        [messageId],
+      );
+      return updated.rows.map((row) => row.idx).sort((a, b) => a - b);
+    });
+  }
+
+  async body(messageId: string): Promise<Readable> {
+    const result = await this.#pool.query<{ body: Buffer }>(`SELECT body FROM ${this.#t.messages} WHERE id = $1`, [
+      messageId,
+    ]);
+    const row = result.rows[0];
+    if (!row) throw Object.assign(new Error(`message ${messageId} is not queued`), { code: "ENOENT" });
+    return Readable.from([row.body]);
+  }
+
+  async #messagesWithRecipients(where: string, params: unknown[], limit?: number): Promise<QueuedMessage[]> {
+    const { messages, recipients } = this.#t;
+    const found = await this.#pool.query<{ id: string; envelope: MessageEnvelope }>(
+      `SELECT id, envelope FROM ${messages} ${where} ORDER BY created_at, id ${limit ? `LIMIT ${Math.floor(limit)}` : ""}`,
+      params,
+    );
+    if (found.rows.length === 0) return [];
+    const rows = await this.#pool.query<RecipientRow>(
+      `SELECT * FROM ${recipients} WHERE message_id = ANY($1::text[]) ORDER BY message_id, idx`,
+      [found.rows.map((row) => row.id)],
+    );
+    const byMessage = new Map<string, RecipientRecord[]>();
+    for (const row of rows.rows) {
+      const list = byMessage.get(row.message_id) ?? [];
+      list.push(toRecord(row));
+      byMessage.set(row.message_id, list);
+    }
+    return found.rows.map((row) => ({ ...row.envelope, recipients: byMessage.get(row.id) ?? [] }));
+  }
+
+  async get(messageId: string): Promise<QueuedMessage | undefined> {
+    return (await this.#messagesWithRecipients("WHERE id = $1", [messageId]))[0];
+  }
+
+  list(options: ListOptions = {}): Promise<QueuedMessage[]> {
+    return this.#messagesWithRecipients("", [], options.limit);
+  }
+
+  async retry(messageId?: string): Promise<number> {
+    const result = await this.#pool.query(
+      `UPDATE ${this.#t.recipients} SET next_attempt_at = LEAST(next_attempt_at, now())
+       WHERE state = 'queued' ${messageId === undefined ? "" : "AND message_id = $1"}`,
+      messageId === undefined ? [] : [messageId],
+    );
+    return result.rowCount ?? 0;
+  }
+
+  async delete(messageId: string): Promise<boolean> {
+    const result = await this.#pool.query(`DELETE FROM ${this.#t.messages} WHERE id = $1`, [messageId]);
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async stats(): Promise<QueueStats> {
+    const { messages, recipients } = this.#t;
+    const totals = await this.#pool.query<{ messages: string; oldest: Date | null }>(
+      `SELECT count(*) AS messages, min(created_at) AS oldest FROM ${messages}`,
+    );
+    const counts = await this.#pool.query<{ queued: string; deferred: string; active: string }>(
+      `SELECT count(*) AS queued,
+              count(*) FILTER (WHERE attempts > 0) AS deferred,
+              count(*) FILTER (WHERE locked_until > now()) AS active
+       FROM ${recipients} WHERE state = 'queued'`,
+    );
+    const domains = await this.#pool.query<{ domain: string; queued: string }>(
+      `SELECT domain, count(*) AS queued FROM ${recipients} WHERE state = 'queued'
+       GROUP BY domain ORDER BY count(*) DESC, domain LIMIT 100`,
+    );
+    const total = totals.rows[0]!;
+    const count = counts.rows[0]!;
+    return {
+      messages: Number(total.messages),
+      queued: Number(count.queued),
+      deferred: Number(count.deferred),
+      active: Number(count.active),
+      oldestCreatedAt: total.oldest ? total.oldest.getTime() : undefined,
+      domains: domains.rows.map((row) => ({ domain: row.domain, queued: Number(row.queued) })),
+    };
+  }
+
+  async nextDue(): Promise<number | undefined> {
+    const result = await this.#pool.query<{ due: Date | null }>(
+      `SELECT min(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at))) AS due
+       FROM ${this.#t.recipients} WHERE state = 'queued'`,
+    );
+    return result.rows[0]?.due?.getTime();
+  }
+
+  async loadCached(key: string): Promise<unknown> {
+    const result = await this.#pool.query<{ value: unknown }>(`SELECT value FROM ${this.#t.cache} WHERE key = $1`, [
+      key,
+    ]);
+    return result.rows[0]?.value;
+  }
+
+  async saveCached(key: string, value: unknown): Promise<void> {
+    await this.#pool.query(
+      `INSERT INTO ${this.#t.cache} (key, value, updated_at) VALUES ($1, $2, now())
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+      [key, JSON.stringify(value)],
+    );
+  }
+}

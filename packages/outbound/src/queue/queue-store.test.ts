@@ -1,0 +1,351 @@
+// One conformance suite for every queue store: the filesystem spool and PostgreSQL must behave
+// the same to the delivery code. Store-specific behaviour (crash recovery of half-written files,
+// the spool lock) is tested at the end.
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import pg from "pg";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FsQueueStore, SpoolLockedError } from "./fs-store.ts";
+import { PgQueueStore } from "./pg-store.ts";
+import type { MessageEnvelope, QueueStore, RecipientOutcome } from "./store.ts";
+
+const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+
+interface Harness {
+  store: QueueStore;
+  /** Closes the store and opens a new instance on the same data (a restart). */
+  reopen(): Promise<QueueStore>;
+  cleanup(): Promise<void>;
+}
+
+const backends: { name: string; create(): Promise<Harness> }[] = [
+  {
+    name: "fs",
+    async create() {
+      const dir = await mkdtemp(join(tmpdir(), "postern-outbound-spool-"));
+      let store = new FsQueueStore({ dir });
+      await store.open();
+      return {
+        get store() {
+          return store;
+        },
+        async reopen() {
+          await store.close();
+          store = new FsQueueStore({ dir });
+          await store.open();
+          return store;
+        },
+        async cleanup() {
+          await store.close();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+  {
+    name: "postgres",
+    async create() {
+      const schema = `outbound_conformance_${randomBytes(4).toString("hex")}`;
+      let store = new PgQueueStore({ connectionString: databaseUrl, schema, maxConnections: 4 });
+      await store.open();
+      return {
+        get store() {
+          return store;
+        },
+        async reopen() {
+          await store.close();
+          store = new PgQueueStore({ connectionString: databaseUrl, schema, maxConnections: 4 });
+          await store.open();
+          return store;
+        },
+        async cleanup() {
+          await store.close();
+          const client = new pg.Client({ connectionString: databaseUrl });
+          await client.connect();
+          await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+          await client.end();
+        },
+      };
+    },
+  },
+];
+
+let sequence = 0;
+function envelope(overrides: Partial<MessageEnvelope> = {}): MessageEnvelope {
+  sequence++;
+  return {
+    id: `T${Date.now().toString(36).toUpperCase()}${sequence}${randomBytes(3).toString("hex").toUpperCase()}`,
+    from: "sender@example.org",
+    createdAt: Date.now(),
+    size: 42,
+    requireTls: false,
+    smtpUtf8: false,
+    bodyType: "7bit",
+    dsn: { ret: "HDRS", envid: "env-1" },
+    kind: "relay",
+    ...overrides,
+  };
+}
+
+const body = Buffer.from("Subject: hi\r\n\r\nHello\r\n");
+const ok = { code: 250, status: "2.0.0", text: "Ok", remote: "mx.example.com [192.0.2.1]" };
+const soft = { code: 451, status: "4.3.0", text: "Try later" };
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe.each(backends)("queue store conformance: $name", (backend) => {
+  let harness: Harness;
+  beforeEach(async () => {
+    harness = await backend.create();
+  });
+  afterEach(async () => {
+    await harness.cleanup();
+  });
+
+  it("stores a message durably with its recipients and bytes", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(
+      message,
+      [
+        { address: "a@Example.COM", notify: ["FAILURE", "DELAY"], orcpt: "rfc822;a@example.com" },
+        { address: "b@other.test" },
+      ],
+      Readable.from([body.subarray(0, 5), body.subarray(5)]),
+    );
+    const reopened = await harness.reopen();
+    const stored = await reopened.get(message.id);
+    expect(stored).toMatchObject({ id: message.id, from: "sender@example.org", dsn: { ret: "HDRS", envid: "env-1" } });
+    expect(stored!.recipients).toMatchObject([
+      {
+        index: 0,
+        address: "a@Example.COM",
+        domain: "example.com",
+        notify: ["FAILURE", "DELAY"],
+        state: "queued",
+        attempts: 0,
+      },
+      { index: 1, address: "b@other.test", domain: "other.test", state: "queued", attempts: 0 },
+    ]);
+    expect(stored!.recipients[1]!.notify).toBeUndefined();
+    expect((await readAll(await reopened.body(message.id))).equals(body)).toBe(true);
+    expect((await reopened.list()).map((entry) => entry.id)).toEqual([message.id]);
+  });
+
+  it("claims due recipients once; a lease hides them from other workers until it runs out", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com" }, { address: "b@example.com" }], body);
+    const first = await store.claim({ worker: "w1", limit: 10, leaseMs: 300 });
+    expect(first).toHaveLength(1);
+    expect(first[0]!.message.id).toBe(message.id);
+    expect(first[0]!.recipients.map((recipient) => recipient.index)).toEqual([0, 1]);
+    expect(await store.claim({ worker: "w2", limit: 10, leaseMs: 300 })).toEqual([]);
+    expect((await store.stats()).active).toBe(2);
+    await sleep(450);
+    const second = await store.claim({ worker: "w2", limit: 10, leaseMs: 5000 });
+    expect(second[0]!.recipients).toHaveLength(2);
+    // w1 lost the lease: its outcome is not recorded over w2's claim.
+    expect(await store.complete("w1", message.id, [{ index: 0, result: "delivered", reply: ok }])).toEqual([]);
+    expect((await store.get(message.id))!.recipients[0]!.state).toBe("queued");
+  });
+
+  it("renews leases so a long delivery keeps its claim", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com" }], body);
+    await store.claim({ worker: "w1", limit: 10, leaseMs: 300 });
+    await sleep(200);
+    expect(await store.renew("w1", 600)).toBe(1);
+    await sleep(200);
+    expect(await store.claim({ worker: "w2", limit: 10, leaseMs: 300 })).toEqual([]);
+  });
+
+  it("records outcomes per recipient and removes the message when none is left", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(
+      message,
+      [{ address: "a@example.com" }, { address: "b@example.com" }, { address: "c@x.test" }],
+      body,
+    );
+    const [claim] = await store.claim({ worker: "w1", limit: 10, leaseMs: 10_000 });
+    expect(claim!.recipients).toHaveLength(3);
+    const outcomes: RecipientOutcome[] = [
+      { index: 0, result: "delivered", reply: ok },
+      { index: 1, result: "deferred", reply: soft, retryAfterMs: 60_000 },
+      { index: 2, result: "bounced", reply: { code: 550, status: "5.1.1", text: "No such user" } },
+    ];
+    expect(await store.complete("w1", message.id, outcomes)).toEqual([0, 1, 2]);
+    const stored = (await store.get(message.id))!;
+    expect(stored.recipients.map((recipient) => [recipient.state, recipient.attempts])).toEqual([
+      ["delivered", 1],
+      ["queued", 1],
+      ["bounced", 1],
+    ]);
+    expect(stored.recipients[1]!.lastReply).toMatchObject(soft);
+    expect(stored.recipients[1]!.nextAttemptAt).toBeGreaterThan(Date.now() + 50_000);
+    // Deferred: not due yet.
+    expect(await store.claim({ worker: "w1", limit: 10, leaseMs: 10_000 })).toEqual([]);
+    expect(await store.nextDue()).toBeGreaterThan(Date.now() + 50_000);
+    const stats = await store.stats();
+    expect(stats).toMatchObject({ messages: 1, queued: 1, deferred: 1, active: 0 });
+    expect(stats.domains).toEqual([{ domain: "example.com", queued: 1 }]);
+    // The operator forces a retry; the recipient is due at once and keeps its history.
+    expect(await store.retry(message.id)).toBe(1);
+    const [again] = await store.claim({ worker: "w1", limit: 10, leaseMs: 10_000 });
+    expect(again!.recipients.map((recipient) => [recipient.index, recipient.attempts])).toEqual([[1, 1]]);
+    expect(await store.complete("w1", message.id, [{ index: 1, result: "delivered", reply: ok }])).toEqual([1]);
+    expect(await store.get(message.id)).toBeUndefined();
+    await expect(store.body(message.id)).rejects.toThrow();
+    expect((await store.stats()).messages).toBe(0);
+  });
+
+  it("releases claims without counting an attempt", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com" }], body);
+    await store.claim({ worker: "w1", limit: 10, leaseMs: 60_000 });
+    await store.release("w1", message.id, [0]);
+    const [claim] = await store.claim({ worker: "w2", limit: 10, leaseMs: 60_000 });
+    expect(claim!.recipients[0]!.attempts).toBe(0);
+  });
+
+  it("never hands one recipient to two concurrent claimers", async () => {
+    const { store } = harness;
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const message = envelope();
+      ids.push(message.id);
+      await store.enqueue(
+        message,
+        Array.from({ length: 5 }, (_, n) => ({ address: `r${n}@d${n % 2}.test` })),
+        body,
+      );
+    }
+    const seen = new Map<string, string>();
+    const worker = async (name: string) => {
+      for (;;) {
+        const claims = await store.claim({ worker: name, limit: 3, leaseMs: 60_000 });
+        if (claims.length === 0) return;
+        for (const claim of claims) {
+          for (const recipient of claim.recipients) {
+            const key = `${claim.message.id}:${recipient.index}`;
+            expect(seen.get(key), `${key} claimed twice`).toBeUndefined();
+            seen.set(key, name);
+          }
+        }
+      }
+    };
+    await Promise.all([worker("a"), worker("b"), worker("c")]);
+    expect(seen.size).toBe(60);
+  });
+
+  it("retries everything, deletes, and keeps a small cache", async () => {
+    const { store } = harness;
+    const one = envelope();
+    const two = envelope();
+    await store.enqueue(one, [{ address: "a@example.com" }], body);
+    await store.enqueue(two, [{ address: "b@example.com" }], body);
+    for (const claim of await store.claim({ worker: "w", limit: 10, leaseMs: 10_000 })) {
+      await store.complete(
+        "w",
+        claim.message.id,
+        claim.recipients.map((recipient) => ({
+          index: recipient.index,
+          result: "deferred",
+          reply: soft,
+          retryAfterMs: 3_600_000,
+        })),
+      );
+    }
+    expect(await store.claim({ worker: "w", limit: 10, leaseMs: 10_000 })).toEqual([]);
+    expect(await store.retry()).toBe(2);
+    expect(await store.claim({ worker: "w", limit: 10, leaseMs: 10 })).toHaveLength(2);
+    expect(await store.delete(one.id)).toBe(true);
+    expect(await store.delete(one.id)).toBe(false);
+    expect((await store.list()).map((message) => message.id)).toEqual([two.id]);
+
+    expect(await store.loadCached("mta-sts:example.com")).toBeUndefined();
+    await store.saveCached("mta-sts:example.com", { id: "abc", mode: "enforce", mx: ["mx.example.com"] });
+    await store.saveCached("mta-sts:example.com", { id: "def", mode: "testing", mx: ["mx.example.com"] });
+    const reopened = await harness.reopen();
+    expect(await reopened.loadCached("mta-sts:example.com")).toEqual({
+      id: "def",
+      mode: "testing",
+      mx: ["mx.example.com"],
+    });
+  });
+
+  it("refuses unsafe queue IDs and empty recipient lists", async () => {
+    const { store } = harness;
+    await expect(store.enqueue(envelope({ id: "../escape" }), [{ address: "a@example.com" }], body)).rejects.toThrow(
+      /invalid queue ID/,
+    );
+    await expect(store.enqueue(envelope(), [], body)).rejects.toThrow(/at least one recipient/);
+  });
+});
+
+describe("filesystem spool specifics", () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  const newDir = async () => {
+    const dir = await mkdtemp(join(tmpdir(), "postern-outbound-spool-"));
+    dirs.push(dir);
+    return dir;
+  };
+
+  it("drops half-written messages on open and keeps committed ones", async () => {
+    const dir = await newDir();
+    const store = new FsQueueStore({ dir });
+    await store.open();
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com" }], body);
+    await store.close();
+    // What a crash between the two renames, or in the middle of writing, leaves behind.
+    await writeFile(join(dir, "msg", "ORPHAN.eml"), "Subject: never acknowledged\r\n\r\n");
+    await mkdir(join(dir, "tmp"), { recursive: true });
+    await writeFile(join(dir, "tmp", "PARTIAL.1234.eml"), "Subject: half");
+    const reopened = new FsQueueStore({ dir });
+    await reopened.open();
+    expect((await reopened.list()).map((entry) => entry.id)).toEqual([message.id]);
+    expect((await readdir(join(dir, "msg"))).sort()).toEqual([`${message.id}.eml`, `${message.id}.json`]);
+    expect(await readdir(join(dir, "tmp"))).toEqual([]);
+    await reopened.close();
+  });
+
+  it("lets one process own a spool; a shared opener reads and leaves requests for the owner", async () => {
+    const dir = await newDir();
+    const owner = new FsQueueStore({ dir });
+    await owner.open();
+    const message = envelope();
+    await owner.enqueue(message, [{ address: "a@example.com" }], body);
+    // The lock names this process; another process would be refused. Simulate one by pid 1.
+    await writeFile(join(dir, "lock"), "1");
+    await expect(new FsQueueStore({ dir }).open()).rejects.toBeInstanceOf(SpoolLockedError);
+    const admin = new FsQueueStore({ dir, shared: true });
+    await admin.open();
+    expect(admin.owner).toBe(false);
+    expect((await admin.get(message.id))?.recipients).toHaveLength(1);
+    expect(await admin.delete(message.id)).toBe(true);
+    expect(await owner.get(message.id)).toBeDefined();
+    // The owner applies the request on its next claim (it looks at most twice a second).
+    await sleep(600);
+    expect(await owner.claim({ worker: "w", limit: 10, leaseMs: 1000 })).toEqual([]);
+    expect(await owner.get(message.id)).toBeUndefined();
+    await admin.close();
+    await writeFile(join(dir, "lock"), String(process.pid));
+    await owner.close();
+  });
+});
