@@ -96,6 +96,19 @@ function answersFor(name: string, type: string, set: RecordSet): packet.Answer[]
   }
 }
 
+/**
+ * A UDP answer larger than the client accepts (512 octets, or its EDNS size) goes back empty with
+ * TC set, so the client retries over TCP as with a real server.
+ */
+function truncateForUdp(queryBytes: Buffer, response: Buffer): Buffer {
+  const query = packet.decode(queryBytes);
+  const opt = query.additionals?.find((record) => record.type === "OPT") as { udpPayloadSize?: number } | undefined;
+  const limit = Math.max(512, opt?.udpPayloadSize ?? 512);
+  if (response.length <= limit) return response;
+  const full = packet.decode(response);
+  return packet.encode({ ...full, flags: (full.flags ?? 0) | packet.TRUNCATED_RESPONSE, answers: [] });
+}
+
 export async function startFakeDns(initial: Zone = {}): Promise<FakeDns> {
   const zone = new Map<string, ZoneEntry>();
   for (const [name, entry] of Object.entries(initial)) zone.set(normalize(name), entry);
@@ -139,7 +152,7 @@ export async function startFakeDns(initial: Zone = {}): Promise<FakeDns> {
     } catch {
       return;
     }
-    if (response) udp.send(response, remote.port, remote.address);
+    if (response) udp.send(truncateForUdp(message, response), remote.port, remote.address);
   });
   await new Promise<void>((resolve) => udp.bind(0, "127.0.0.1", resolve));
   const port = (udp.address() as AddressInfo).port;
