@@ -1,5 +1,5 @@
 // Everything Postern needs from smtp-server beyond its public options lives here, so an upgrade
-// touches one file (pinned to smtp-server 3.21; `smtp-adapter.test.ts` pins the behaviour):
+// touches one file (pinned to smtp-server 3.21; protocol.test.ts and hooks.test.ts pin the behaviour):
 // - the pre-greeting delay is per listener instead of a fixed 100 ms (it capped throughput at
 //   ~200 msg/s for 20 clients with one message per connection);
 // - HELO/EHLO run the `helo` hook before smtp-server answers (it has no onHelo callback);
