@@ -41,7 +41,9 @@ async function runCommand(command: Command, argv: string[]): Promise<number> {
     return await command.run(argv);
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`postern ${command.name}: ${error.message}\nRun "postern ${command.name} --help" for usage.\n`);
+      process.stderr.write(
+        `postern ${command.name}: ${error.message}\nRun "postern ${command.name} --help" for usage.\n`,
+      );
       return 2;
     }
     process.stderr.write(`${errorLine(error)}\n`);

@@ -1,6 +1,6 @@
 // node:util parseArgs in strict mode, with its errors turned into UsageError so every command
 // reports a bad command line the same way (one line, exit 2).
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { UsageError } from "./usage-error.ts";
 
 type OptionsConfig = NonNullable<ParseArgsConfig["options"]>;

@@ -40,7 +40,8 @@ function parsePort(text: string, option: string): number {
 /** "127.0.0.1", "127.0.0.1:2526", "[::1]:2526" or "::1". */
 function parseListen(text: string): { address: string; port: number | undefined } {
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
-  if (bracketed) return { address: bracketed[1]!, port: bracketed[2] ? parsePort(bracketed[2], "--listen") : undefined };
+  if (bracketed)
+    return { address: bracketed[1]!, port: bracketed[2] ? parsePort(bracketed[2], "--listen") : undefined };
   if (isIP(text)) return { address: text, port: undefined };
   const colon = text.lastIndexOf(":");
   if (colon > 0 && isIP(text.slice(0, colon)) === 4) {

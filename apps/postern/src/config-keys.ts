@@ -4,7 +4,15 @@
 import { ConfigError, serverConfigSchema } from "@postern/core";
 
 interface SchemaNode {
-  _zod: { def: { type: string; innerType?: SchemaNode; in?: SchemaNode; element?: SchemaNode; shape?: Record<string, SchemaNode> } };
+  _zod: {
+    def: {
+      type: string;
+      innerType?: SchemaNode;
+      in?: SchemaNode;
+      element?: SchemaNode;
+      shape?: Record<string, SchemaNode>;
+    };
+  };
 }
 
 /** Looks through default/prefault/optional/nullable/pipe wrappers to the schema that checks the value. */
@@ -18,7 +26,11 @@ function unwrap(schema: SchemaNode): SchemaNode {
   }
 }
 
-function findUnknownKey(schema: SchemaNode, value: unknown, path: string[]): { path: string[]; known: string[] } | undefined {
+function findUnknownKey(
+  schema: SchemaNode,
+  value: unknown,
+  path: string[],
+): { path: string[]; known: string[] } | undefined {
   const node = unwrap(schema);
   const def = node._zod.def;
   if (def.type === "object" && def.shape && typeof value === "object" && value !== null && !Array.isArray(value)) {

@@ -2,9 +2,9 @@
 // package with their options, `{ package: "@postern/spf", options: { ... } }` (or just the package
 // name); each package's default export is called with the options, exactly as a TS config would.
 import { ConfigError, type Plugin } from "@postern/core";
-import { isNode, LineCounter, parseDocument, type Document } from "yaml";
-import { pluginErrorInFile, withLine } from "./config-error-location.ts";
+import { type Document, isNode, LineCounter, parseDocument } from "yaml";
 import type { ConfigFileLocation } from "./config-discovery.ts";
+import { pluginErrorInFile, withLine } from "./config-error-location.ts";
 import { importPlugin, resolvePlugin } from "./plugin-import.ts";
 
 export interface YamlConfig {
@@ -53,7 +53,8 @@ async function instantiatePlugin(
     throw fail(entryKey, 'expected a plugin entry { package: "@postern/<name>", options: { … } }');
   }
   for (const key of Object.keys(spec)) {
-    if (!pluginEntryKeys.has(key)) throw fail(`${entryKey}.${key}`, 'unknown key; a plugin entry has "package" and "options"');
+    if (!pluginEntryKeys.has(key))
+      throw fail(`${entryKey}.${key}`, 'unknown key; a plugin entry has "package" and "options"');
   }
   const name = spec.package;
   if (typeof name !== "string" || name.trim() === "") {

@@ -2,8 +2,8 @@
 // shows what would run: each listener and, per hook, the plugins in the order they run.
 import { createLogger, createServer, type HookName, type ServerConfig } from "@postern/core";
 import type { Command } from "../command.ts";
-import { configOptions, configOptionsHelp, configRequestFrom } from "../config-args.ts";
 import { parseCommandArgs } from "../command-args.ts";
+import { configOptions, configOptionsHelp, configRequestFrom } from "../config-args.ts";
 import { loadConfig } from "../load-config.ts";
 import { UsageError } from "../usage-error.ts";
 

@@ -1,0 +1,143 @@
+// `postern start` as an operator runs it: a child process in a fresh working directory, driven by
+// a real SMTP client, stopped with signals.
+import { once } from "node:events";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { buildMessage, connectSmtp, sendMail } from "@postern/testing";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  freePort,
+  killRunningClis,
+  makeTempDir,
+  type RunningCli,
+  removeTempDirs,
+  runCli,
+  startCli,
+} from "./test-support/cli-process.ts";
+
+afterEach(async () => {
+  await killRunningClis();
+  await removeTempDirs();
+});
+
+async function startDefault(extraArgs: string[] = []): Promise<{ cli: RunningCli; port: number; cwd: string }> {
+  const cwd = await makeTempDir("start");
+  const port = await freePort();
+  const cli = startCli(["start", "--port", String(port), ...extraArgs], cwd);
+  await cli.waitForStderr(new RegExp(`listening on 127\\.0\\.0\\.1:${port} `));
+  return { cli, port, cwd };
+}
+
+async function newMessages(cwd: string, mailbox: string): Promise<string[]> {
+  const dir = join(cwd, "data/maildir", mailbox, "new");
+  const names = await readdir(dir);
+  return Promise.all(names.map((name) => readFile(join(dir, name), "utf8")));
+}
+
+describe("postern start with the embedded default", () => {
+  it("accepts mail for localhost and every --domain into ./data/maildir, and stops on SIGTERM", async () => {
+    const { cli, port, cwd } = await startDefault(["--domain", "example.org", "--domain", "example.net"]);
+    expect(cli.stderr()).toContain("accepting mail for localhost, example.org, example.net");
+
+    const result = await sendMail({
+      port,
+      to: "postmaster@localhost",
+      raw: buildMessage({ to: "postmaster@localhost", subject: "default config works" }),
+    });
+    expect(result.response).toMatch(/^250 2\.0\.0 /);
+    const [local] = await newMessages(cwd, "localhost/postmaster");
+    expect(local).toMatch(/^Received: from client\.test /);
+    expect(local).toContain("Subject: default config works");
+
+    await sendMail({
+      port,
+      to: "sales@example.net",
+      raw: buildMessage({ to: "sales@example.net", subject: "second domain" }),
+    });
+    const [other] = await newMessages(cwd, "example.net/sales");
+    expect(other).toContain("Subject: second domain");
+
+    // No open relay: a domain that isn't ours is refused.
+    await expect(
+      sendMail({ port, to: "someone@elsewhere.test", raw: buildMessage({ to: "someone@elsewhere.test" }) }),
+    ).rejects.toMatchObject({ responseCode: 550 });
+
+    process.kill(cli.pid, "SIGTERM");
+    const exit = await cli.exited();
+    expect(exit.code).toBe(0);
+    expect(exit.stderr).toContain("postern: stopped");
+  });
+
+  it("on SIGTERM tells an idle session 421 and exits 0", async () => {
+    const { cli, port } = await startDefault();
+    const client = await connectSmtp(port);
+    try {
+      expect((await client.read()).code).toBe(220);
+      expect((await client.command("EHLO client.test")).code).toBe(250);
+      process.kill(cli.pid, "SIGTERM");
+      const goodbye = await client.read(10_000);
+      expect(goodbye.code).toBe(421);
+      await client.closed(10_000);
+    } finally {
+      client.close();
+    }
+    const exit = await cli.exited();
+    expect(exit.code).toBe(0);
+    expect(exit.signal).toBeNull();
+  });
+
+  it("lets a message being received finish before stopping", async () => {
+    const { cli, port, cwd } = await startDefault();
+    const client = await connectSmtp(port);
+    try {
+      await client.read();
+      await client.command("EHLO client.test");
+      expect((await client.command("MAIL FROM:<sender@example.org>")).code).toBe(250);
+      expect((await client.command("RCPT TO:<postmaster@localhost>")).code).toBe(250);
+      expect((await client.command("DATA")).code).toBe(354);
+      client.write(buildMessage({ subject: "in flight" }).subarray(0, 40));
+      process.kill(cli.pid, "SIGTERM");
+      await cli.waitForStderr(/SIGTERM received/);
+      client.write(buildMessage({ subject: "in flight" }).subarray(40));
+      const reply = await client.command(".");
+      expect(reply.code).toBe(250);
+    } finally {
+      client.close();
+    }
+    expect((await cli.exited()).code).toBe(0);
+    const [stored] = await newMessages(cwd, "localhost/postmaster");
+    expect(stored).toContain("Subject: in flight");
+  });
+});
+
+describe("postern start failing to start", () => {
+  it("reports a port in use as one line and exits 1", async () => {
+    const blocker = createServer();
+    blocker.listen(0, "127.0.0.1");
+    await once(blocker, "listening");
+    const { port } = blocker.address() as { port: number };
+    try {
+      const cwd = await makeTempDir("start");
+      const result = await runCli(["start", "--port", String(port)], cwd);
+      expect(result.code).toBe(1);
+      expect(result.stderr.trimEnd().split("\n")).toEqual([
+        `postern start: listeners.0: cannot listen on 127.0.0.1:${port}: EADDRINUSE`,
+      ]);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it("reports an unreadable TLS file as one line naming the config file and exits 1", async () => {
+    const cwd = await makeTempDir("start");
+    await writeFile(
+      join(cwd, "postern.yaml"),
+      `listeners:\n  - port: ${await freePort()}\n    tls: starttls\n    certificate: ./missing.crt\n    key: ./missing.key\n`,
+    );
+    const result = await runCli(["start"], cwd);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);
+    expect(result.stderr).toMatch(/^postern\.yaml: .*cannot read the TLS key file \.\/missing\.key: ENOENT/);
+  });
+});
