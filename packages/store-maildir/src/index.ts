@@ -1,0 +1,66 @@
+// @postern/store-maildir — durable local delivery into Maildir (readable by Dovecot). Takes the
+// route groups named in `routes` in the queue hook and answers accept() only once the message is
+// fsynced in new/ of every recipient's mailbox.
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import { accept, defer, type Plugin, parseOptions, reject } from "@postern/core";
+import { deliver } from "./deliver.ts";
+import { mailboxPath } from "./mailbox-path.ts";
+import { type MaildirOptions, maildirOptionsSchema } from "./options.ts";
+import { checkRoot } from "./root-check.ts";
+
+export type { Delivered } from "./deliver.ts";
+export type { MaildirOptions } from "./options.ts";
+export { MaildirRootError } from "./root-check.ts";
+
+const pluginName = "@postern/store-maildir";
+
+export default function maildir(options: MaildirOptions): Plugin {
+  const resolved = parseOptions(maildirOptionsSchema, options, pluginName);
+  // Relative to the working directory when the config is loaded, like every other path option.
+  const root = resolve(resolved.root);
+  const routes = new Set(resolved.routes);
+  let defaultDomain = hostname();
+
+  return {
+    name: pluginName,
+    async setup(server) {
+      defaultDomain = server.hostname;
+      await checkRoot(root);
+    },
+    hooks: {
+      async queue(transaction, message, group, { signal, log }) {
+        if (!routes.has(group.route)) return undefined;
+
+        const mailboxes = new Set<string>();
+        for (const recipient of group.recipients) {
+          const target = mailboxPath(root, resolved.layout, recipient.address, defaultDomain);
+          if (!target.ok) {
+            // Fail closed, and permanently: a recipient plugin (e.g. @postern/recipients) should
+            // have refused this address at RCPT. After DATA we cannot refuse one recipient alone,
+            // so the whole group is refused and nothing is stored. 5xx, not 4xx: the address will
+            // never become a safe path, so a retry could only repeat this for days before the
+            // sender's queue gives up; a 550 makes the sender bounce now, with the reason.
+            log.error({ recipient: recipient.address, reason: target.reason }, "unsafe mailbox name");
+            return reject("5.1.1", `Recipient <${recipient.address}> has no usable local mailbox`);
+          }
+          // Recipients that share a mailbox (Alice@ and alice@, or a shared layout) get one copy.
+          mailboxes.add(target.path);
+        }
+
+        try {
+          const delivered = await deliver([...mailboxes], message.stream(), signal);
+          log.info(
+            { name: delivered.name, size: delivered.size, mailboxes: delivered.paths.length },
+            "stored in Maildir",
+          );
+          return accept();
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          log.error({ err: error, code, queueId: transaction.id }, `Maildir delivery failed: ${code ?? String(error)}`);
+          return defer("4.3.0", "Mailbox temporarily unavailable, try again later");
+        }
+      },
+    },
+  } satisfies Plugin;
+}
