@@ -12,5 +12,6 @@ export type { SendError, SendOptions, SendResult } from "./send.ts";
 export { sendMail } from "./send.ts";
 export type { RawSmtpClient, SmtpReplyLines } from "./smtp-client.ts";
 export { connectSmtp } from "./smtp-client.ts";
+export * from "./store-conformance.ts";
 export type { LogRecord, TestServer, TestServerOptions } from "./test-server.ts";
 export { startTestServer } from "./test-server.ts";
