@@ -236,6 +236,12 @@ describe("options", () => {
     const network = failure({ domains: ["example.com"], relay: { networks: ["10.0.0.0/8", "10.0.0.0/33"] } });
     expect(network.key).toBe("@postern/recipients.relay.networks.1");
     expect(network.message).toContain("CIDR");
+    expect(failure({ domains: [], relay: { networks: ["fe80::/64%eth0"] } }).key).toBe(
+      "@postern/recipients.relay.networks.0",
+    );
+    expect(failure({ domains: [], relay: { networks: ["fe80::1%eth0"] } }).key).toBe(
+      "@postern/recipients.relay.networks.0",
+    );
     expect(failure({ domains: ["example.com"], relay: { authenticated: "yes" } }).key).toBe(
       "@postern/recipients.relay.authenticated",
     );

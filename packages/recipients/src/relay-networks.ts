@@ -12,7 +12,8 @@ export interface Network {
 export function parseNetwork(text: string): Network | undefined {
   const [address = "", prefixText, ...rest] = text.trim().split("/");
   if (rest.length > 0) return undefined;
-  const version = isIP(address);
+  // Zone IDs (fe80::1%eth0) name an interface, not a network: refused rather than half-matched.
+  const version = address.includes("%") ? 0 : isIP(address);
   if (version === 0) return undefined;
   const bits = version === 4 ? 32 : 128;
   if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined;
