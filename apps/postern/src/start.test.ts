@@ -109,6 +109,64 @@ describe("postern start with the embedded default", () => {
     const [stored] = await newMessages(cwd, "localhost/postmaster");
     expect(stored).toContain("Subject: in flight");
   });
+
+  it("stops at once on a second SIGTERM, without waiting for the message in flight", async () => {
+    const { cli, port } = await startDefault();
+    const client = await connectSmtp(port);
+    try {
+      await client.read();
+      await client.command("EHLO client.test");
+      await client.command("MAIL FROM:<sender@example.org>");
+      await client.command("RCPT TO:<postmaster@localhost>");
+      expect((await client.command("DATA")).code).toBe(354);
+      client.write("Subject: never finished\r\n");
+      process.kill(cli.pid, "SIGTERM");
+      await cli.waitForStderr(/SIGTERM received/);
+      process.kill(cli.pid, "SIGTERM");
+      const exit = await cli.exited();
+      expect(exit.code).toBe(128 + 15);
+      expect(exit.stderr).toContain("SIGTERM again: stopping now");
+      expect(exit.stderr).not.toContain("postern: stopped");
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("postern start with a config file", () => {
+  it("logs an uncaught error from a plugin and keeps serving", async () => {
+    const cwd = await makeTempDir("start");
+    const port = await freePort();
+    // A plugin with a bug that escapes its hook: it throws from a timer, outside any promise.
+    await writeFile(
+      join(cwd, "buggy-plugin.mjs"),
+      'export default () => ({ name: "buggy", hooks: { connect() { setTimeout(() => { throw new Error("bug in a timer"); }, 0); } } });\n',
+    );
+    await writeFile(
+      join(cwd, "postern.yaml"),
+      `listeners:
+  - port: ${port}
+plugins:
+  - ./buggy-plugin.mjs
+  - package: "@postern/recipients"
+    options: { domains: [localhost] }
+  - package: "@postern/store-maildir"
+    options: { root: ./mail }
+`,
+    );
+    const cli = startCli(["start"], cwd);
+    await cli.waitForStderr(/listening on /);
+    for (const subject of ["first", "second"]) {
+      const result = await sendMail({ port, to: "postmaster@localhost", raw: buildMessage({ subject }) });
+      expect(result.response).toMatch(/^250 /);
+    }
+    await cli.waitForStderr(/uncaught error \(still serving\): bug in a timer/);
+    expect(cli.child.exitCode).toBeNull();
+    const dir = join(cwd, "mail/localhost/postmaster/new");
+    expect(await readdir(dir)).toHaveLength(2);
+    process.kill(cli.pid, "SIGTERM");
+    expect((await cli.exited()).code).toBe(0);
+  });
 });
 
 describe("postern start failing to start", () => {

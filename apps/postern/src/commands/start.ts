@@ -38,7 +38,8 @@ ${configOptionsHelp}
     // A bug in one session must not take the others down: log it and keep serving.
     const onUncaught = (error: unknown) => {
       logger.error({ err: error }, "uncaught error; still serving");
-      say(`uncaught error (still serving): ${errorLine(error)}`);
+      // One line here; the stack is in the log.
+      say(`uncaught error (still serving): ${error instanceof Error ? error.message : String(error)}`);
     };
     process.on("uncaughtException", onUncaught);
     process.on("unhandledRejection", onUncaught);
