@@ -89,6 +89,9 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
   const messageCounts = new WeakMap<Transaction, Map<string, boolean>>();
   /** Store calls still running (releases after a session ended, late answers): close() waits for them. */
   const inFlight = new Set<Promise<unknown>>();
+  /** Sessions holding slots, so that shutdown can give them back even if a close hook has not run yet. */
+  const holding = new Set<SessionLimits>();
+  let stopped = false;
   const reportOutage = outageReporter();
   let serverLog: Logger | undefined;
 
@@ -138,8 +141,11 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
     const taken = await background(gauge.acquire(key));
     if (taken) {
       // The session may have ended while the store answered (or after the hook's deadline).
-      if (state.closed) background(gauge.release(key));
-      else state.slots.push({ gauge, key });
+      if (state.closed || stopped) background(gauge.release(key));
+      else {
+        state.slots.push({ gauge, key });
+        holding.add(state);
+      }
     }
     return taken;
   };
@@ -294,6 +300,7 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
     if (!state) return;
     settleAuth(session, state);
     state.closed = true;
+    holding.delete(state);
     const slots = state.slots.splice(0);
     if (slots.length === 0) return;
     try {
@@ -313,6 +320,13 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
       await backend.open(serverLog);
     },
     async close() {
+      stopped = true;
+      // Core closed every connection before this; give back slots whose close hook has not run yet.
+      for (const state of holding) {
+        state.closed = true;
+        for (const { gauge, key } of state.slots.splice(0)) background(gauge.release(key));
+      }
+      holding.clear();
       // Releases of the sessions that shutdown just ended may still be on their way to the store.
       await withDeadline(Promise.allSettled([...inFlight]), storeTimeoutMs * 2).catch(() => undefined);
       await backend.close();
