@@ -196,6 +196,8 @@ describe("postern start failing to start", () => {
     const result = await runCli(["start"], cwd);
     expect(result.code).toBe(1);
     expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);
-    expect(result.stderr).toMatch(/^postern\.yaml: .*cannot read the TLS (key|certificate) file \.\/missing\.(key|crt): ENOENT/);
+    expect(result.stderr).toMatch(
+      /^postern\.yaml: .*cannot read the TLS (key|certificate) file \.\/missing\.(key|crt): ENOENT/,
+    );
   });
 });
