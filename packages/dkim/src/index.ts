@@ -19,7 +19,8 @@ import { type DkimResult, verifyDkim } from "./verify.ts";
 
 export type { DkimKeyAlgorithm, GeneratedDkimKey } from "./keygen.ts";
 export { formatTxtRecord, generateDkimKey, splitTxtValue } from "./keygen.ts";
-export type { SigningKeyConfig } from "./keys.ts";
+export type { SigningKey, SigningKeyConfig } from "./keys.ts";
+export { loadSigningKeys } from "./keys.ts";
 export type { DkimResult, DkimResultKeyword, DkimSignatureResult } from "./verify.ts";
 export { verifyDkim } from "./verify.ts";
 

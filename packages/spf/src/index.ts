@@ -17,8 +17,8 @@ export {
   removeForgedAuthResults,
   writeAuthenticationResults,
 } from "./authentication-results.ts";
-export type { SpfResult, SpfResultKeyword } from "./check.ts";
-export { spfResults } from "./check.ts";
+export type { SpfCheckInput, SpfResult, SpfResultKeyword } from "./check.ts";
+export { checkSpf, spfResults } from "./check.ts";
 export type { MailauthResolver } from "./resolver.ts";
 export { mailauthResolver } from "./resolver.ts";
 
