@@ -66,9 +66,9 @@ function pnpmEntry() {
   return join(prefix, "node_modules", "pnpm", "bin", "pnpm.cjs");
 }
 
-function run(node, args, env) {
+function run(node, args, env, cwd = repoRoot) {
   return new Promise((resolvePromise) => {
-    const child = spawn(node, args, { cwd: repoRoot, env, stdio: "inherit" });
+    const child = spawn(node, args, { cwd, env, stdio: "inherit" });
     const forward = (signal) => child.kill(signal);
     process.on("SIGINT", forward);
     process.on("SIGTERM", forward);
@@ -99,7 +99,14 @@ async function main() {
     case "test":
       return run(node, [pnpm, "exec", "node", "tooling/bootstrap/test.mjs", ...rest], env);
     case "start":
-      return run(node, [pnpm, "--silent", "--filter", "postern", "run", "postern", "start", ...rest], env);
+      // Run the command's TypeScript sources in the caller's folder, so the default Maildir is
+      // ./data/maildir where `npm start` was typed (npm sets INIT_CWD to that folder).
+      return run(
+        node,
+        ["--conditions=dev-source", join(repoRoot, "apps/postern/src/cli.ts"), "start", ...rest],
+        env,
+        process.env.INIT_CWD || process.cwd(),
+      );
     default:
       log(`unknown command "${command}"; expected "start" or "test"`);
       return 2;

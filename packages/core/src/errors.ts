@@ -47,9 +47,21 @@ export class ConfigError extends PosternError {
     this.file = options.file;
   }
 
-  /** The same error, located in a file (and under a parent key, e.g. a plugin's entry). */
+  /**
+   * The same error, located in a file and under a parent key (e.g. a plugin's `plugins.2.options`).
+   * A key that starts with the plugin's name (as parseOptions writes it) loses that prefix there.
+   */
   inFile(file: string, parentKey?: string): ConfigError {
-    const key = parentKey ? `${parentKey}.${this.key}` : this.key;
-    return new ConfigError(key, this.expected, { file, cause: this });
+    let key = this.key;
+    if (parentKey && this.plugin) {
+      if (key === this.plugin || key === "(options)") key = "";
+      else if (key.startsWith(`${this.plugin}.`)) key = key.slice(this.plugin.length + 1);
+    }
+    const located = [parentKey, key].filter(Boolean).join(".") || "(options)";
+    return new ConfigError(located, this.expected, {
+      file,
+      cause: this,
+      ...(this.plugin ? { plugin: this.plugin } : {}),
+    });
   }
 }

@@ -28,6 +28,13 @@ export function parseOptions<Schema extends z.ZodType>(
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
-  const key = [prefix, ...issue.path.map(String)].filter((part) => part !== undefined && part !== "").join(".");
-  throw new ConfigError(key || "(options)", describeIssue(issue, input), prefix ? { plugin: prefix } : {});
+  const path = issue.path.map(String);
+  let expected = describeIssue(issue, input);
+  if (issue.code === "unrecognized_keys") {
+    // zod reports unknown keys at the parent; name the first unknown key itself.
+    path.push(issue.keys[0] ?? "");
+    expected = "unknown setting; check its spelling and where it sits";
+  }
+  const key = [prefix, ...path].filter((part) => part !== undefined && part !== "").join(".");
+  throw new ConfigError(key || "(options)", expected, prefix ? { plugin: prefix } : {});
 }
