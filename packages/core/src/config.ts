@@ -30,9 +30,17 @@ export const listenerSchema = z
     address: z.string().default("127.0.0.1"),
     port,
     tls: z.enum(["none", "starttls", "implicit"]).default("none"),
-    /** PEM files; required for starttls and implicit. */
+    /** PEM files; required for starttls and implicit. The default certificate. */
     certificate: z.string().optional(),
     key: z.string().optional(),
+    /** More certificates, each served to clients asking (SNI) for a name it covers. */
+    certificates: z.array(z.object({ certificate: z.string().min(1), key: z.string().min(1) })).default([]),
+    /** Lowest TLS version accepted; TLS 1.0 and 1.1 are never accepted (RFC 8996). */
+    minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).default("TLSv1.2"),
+    /** OpenSSL cipher list (TLS 1.2 ciphers and TLS 1.3 suites); Node's default when omitted. */
+    ciphers: z.string().min(1).optional(),
+    /** Ask clients for a certificate: recorded in session.tls, never required. */
+    requestClientCertificate: z.boolean().default(false),
     /** "none": AUTH not offered (MX); "optional"; "required": AUTH before MAIL (submission). */
     auth: z.enum(["none", "optional", "required"]).default("none"),
     /** Allow AUTH without TLS (only for tests and loopback). */
@@ -51,6 +59,21 @@ export const listenerSchema = z
         code: "custom",
         path: [listener.certificate ? "key" : "certificate"],
         message: `expected a PEM file path: tls "${listener.tls}" needs a certificate and a key`,
+      });
+    }
+    if (listener.tls === "none" && listener.certificates.length > 0) {
+      context.addIssue({
+        code: "custom",
+        path: ["certificates"],
+        message: 'expected tls "starttls" or "implicit" to use certificates',
+      });
+    }
+    if (listener.tls === "none" && listener.auth !== "none" && !listener.allowInsecureAuth) {
+      context.addIssue({
+        code: "custom",
+        path: ["auth"],
+        message:
+          'AUTH without TLS sends passwords in clear: expected tls "starttls" or "implicit" (or allowInsecureAuth: true, for tests and loopback only)',
       });
     }
   });
@@ -93,6 +116,15 @@ export const serverConfigSchema = z.object({
     .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
     .prefault({}),
   spoolDir: z.string().default(join(tmpdir(), "postern-spool")),
+  /** Certificates are reloaded without a restart: on SIGHUP, and when their files change. */
+  tlsReload: z
+    .object({
+      onSighup: z.boolean().default(true),
+      watchFiles: z.boolean().default(true),
+      /** Wait after a file change before reloading (a renewal writes key and certificate separately). */
+      delayMs: z.number().int().min(0).max(60_000).default(1000),
+    })
+    .prefault({}),
   /** How long shutdown waits for transactions in flight before answering 421. */
   shutdownTimeoutMs: z.number().int().min(0).default(30_000),
   plugins: z.array(pluginShape).default([]),

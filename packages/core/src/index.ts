@@ -34,6 +34,7 @@ export type { CreateServerOptions, ListeningAddress, PosternServer } from "./ser
 export { createServer } from "./server.ts";
 export type {
   Address,
+  ClientCertificate,
   Credentials,
   EsmtpParameters,
   ListenerInfo,

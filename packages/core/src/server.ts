@@ -1,7 +1,6 @@
 // The Postern server: one smtp-server per listener, all sharing one hook runner. This module wires
 // smtp-server's callbacks to hooks and applies the defaults of the contract: no route → 550 5.7.1
 // (no open relay), nobody stored the message → 451 4.3.0, a failing hook → 4xx.
-import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "pino";
@@ -25,6 +24,8 @@ import { Results } from "./result-key.ts";
 import type { Address, ListenerInfo, Recipient, RouteGroup, Session, TlsInfo, Transaction } from "./session.ts";
 import { AdaptedSmtpServer, type SMTPConnection } from "./smtp-adapter.ts";
 import { type SpoolProblem, spoolMessage } from "./spool.ts";
+import { clientCertificateOf, ListenerTls } from "./tls-context.ts";
+import { startTlsReload, type TlsReloader } from "./tls-reload.ts";
 import type { Verdict } from "./verdict.ts";
 
 export interface CreateServerOptions {
@@ -47,6 +48,8 @@ export interface PosternServer {
   start(): Promise<void>;
   /** Stops accepting, lets transactions in flight finish (bounded), closes plugins. */
   stop(): Promise<void>;
+  /** Reads the TLS certificates again (as SIGHUP does); new connections get them, open ones keep theirs. */
+  reloadTls(): Promise<void>;
   addresses(): ListeningAddress[];
   /** Plugin names per hook in the order they run. */
   hookOrder(): Record<HookName, string[]>;
@@ -159,6 +162,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
   const inFlight = new Set<string>();
   let stopping: Promise<void> | undefined;
   let started = false;
+  let tlsReloader: TlsReloader | undefined;
 
   const logVerdict = (session: Session, hook: string, plugin: string | undefined, reply: SmtpReply, queueId?: string) =>
     logger.info({ session: session.id, queueId, hook, plugin, code: reply.code, reply: reply.message }, "refused");
@@ -243,24 +247,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
     }
   };
 
-  const smtpOptionsFor = async (listener: ListenerConfig, info: ListenerInfo): Promise<SMTPServerOptions> => {
-    const tlsFiles: { key?: Buffer; cert?: Buffer } = {};
-    if (listener.tls !== "none") {
-      for (const [field, path] of [
-        ["key", listener.key],
-        ["cert", listener.certificate],
-      ] as const) {
-        try {
-          tlsFiles[field] = await readFile(path!);
-        } catch (cause) {
-          throw new PosternError(
-            "POSTERN_TLS_FILES",
-            `listener ${info.name}: cannot read the TLS ${field === "key" ? "key" : "certificate"} file ${path}: ${(cause as Error).message}`,
-            { cause },
-          );
-        }
-      }
-    }
+  const smtpOptionsFor = (listener: ListenerConfig, tls: ListenerTls | undefined): SMTPServerOptions => {
     const disabledCommands = [
       ...(listener.tls === "none" ? ["STARTTLS"] : []),
       ...(listener.auth === "none" ? ["AUTH"] : []),
@@ -271,7 +258,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
       logger: false,
       secure: listener.tls === "implicit",
       needsUpgrade: listener.tls === "implicit",
-      ...tlsFiles,
+      ...tls?.smtpOptions(),
       disabledCommands,
       hideSTARTTLS: listener.tls !== "starttls",
       authOptional: listener.auth !== "required",
@@ -314,6 +301,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
           protocol: tlsSocket.getProtocol?.() ?? "unknown",
           cipher: tlsSocket.getCipher?.()?.name ?? "unknown",
           servername: typeof smtp.servername === "string" ? smtp.servername : undefined,
+          clientCertificate: clientCertificateOf(tlsSocket),
         };
         // RFC 3207 §4.2: what the client said before STARTTLS is forgotten.
         session.heloName = undefined;
@@ -425,15 +413,33 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
           );
         }
       }
+      const listenerName = (listener: ListenerConfig) => listener.name ?? `${listener.address}:${listener.port}`;
+      // Every certificate is checked before anything listens: a bad file is one clear error.
+      const tlsContexts: (ListenerTls | undefined)[] = [];
+      for (const listener of config.listeners) {
+        tlsContexts.push(
+          listener.tls === "none"
+            ? undefined
+            : await ListenerTls.load({
+                listener: listenerName(listener),
+                certificates: [{ certificate: listener.certificate!, key: listener.key! }, ...listener.certificates],
+                minVersion: listener.minTlsVersion,
+                ciphers: listener.ciphers,
+                requestClientCertificate: listener.requestClientCertificate,
+              }),
+        );
+      }
       for (const [index, listener] of config.listeners.entries()) {
         const info: ListenerInfo = {
-          name: listener.name ?? `${listener.address}:${listener.port}`,
+          name: listenerName(listener),
           address: listener.address,
           port: listener.port,
           tls: listener.tls,
         };
-        const smtpServer = new AdaptedSmtpServer(await smtpOptionsFor(listener, info), {
+        const tls = tlsContexts[index];
+        const smtpServer = new AdaptedSmtpServer(smtpOptionsFor(listener, tls), {
           greetingDelayMs: listener.greetingDelayMs,
+          authAfterTls: !listener.allowInsecureAuth,
           opened(connection) {
             // The connection exists before onConnect; keep it so a disconnect verdict can close it.
             const session = new SessionState(connection.session, info);
@@ -451,6 +457,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
             return reply;
           },
         });
+        tls?.attach(smtpServer);
         smtpServer.on("error", (error: Error) => logger.warn({ err: error, listener: info.name }, "connection error"));
         await new Promise<void>((resolve, reject) => {
           const onError = (error: NodeJS.ErrnoException) =>
@@ -471,11 +478,14 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
         listeners.push({ config: listener, info: { ...info, port: bound.port }, server: smtpServer });
         logger.info({ listener: info.name, address: bound.address, port: bound.port, tls: listener.tls }, "listening");
       }
+      const withTls = tlsContexts.filter((tls) => tls !== undefined);
+      if (withTls.length > 0) tlsReloader = startTlsReload(withTls, config.tlsReload, logger);
     },
 
     stop() {
       stopping ??= (async () => {
         logger.info({ inFlight: inFlight.size }, "shutting down");
+        tlsReloader?.close();
         const closed = listeners.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
         // Sessions not inside DATA are told now. A session inside DATA gets its reply first, then
         // 421 on its next command (smtp-server answers that once closing has begun).
@@ -501,6 +511,10 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
         logger.info("stopped");
       })();
       return stopping;
+    },
+
+    async reloadTls() {
+      await tlsReloader?.reload();
     },
 
     addresses() {

@@ -16,6 +16,18 @@ export interface TlsInfo {
   readonly cipher: string;
   /** The name the client asked for with SNI, if any. */
   readonly servername: string | undefined;
+  /** The certificate the client presented, on listeners with `requestClientCertificate`. */
+  readonly clientCertificate: ClientCertificate | undefined;
+}
+
+export interface ClientCertificate {
+  readonly subject: string;
+  readonly issuer: string;
+  /** SHA-256 fingerprint, colon-separated hex. */
+  readonly fingerprint256: string;
+  readonly validTo: Date;
+  /** The certificate chains to a trusted CA (Node's default store). */
+  readonly authorized: boolean;
 }
 
 export interface Session {

@@ -4,7 +4,9 @@
 //   ~200 msg/s for 20 clients with one message per connection);
 // - HELO/EHLO run the `helo` hook before smtp-server answers (it has no onHelo callback);
 // - replies whose text starts with an enhanced status code keep it, instead of smtp-server
-//   prefixing a second one derived from the basic code.
+//   prefixing a second one derived from the basic code;
+// - AUTH is advertised only once TLS is up (unless the listener allows AUTH in clear), and AUTH
+//   tried before TLS is answered 538 5.7.11 as RFC 4954 §6 says (smtp-server sends 5.7.0).
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
@@ -13,6 +15,8 @@ import type { SmtpReply } from "./reply.ts";
 
 export interface ConnectionAdapter {
   greetingDelayMs: number;
+  /** Leave AUTH out of the EHLO reply until the connection is encrypted. */
+  authAfterTls: boolean;
   /** Runs the helo hook; a reply refuses the greeting. */
   helo(session: SMTPServerSession, name: string, command: "EHLO" | "HELO"): Promise<SmtpReply | undefined>;
   opened(connection: SMTPConnection): void;
@@ -32,6 +36,12 @@ interface ServerInternals {
 function adapt(connection: SMTPConnection, adapter: ConnectionAdapter): void {
   const send = connection.send;
   connection.send = function sendKeepingEnhancedStatus(code, data, context) {
+    if (code === 538 && typeof data === "string" && !enhancedStatusPrefix.test(data)) {
+      data = "5.7.11 Encryption required: issue STARTTLS before AUTH";
+    }
+    if (code === 250 && Array.isArray(data) && adapter.authAfterTls && !this.secure) {
+      data = data.filter((line) => !/^AUTH /.test(line));
+    }
     const keepsOwn = typeof data === "string" && enhancedStatusPrefix.test(data);
     return send.call(this, code, data, keepsOwn ? false : context);
   };
