@@ -224,6 +224,8 @@ export default function dmarc(options: DmarcOptions = {}) {
             ? `${result.authResults} (override ${override}${override === "trusted_forwarder" ? ` ${arc!.sealer}` : ""})`
             : result.authResults,
         ]);
+        // The quarantine mark goes first, so our Authentication-Results stays the topmost field.
+        if (chosen === "quarantine") quarantine(config, transaction, message, result);
         writeAuthenticationResults(transaction, message, hostname);
         const domain = result.policyDomain ?? result.fromDomain;
         switch (chosen) {
@@ -234,9 +236,6 @@ export default function dmarc(options: DmarcOptions = {}) {
             );
           case "defer":
             return defer("4.7.5", `DMARC policy of ${result.fromDomain} could not be checked (DNS), try again later`);
-          case "quarantine":
-            quarantine(config, transaction, message, result);
-            return undefined;
           default:
             return undefined;
         }
