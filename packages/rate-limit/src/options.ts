@@ -197,43 +197,48 @@ function limitOf(rule: RuleInput): { count: number; windowSeconds: number | unde
   return rate;
 }
 
-const redisSchema = z
-  .union([
-    z.string(),
-    z.strictObject({
-      url: z.string().optional(),
-      client: z
-        .custom<Redis>((value) => typeof value === "object" && value !== null && "defineCommand" in value, {
-          error: "expected an ioredis client",
-        })
-        .optional(),
-      keyPrefix: z.string().min(1).default("postern:rl"),
-      timeoutMs: z.number().int().min(10).max(30_000).default(1000),
-      onError: z.enum(["allow", "defer"], { error: 'expected "allow" or "defer"' }).default("defer"),
-    }),
-  ])
-  .transform((value, context): ResolvedRedisOptions | typeof z.NEVER => {
-    const options =
-      typeof value === "string"
-        ? { url: value, client: undefined, keyPrefix: "postern:rl", timeoutMs: 1000, onError: "defer" as const }
-        : value;
-    const url = options.url ?? "redis://127.0.0.1:6379";
-    if (!/^(rediss?):\/\/[^\s]+$/.test(url)) {
-      context.addIssue({
-        code: "custom",
-        path: typeof value === "string" ? [] : ["url"],
-        message: 'expected a Redis URL such as "redis://127.0.0.1:6379"',
-      });
+const redisObjectSchema = z.strictObject({
+  url: z.string().optional(),
+  client: z
+    .custom<Redis>((value) => typeof value === "object" && value !== null && "defineCommand" in value, {
+      error: "expected an ioredis client",
+    })
+    .optional(),
+  keyPrefix: z.string().min(1).default("postern:rl"),
+  timeoutMs: z.number().int().min(10).max(30_000, { error: "expected milliseconds 10–30000" }).default(1000),
+  onError: z.enum(["allow", "defer"], { error: 'expected "allow" or "defer"' }).default("defer"),
+});
+
+const redisUrlPattern = /^rediss?:\/\/\S+$/;
+const redisUrlMessage = 'expected a Redis URL such as "redis://127.0.0.1:6379"';
+
+// A URL string or an options object; parsed by hand so each form reports its own precise error
+// (a zod union would only say "Invalid input").
+const redisSchema = z.unknown().transform((value, context): ResolvedRedisOptions | typeof z.NEVER => {
+  if (typeof value === "string") {
+    if (!redisUrlPattern.test(value)) {
+      context.addIssue({ code: "custom", message: redisUrlMessage });
       return z.NEVER;
     }
-    return {
-      url,
-      client: options.client,
-      keyPrefix: options.keyPrefix,
-      timeoutMs: options.timeoutMs,
-      onError: options.onError,
-    };
-  });
+    return { url: value, client: undefined, keyPrefix: "postern:rl", timeoutMs: 1000, onError: "defer" };
+  }
+  const parsed = redisObjectSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const message =
+      issue.path.length === 0 && issue.code === "invalid_type"
+        ? "expected a Redis URL or { url, keyPrefix, timeoutMs, onError }"
+        : issue.message;
+    context.addIssue({ code: "custom", path: issue.path as (string | number)[], message });
+    return z.NEVER;
+  }
+  const url = parsed.data.url ?? "redis://127.0.0.1:6379";
+  if (!redisUrlPattern.test(url)) {
+    context.addIssue({ code: "custom", path: ["url"], message: redisUrlMessage });
+    return z.NEVER;
+  }
+  return { ...parsed.data, client: parsed.data.client, url };
+});
 
 export const rateLimitOptionsSchema = z
   .strictObject({
@@ -267,7 +272,7 @@ export const rateLimitOptionsSchema = z
         context.addIssue({
           code: "custom",
           path: at("key"),
-          message: `expected a key known when ${rule.kind} are counted: ${keysFor[rule.kind].join(", ")}`,
+          message: `expected a key that ${rule.kind} limits can count by: ${keysFor[rule.kind].join(", ")}`,
         });
         return z.NEVER;
       }

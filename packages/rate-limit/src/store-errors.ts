@@ -37,6 +37,12 @@ export function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
 export function storeError(error: unknown): RateLimitStoreError {
   if (error instanceof RateLimitStoreError) return error;
   const message = error instanceof Error ? error.message : String(error);
+  // ioredis's own command timeout (set to the same bound) usually fires just before ours.
+  if (message === "Command timed out") {
+    return new RateLimitStoreError("POSTERN_RATE_LIMIT_STORE_TIMEOUT", "the counter store did not answer in time", {
+      cause: error,
+    });
+  }
   return new RateLimitStoreError("POSTERN_RATE_LIMIT_STORE_FAILED", `the counter store failed: ${message}`, {
     cause: error,
   });
