@@ -2,10 +2,12 @@
 // commands/<name>.ts exporting a Command, import it here and add it to the list.
 import type { Command } from "../command.ts";
 import { check } from "./check.ts";
+import { dkim } from "./dkim.ts";
 import { start } from "./start.ts";
 
 // biome-ignore format: one command per line, so adding a command is a one-line change
 export const commands: readonly Command[] = [
   start,
   check,
+  dkim,
 ];
