@@ -1,0 +1,204 @@
+// @postern/outbound — the public face: the plugin factory, the queue stores, the delivery hooks.
+import { getCACertificates, rootCertificates } from "node:tls";
+import { accept, defer, type Plugin, parseOptions } from "@postern/core";
+import type { Registry } from "prom-client";
+import { ConnectionPool } from "./connection-pool.ts";
+import { Deliverer } from "./delivery.ts";
+import { type OutboundHooks, outboundHooksOf } from "./extension.ts";
+import { OutboundMetrics } from "./metrics.ts";
+import { MtaStsPolicies } from "./mta-sts.ts";
+import { type OutboundOptions, outboundOptionsSchema, type ResolvedOutboundOptions } from "./options.ts";
+import { FsQueueStore } from "./queue/fs-store.ts";
+import { PgQueueStore } from "./queue/pg-store.ts";
+import type { MessageEnvelope, QueueStore } from "./queue/store.ts";
+import { Router } from "./routing.ts";
+import { DeliveryRunner } from "./runner.ts";
+import { signMessage } from "./signer.ts";
+
+export type {
+  BouncedEvent,
+  DeferredEvent,
+  DeliveryEvent,
+  OutboundExtension,
+  OutboundHooks,
+  RouteContext,
+  RouteDecision,
+} from "./extension.ts";
+export { outboundHooksKey, withOutboundHooks } from "./extension.ts";
+export type { OutboundOptions, RelayTarget, RelayTargetInput, TlsLevel } from "./options.ts";
+export { outboundOptionsSchema } from "./options.ts";
+export type { FsQueueStoreOptions } from "./queue/fs-store.ts";
+export { FsQueueStore, SpoolLockedError } from "./queue/fs-store.ts";
+export type { PgQueueStoreOptions } from "./queue/pg-store.ts";
+export { PgQueueStore } from "./queue/pg-store.ts";
+export type {
+  Claim,
+  ClaimOptions,
+  DeliveryReply,
+  MessageEnvelope,
+  NewRecipient,
+  QueuedMessage,
+  QueueStats,
+  QueueStore,
+  RecipientOutcome,
+  RecipientRecord,
+  RecipientState,
+} from "./queue/store.ts";
+export type { RetryPolicy } from "./runner.ts";
+export { retryDelay } from "./runner.ts";
+export type { MessageSigner, SignerEnvelope } from "./signer.ts";
+
+export interface OutboundPlugin extends Plugin {
+  readonly name: "@postern/outbound";
+  /** The queue store (opened in setup). */
+  readonly store: QueueStore;
+  /** prom-client registry with the outbound metrics; expose it with `await registry.metrics()`. */
+  readonly metrics: Registry;
+  /** Makes the worker look at the queue now instead of at its next poll. */
+  flush(): void;
+}
+
+/** Opens the store an options object describes, e.g. for `postern queue`. */
+export function createQueueStore(
+  queue: ResolvedOutboundOptions["queue"],
+  options: { shared?: boolean } = {},
+): QueueStore {
+  switch (queue.type) {
+    case "fs":
+      return new FsQueueStore({ dir: queue.dir, shared: options.shared ?? false });
+    case "postgres":
+      return new PgQueueStore({
+        connectionString: queue.connectionString,
+        schema: queue.schema,
+        maxConnections: queue.maxConnections,
+      });
+    case "custom":
+      return queue.store;
+  }
+}
+
+function trustedCas(extra: string | string[] | undefined): string[] | undefined {
+  if (!extra) return undefined;
+  // `ca` replaces Node's trust store for a connection; keep the default CAs next to the extra ones.
+  const defaults = typeof getCACertificates === "function" ? getCACertificates("default") : [...rootCertificates];
+  return [...defaults, ...(Array.isArray(extra) ? extra : [extra])];
+}
+
+export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
+  const options = parseOptions(outboundOptionsSchema, input, "@postern/outbound");
+  const store = createQueueStore(options.queue);
+  const metrics = new OutboundMetrics(options.metrics);
+  metrics.attach(store);
+  let runner: DeliveryRunner | undefined;
+  let pool: ConnectionPool | undefined;
+
+  const plugin: OutboundPlugin = {
+    name: "@postern/outbound",
+    store,
+    metrics: metrics.registry,
+
+    flush() {
+      runner?.wake();
+    },
+
+    async setup(context) {
+      await store.open();
+      const log = context.logger.child({ plugin: "@postern/outbound" });
+      const hooks = [options.hooks, ...context.plugins.map(outboundHooksOf)].filter(
+        (entry): entry is OutboundHooks => entry !== undefined,
+      );
+      const mtaSts = options.mtaSts.enabled
+        ? new MtaStsPolicies({
+            resolver: context.resolver,
+            store,
+            log,
+            timeoutMs: options.mtaSts.timeoutMs,
+            recheckMs: options.mtaSts.recheckMs,
+          })
+        : undefined;
+      const router = new Router({ options, resolver: context.resolver, hooks, mtaSts, log });
+      pool = new ConnectionPool({
+        reuse: options.connections.reuse,
+        maxMessages: options.connections.maxMessages,
+        idleTimeoutMs: options.connections.idleTimeoutMs,
+        settings: {
+          heloName: options.heloName ?? context.hostname,
+          ca: trustedCas(options.tls.ca),
+          connectTimeoutMs: options.connections.connectTimeoutMs,
+          greetingTimeoutMs: options.connections.greetingTimeoutMs,
+          socketTimeoutMs: options.connections.socketTimeoutMs,
+        },
+      });
+      const deliverer = new Deliverer({
+        router,
+        pool,
+        metrics,
+        log,
+        maxRecipientsPerTransaction: options.maxRecipientsPerTransaction,
+      });
+      runner = new DeliveryRunner({
+        store,
+        deliverer,
+        options,
+        hooks,
+        metrics,
+        log,
+        hostname: context.hostname,
+        signer: options.signer,
+      });
+      if (options.worker.enabled) runner.start();
+      log.info({ store: store.kind, worker: options.worker.enabled ? runner.worker : false }, "outbound queue ready");
+    },
+
+    async close() {
+      await runner?.stop();
+      pool?.closeAll();
+      await store.close();
+    },
+
+    hooks: {
+      async queue(transaction, message, group, context) {
+        if (!options.queueRoutes.includes(group.route)) return undefined;
+        const id = group.route === options.queueRoutes[0] ? transaction.id : `${transaction.id}.${group.route}`;
+        const recipients = group.recipients.map((recipient) => ({
+          address: recipient.address,
+          notify: recipient.dsn?.notify,
+          orcpt: recipient.dsn?.orcpt,
+        }));
+        try {
+          let body: Buffer | ReturnType<typeof message.stream> = message.stream();
+          let size = message.size + Buffer.byteLength(message.prepended.join(""));
+          if (options.signer) {
+            const chunks: Buffer[] = [];
+            for await (const chunk of message.stream()) chunks.push(chunk as Buffer);
+            body = await signMessage(options.signer, Buffer.concat(chunks), {
+              id,
+              from: transaction.mailFrom.address,
+              recipients: recipients.map((recipient) => recipient.address),
+            });
+            size = body.length;
+          }
+          const envelope: MessageEnvelope = {
+            id,
+            from: transaction.mailFrom.address,
+            createdAt: Date.now(),
+            size,
+            requireTls: transaction.requireTls,
+            smtpUtf8: transaction.smtpUtf8,
+            bodyType: transaction.bodyType.toLowerCase(),
+            dsn: transaction.dsn ? { ret: transaction.dsn.ret, envid: transaction.dsn.envid } : undefined,
+            kind: "relay",
+          };
+          await store.enqueue(envelope, recipients, body);
+        } catch (error) {
+          context.log.error({ err: error }, "message not queued for delivery");
+          return defer("4.3.0", "Message not queued for delivery, try again later");
+        }
+        metrics.queued.inc(recipients.length);
+        runner?.wake();
+        return accept();
+      },
+    },
+  };
+  return plugin satisfies Plugin;
+}

@@ -1,0 +1,396 @@
+// The delivery worker: claims due recipients from the queue store, groups them into deliveries
+// (one message to one domain), runs those under a total and a per-domain concurrency limit,
+// and turns each recipient's result into the queue's next state — delivered, retried later with
+// exponential backoff and jitter, or bounced with a delivery report to the sender.
+
+import { randomBytes } from "node:crypto";
+import { hostname as osHostname } from "node:os";
+import type { Logger } from "@postern/core";
+import { newQueueId } from "@postern/core";
+import type { Deliverer, DeliveryJob, RecipientResult } from "./delivery.ts";
+import { buildDsn, type DsnRecipient, has8bit, readOriginal } from "./dsn.ts";
+import type { OutboundHooks } from "./extension.ts";
+import type { OutboundMetrics } from "./metrics.ts";
+import type { ResolvedOutboundOptions } from "./options.ts";
+import type {
+  Claim,
+  DeliveryReply,
+  MessageEnvelope,
+  QueueStore,
+  RecipientOutcome,
+  RecipientRecord,
+} from "./queue/store.ts";
+import { type MessageSigner, signMessage } from "./signer.ts";
+
+export interface RetryPolicy {
+  initialDelayMs: number;
+  maxDelayMs: number;
+  factor: number;
+  jitter: number;
+  maxAgeMs: number;
+}
+
+/** Delay before attempt n+1 after n failed attempts: exponential, capped, shortened at random. */
+export function retryDelay(policy: RetryPolicy, attempts: number, random: () => number = Math.random): number {
+  const base = Math.min(policy.maxDelayMs, policy.initialDelayMs * policy.factor ** Math.max(0, attempts - 1));
+  return Math.round(base * (1 - policy.jitter * random()));
+}
+
+/** RFC 3461: no NOTIFY means "report failures"; NEVER means nothing. */
+function wantsFailureReport(recipient: RecipientRecord): boolean {
+  if (!recipient.notify || recipient.notify.length === 0) return true;
+  const notify = recipient.notify.map((value) => value.toUpperCase());
+  return notify.includes("FAILURE") && !notify.includes("NEVER");
+}
+
+export interface RunnerOptions {
+  store: QueueStore;
+  deliverer: Deliverer;
+  options: ResolvedOutboundOptions;
+  hooks: readonly OutboundHooks[];
+  metrics: OutboundMetrics;
+  log: Logger;
+  hostname: string;
+  signer: MessageSigner | undefined;
+}
+
+interface Job {
+  claim: Claim;
+  domain: string;
+  recipients: RecipientRecord[];
+}
+
+export class DeliveryRunner {
+  readonly worker: string;
+  readonly #store: QueueStore;
+  readonly #deliverer: Deliverer;
+  readonly #options: ResolvedOutboundOptions;
+  readonly #hooks: readonly OutboundHooks[];
+  readonly #metrics: OutboundMetrics;
+  readonly #log: Logger;
+  readonly #hostname: string;
+  readonly #signer: MessageSigner | undefined;
+  /** Claimed deliveries, running or waiting for their domain's turn. */
+  #claimed = 0;
+  readonly #running = new Set<Promise<void>>();
+  readonly #domainActive = new Map<string, number>();
+  readonly #domainWaiting = new Map<string, Job[]>();
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #woken = false;
+  #renewTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: RunnerOptions) {
+    this.#store = options.store;
+    this.#deliverer = options.deliverer;
+    this.#options = options.options;
+    this.#hooks = options.hooks;
+    this.#metrics = options.metrics;
+    this.#log = options.log;
+    this.#hostname = options.hostname;
+    this.#signer = options.signer;
+    this.worker = options.options.worker.id ?? `${osHostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  }
+
+  start(): void {
+    if (this.#loop) return;
+    this.#stopping = false;
+    const { leaseMs } = this.#options.worker;
+    this.#renewTimer = setInterval(
+      () => {
+        if (this.#claimed === 0) return;
+        this.#store
+          .renew(this.worker, leaseMs)
+          .catch((error: Error) => this.#log.warn({ err: error.message }, "lease renewal failed"));
+      },
+      Math.max(50, Math.floor(leaseMs / 3)),
+    );
+    this.#renewTimer.unref();
+    this.#loop = this.#run();
+  }
+
+  /** Looks at the queue now (new mail, a job finished, an operator retry). */
+  wake(): void {
+    this.#woken = true;
+    this.#wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.wake();
+    await this.#loop;
+    this.#loop = undefined;
+    // Deliveries waiting for their domain's turn never started: give them back at once.
+    for (const [domain, jobs] of this.#domainWaiting) {
+      for (const job of jobs) {
+        await this.#store
+          .release(
+            this.worker,
+            job.claim.message.id,
+            job.recipients.map((recipient) => recipient.index),
+          )
+          .catch(() => undefined);
+        this.#claimed--;
+      }
+      this.#domainWaiting.delete(domain);
+    }
+    const deadline = new Promise((resolve) => setTimeout(resolve, this.#options.worker.shutdownTimeoutMs).unref());
+    await Promise.race([Promise.allSettled([...this.#running]), deadline]);
+    clearInterval(this.#renewTimer);
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    if (this.#woken || this.#stopping) {
+      this.#woken = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+    this.#wake = undefined;
+    this.#woken = false;
+  }
+
+  async #run(): Promise<void> {
+    const { total } = this.#options.concurrency;
+    const { pollIntervalMs, leaseMs } = this.#options.worker;
+    while (!this.#stopping) {
+      let claimed = 0;
+      if (this.#claimed < total) {
+        try {
+          const claims = await this.#store.claim({ worker: this.worker, limit: (total - this.#claimed) * 10, leaseMs });
+          for (const claim of claims) claimed += this.#schedule(claim);
+        } catch (error) {
+          this.#log.error({ err: (error as Error).message }, "claiming from the queue failed");
+          await this.#sleep(pollIntervalMs);
+          continue;
+        }
+      }
+      if (claimed > 0 && this.#claimed < total) continue;
+      let wait = pollIntervalMs;
+      if (this.#claimed < total) {
+        const due = await this.#store.nextDue().catch(() => undefined);
+        if (due !== undefined) wait = Math.min(pollIntervalMs, Math.max(25, due - Date.now()));
+      }
+      await this.#sleep(wait);
+    }
+  }
+
+  /** Splits a claim into one delivery per domain and starts or queues them; returns how many. */
+  #schedule(claim: Claim): number {
+    const byDomain = new Map<string, RecipientRecord[]>();
+    for (const recipient of claim.recipients) {
+      byDomain.set(recipient.domain, [...(byDomain.get(recipient.domain) ?? []), recipient]);
+    }
+    for (const [domain, recipients] of byDomain) {
+      this.#claimed++;
+      const job: Job = { claim, domain, recipients };
+      if ((this.#domainActive.get(domain) ?? 0) < this.#options.concurrency.perDomain) this.#start(job);
+      else this.#domainWaiting.set(domain, [...(this.#domainWaiting.get(domain) ?? []), job]);
+    }
+    return byDomain.size;
+  }
+
+  #start(job: Job): void {
+    this.#domainActive.set(job.domain, (this.#domainActive.get(job.domain) ?? 0) + 1);
+    const running = this.#execute(job)
+      .catch((error: Error) =>
+        this.#log.error({ err: error, queueId: job.claim.message.id }, "delivery failed unexpectedly"),
+      )
+      .finally(() => {
+        this.#running.delete(running);
+        this.#claimed--;
+        const active = (this.#domainActive.get(job.domain) ?? 1) - 1;
+        if (active > 0) this.#domainActive.set(job.domain, active);
+        else this.#domainActive.delete(job.domain);
+        const waiting = this.#domainWaiting.get(job.domain);
+        const next = waiting?.shift();
+        if (waiting && waiting.length === 0) this.#domainWaiting.delete(job.domain);
+        if (next && !this.#stopping) this.#start(next);
+        else if (next) this.#domainWaiting.set(job.domain, [next, ...(waiting ?? [])]);
+        this.wake();
+      });
+    this.#running.add(running);
+  }
+
+  async #execute(job: Job): Promise<void> {
+    const { message } = job.claim;
+    const started = Date.now();
+    const deliveryJob: DeliveryJob = {
+      message,
+      domain: job.domain,
+      recipients: job.recipients,
+      openBody: () => this.#store.body(message.id),
+    };
+    let results: RecipientResult[];
+    try {
+      results = await this.#deliverer.deliver(deliveryJob);
+    } catch (error) {
+      const reply: DeliveryReply = { code: 451, status: "4.3.0", text: `local error: ${(error as Error).message}` };
+      results = job.recipients.map((recipient) => ({ index: recipient.index, kind: "temporary", reply }));
+    }
+    this.#metrics.deliveryDuration.observe((Date.now() - started) / 1000);
+    await this.#record(job, results);
+  }
+
+  async #record(job: Job, results: readonly RecipientResult[]): Promise<void> {
+    const { message } = job.claim;
+    const retry = this.#options.retry;
+    const now = Date.now();
+    const outcomes: RecipientOutcome[] = [];
+    const bounced: { recipient: RecipientRecord; reply: DeliveryReply }[] = [];
+    const deferredAt = new Map<number, number>();
+    for (const result of results) {
+      const recipient = job.recipients.find((candidate) => candidate.index === result.index);
+      if (!recipient) continue;
+      if (result.kind === "delivered") {
+        outcomes.push({ index: result.index, result: "delivered", reply: result.reply });
+      } else if (result.kind === "permanent") {
+        outcomes.push({ index: result.index, result: "bounced", reply: result.reply });
+        bounced.push({ recipient, reply: result.reply });
+      } else {
+        const age = now - message.createdAt;
+        if (age >= retry.maxAgeMs) {
+          const days = Math.round((retry.maxAgeMs / 86_400_000) * 10) / 10;
+          const reply: DeliveryReply = {
+            ...result.reply,
+            status: "4.4.7",
+            text: `delivery time expired after ${days} days; last error: ${result.reply.text}`,
+          };
+          outcomes.push({ index: result.index, result: "bounced", reply });
+          bounced.push({ recipient, reply });
+        } else {
+          // The last attempt happens at the maximum age, not a full backoff after it.
+          const delay = Math.min(retryDelay(retry, recipient.attempts + 1), retry.maxAgeMs - age);
+          outcomes.push({ index: result.index, result: "deferred", reply: result.reply, retryAfterMs: delay });
+          deferredAt.set(result.index, now + delay);
+        }
+      }
+    }
+
+    let dsnId: string | undefined;
+    const reportable = bounced.filter(({ recipient }) => wantsFailureReport(recipient));
+    if (reportable.length > 0 && message.from !== "" && message.kind !== "dsn") {
+      try {
+        dsnId = await this.#sendReport(message, reportable, now);
+      } catch (error) {
+        // No report stored means no bounce recorded: retry these recipients later instead.
+        this.#log.error(
+          { err: (error as Error).message, queueId: message.id },
+          "delivery report not queued; bounce postponed",
+        );
+        for (const { recipient, reply } of reportable) {
+          const index = outcomes.findIndex((outcome) => outcome.index === recipient.index);
+          outcomes[index] = { index: recipient.index, result: "deferred", reply, retryAfterMs: retry.initialDelayMs };
+        }
+      }
+    }
+
+    const recorded = new Set(await this.#store.complete(this.worker, message.id, outcomes));
+    if (recorded.size < outcomes.length) {
+      this.#log.warn(
+        { queueId: message.id, domain: job.domain },
+        "some outcomes were not recorded (lease lost or message deleted)",
+      );
+    }
+    for (const outcome of outcomes) {
+      if (!recorded.has(outcome.index)) continue;
+      const recipient = job.recipients.find((candidate) => candidate.index === outcome.index)!;
+      const event = { message, recipient, reply: outcome.reply, attempts: recipient.attempts + 1 };
+      const logFields = {
+        queueId: message.id,
+        to: recipient.address,
+        relay: outcome.reply.remote,
+        attempts: event.attempts,
+        status: outcome.reply.status,
+        reply: `${outcome.reply.code} ${outcome.reply.text}`,
+      };
+      if (outcome.result === "delivered") {
+        this.#metrics.delivered.inc();
+        this.#log.info(logFields, "delivered");
+        await this.#emit("delivered", event);
+      } else if (outcome.result === "deferred") {
+        this.#metrics.deferred.inc();
+        this.#metrics.domainFailures.inc({ domain: job.domain, outcome: "deferred" });
+        this.#log.info({ ...logFields, retryInMs: outcome.retryAfterMs }, "deferred");
+        await this.#emit("deferred", {
+          ...event,
+          nextAttemptAt: deferredAt.get(outcome.index) ?? now + outcome.retryAfterMs,
+        });
+      } else {
+        this.#metrics.bounced.inc();
+        this.#metrics.domainFailures.inc({ domain: job.domain, outcome: "bounced" });
+        this.#log.info({ ...logFields, dsn: dsnId }, "bounced");
+        await this.#emit("bounced", { ...event, dsnId });
+      }
+    }
+  }
+
+  /** Queues a failure report to the envelope sender; returns its queue ID. */
+  async #sendReport(
+    message: MessageEnvelope,
+    failures: readonly { recipient: RecipientRecord; reply: DeliveryReply }[],
+    now: number,
+  ): Promise<string> {
+    const { bounces } = this.#options;
+    const headersOnly = message.dsn?.ret?.toUpperCase() === "HDRS" || message.requireTls;
+    const original = await readOriginal(await this.#store.body(message.id), {
+      headersOnly,
+      maxSize: bounces.maxReturnedSize,
+    });
+    const recipients: DsnRecipient[] = failures.map(({ recipient, reply }) => ({
+      address: recipient.address,
+      orcpt: recipient.orcpt,
+      action: "failed",
+      reply,
+      lastAttemptAt: new Date(now),
+    }));
+    let bytes = buildDsn({
+      hostname: this.#hostname,
+      fromLocalPart: bounces.from,
+      message,
+      recipients,
+      original: original.bytes,
+      headersOnly: original.headersOnly,
+      now: new Date(now),
+    });
+    const id = newQueueId();
+    if (this.#signer) bytes = await signMessage(this.#signer, bytes, { id, from: "", recipients: [message.from] });
+    const envelope: MessageEnvelope = {
+      id,
+      from: "",
+      createdAt: now,
+      size: bytes.length,
+      // RFC 8689 §5: the report on a REQUIRETLS message is itself sent with REQUIRETLS.
+      requireTls: message.requireTls,
+      smtpUtf8: message.smtpUtf8,
+      bodyType: has8bit(bytes) ? "8bitmime" : "7bit",
+      kind: "dsn",
+    };
+    await this.#store.enqueue(envelope, [{ address: message.from, notify: ["NEVER"] }], bytes);
+    this.#metrics.queued.inc();
+    this.wake();
+    return id;
+  }
+
+  async #emit<Name extends "delivered" | "deferred" | "bounced">(
+    name: Name,
+    event: Parameters<NonNullable<OutboundHooks[Name]>>[0],
+  ): Promise<void> {
+    for (const hooks of this.#hooks) {
+      const hook = hooks[name] as ((event: unknown) => unknown) | undefined;
+      if (!hook) continue;
+      try {
+        await hook.call(hooks, event);
+      } catch (error) {
+        this.#log.warn({ err: (error as Error).message, hook: name }, "outbound hook failed (ignored)");
+      }
+    }
+  }
+}

@@ -1,0 +1,302 @@
+// One SMTP client connection to one next hop, on nodemailer's SMTPConnection (which connects to
+// the address it is given: MX selection is ours). It turns nodemailer's callbacks and error
+// shapes into promises and replies the queue understands, and remembers what the session is
+// (TLS, verified or not) so the pool only reuses it where that is good enough.
+import type { Readable } from "node:stream";
+import type { TLSSocket } from "node:tls";
+import SMTPConnection from "nodemailer/lib/smtp-connection";
+import type { TlsLevel } from "./options.ts";
+import type { DeliveryReply } from "./queue/store.ts";
+import { describeHost, localReply, parseReply } from "./replies.ts";
+import type { NextHop } from "./routing.ts";
+
+export interface SessionSettings {
+  heloName: string;
+  /** Extra CA certificates for "verify". */
+  ca: string[] | undefined;
+  connectTimeoutMs: number;
+  greetingTimeoutMs: number;
+  socketTimeoutMs: number;
+}
+
+/** Why a session could not be opened; `tls` marks failures of required TLS. */
+export class SessionError extends Error {
+  readonly reply: DeliveryReply;
+  readonly tls: boolean;
+  constructor(reply: DeliveryReply, tls: boolean) {
+    super(`${reply.code} ${reply.status} ${reply.text}`);
+    this.name = "SessionError";
+    this.reply = reply;
+    this.tls = tls;
+  }
+}
+
+export interface SendEnvelope {
+  from: string;
+  to: readonly string[];
+  size: number;
+  requireTls: boolean;
+  use8BitMime: boolean;
+  dsn?: { ret?: string | undefined; envid?: string | undefined } | undefined;
+}
+
+export type SendResult =
+  | {
+      kind: "sent";
+      accepted: string[];
+      rejected: Map<string, DeliveryReply>;
+      /** The reply to the end of DATA. */
+      reply: DeliveryReply;
+    }
+  | {
+      kind: "failed";
+      /** Where it failed: MAIL FROM refused, all RCPT refused, DATA refused, or the connection. */
+      stage: "MAIL" | "RCPT" | "DATA" | "CONNECTION" | "REQUIRETLS";
+      reply: DeliveryReply;
+      /** Per-recipient replies when recipients were refused. */
+      rejected: Map<string, DeliveryReply>;
+      /** Recipients the server had accepted before DATA failed. */
+      accepted: string[];
+      /** True when not a byte of the message was read (safe to try again on a new connection). */
+      untouched: boolean;
+    };
+
+interface NodemailerError extends Error {
+  code?: string;
+  response?: string;
+  responseCode?: number;
+  command?: string;
+  recipient?: string;
+  rejected?: string[];
+  rejectedErrors?: NodemailerError[];
+}
+
+const tlsRequired = (level: TlsLevel) => level === "encrypt" || level === "verify";
+
+/** Pool key: sessions are interchangeable only with the same peer, TLS demand and credentials. */
+export function sessionKey(hop: NextHop): string {
+  return [hop.address, hop.port, hop.name, hop.secure ? "implicit" : hop.tls, hop.auth?.user ?? ""].join("|");
+}
+
+export class SmtpSession {
+  readonly hop: NextHop;
+  readonly key: string;
+  readonly remote: string;
+  readonly #connection: SMTPConnection;
+  #alive = true;
+  messages = 0;
+
+  private constructor(hop: NextHop, connection: SMTPConnection) {
+    this.hop = hop;
+    this.key = sessionKey(hop);
+    this.remote = describeHost(hop.name, hop.address, hop.port);
+    this.#connection = connection;
+    const dead = () => {
+      this.#alive = false;
+    };
+    connection.on("end", dead);
+    connection.on("error", dead);
+  }
+
+  /** Connects, says EHLO, negotiates TLS as the hop demands, and logs in when it has credentials. */
+  static async open(
+    hop: NextHop,
+    settings: SessionSettings,
+    options: { plaintext?: boolean } = {},
+  ): Promise<SmtpSession> {
+    const remote = describeHost(hop.name, hop.address, hop.port);
+    const level: TlsLevel = options.plaintext ? "none" : hop.tls;
+    const verify = level === "verify";
+    const servername = hop.name !== hop.address ? hop.name : undefined;
+    const connection = new SMTPConnection({
+      host: hop.address,
+      port: hop.port,
+      secure: hop.secure,
+      ...(servername ? { servername } : {}),
+      name: settings.heloName,
+      ignoreTLS: level === "none",
+      requireTLS: tlsRequired(level),
+      opportunisticTLS: level === "opportunistic",
+      connectionTimeout: settings.connectTimeoutMs,
+      greetingTimeout: settings.greetingTimeoutMs,
+      socketTimeout: settings.socketTimeoutMs,
+      logger: false,
+      tls: {
+        rejectUnauthorized: verify,
+        ...(verify && settings.ca ? { ca: settings.ca } : {}),
+        // Any protocol the peer speaks is better than plaintext, except when the peer must be verified.
+        ...(verify ? {} : { minVersion: "TLSv1" as const }),
+      },
+    });
+    const session = new SmtpSession(hop, connection);
+    // Errors outside a pending call (e.g. an idle connection dropped) only mark the session dead.
+    connection.on("error", () => undefined);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        // Connection failures arrive as 'error' events, not through the connect callback.
+        const onError = (error: Error) => reject(error);
+        const onEnd = () =>
+          reject(Object.assign(new Error("connection closed before the greeting"), { code: "ECONNECTION" }));
+        connection.once("error", onError);
+        connection.once("end", onEnd);
+        connection.connect((error?: Error) => {
+          connection.off("error", onError);
+          connection.off("end", onEnd);
+          if (error) reject(error);
+          else resolve();
+        });
+      });
+      if (hop.auth) {
+        await new Promise<void>((resolve, reject) => {
+          connection.login({ user: hop.auth!.user, pass: hop.auth!.pass }, (error) =>
+            error ? reject(error) : resolve(),
+          );
+        });
+      }
+    } catch (error) {
+      connection.close();
+      throw SmtpSession.#openError(error as NodemailerError, remote, level);
+    }
+    if (tlsRequired(level) && !session.secure) {
+      session.close();
+      throw new SessionError(localReply("4.7.10", `${remote} did not encrypt the connection`, remote), true);
+    }
+    return session;
+  }
+
+  static #openError(error: NodemailerError, remote: string, level: TlsLevel): SessionError {
+    const isTls = error.code === "ETLS" || /certificate|TLS|SSL/i.test(error.message);
+    if (error.response && error.responseCode) {
+      const reply = parseReply(error.response, remote);
+      return new SessionError(reply, isTls && tlsRequired(level));
+    }
+    if (isTls) {
+      const reason = error.message.replace(/^Error initiating TLS - /, "");
+      return new SessionError(localReply("4.7.10", `TLS with ${remote} failed: ${reason}`, remote), true);
+    }
+    if (error.code === "EAUTH") {
+      return new SessionError(
+        localReply("4.7.8", `authentication at ${remote} failed: ${error.message}`, remote),
+        false,
+      );
+    }
+    const reason = (error as { originalCode?: string }).originalCode ?? error.code ?? "error";
+    return new SessionError(
+      localReply("4.4.1", `connect to ${remote} failed: ${reason} ${error.message}`, remote),
+      false,
+    );
+  }
+
+  get alive(): boolean {
+    const socket = this.#socket;
+    return this.#alive && !(socket && (socket.destroyed || !socket.writable));
+  }
+
+  get #socket(): (TLSSocket & { authorized?: boolean }) | undefined {
+    const socket = (this.#connection as unknown as { _socket?: unknown })._socket;
+    return socket ? (socket as TLSSocket) : undefined;
+  }
+
+  /** The connection is encrypted (STARTTLS or implicit TLS). */
+  get secure(): boolean {
+    return Boolean(this.#connection.secure);
+  }
+
+  /** The peer's certificate was verified (only ever true for "verify" sessions). */
+  get verified(): boolean {
+    return this.secure && Boolean(this.#socket?.authorized);
+  }
+
+  get tlsProtocol(): string | undefined {
+    return this.secure ? (this.#socket?.getProtocol?.() ?? undefined) : undefined;
+  }
+
+  send(envelope: SendEnvelope, body: Readable): Promise<SendResult> {
+    return new Promise<SendResult>((resolve) => {
+      this.#connection.send(
+        {
+          from: envelope.from,
+          to: [...envelope.to],
+          size: envelope.size,
+          use8BitMime: envelope.use8BitMime,
+          requireTLSExtensionEnabled: envelope.requireTls,
+          ...(envelope.dsn ? { dsn: envelope.dsn } : {}),
+        },
+        body,
+        (error, info) => {
+          this.messages++;
+          if (!error && info) {
+            const rejected = new Map<string, DeliveryReply>();
+            for (const refused of (info.rejectedErrors ?? []) as NodemailerError[]) {
+              if (refused.recipient) rejected.set(refused.recipient, this.#reply(refused));
+            }
+            resolve({ kind: "sent", accepted: info.accepted, rejected, reply: parseReply(info.response, this.remote) });
+            return;
+          }
+          // readableDidRead: whether any of the message was consumed (a listener would start the flow).
+          resolve(this.#failure(error as NodemailerError, envelope, !body.readableDidRead));
+        },
+      );
+    });
+  }
+
+  #reply(error: NodemailerError): DeliveryReply {
+    if (error.response) return parseReply(error.response, this.remote);
+    return localReply("4.4.2", `${this.remote}: ${error.message}`, this.remote);
+  }
+
+  #failure(error: NodemailerError, envelope: SendEnvelope, untouched: boolean): SendResult {
+    const rejected = new Map<string, DeliveryReply>();
+    for (const refused of error.rejectedErrors ?? []) {
+      if (refused.recipient) rejected.set(refused.recipient, this.#reply(refused));
+    }
+    if (error.code === "EREQUIRETLS") {
+      return {
+        kind: "failed",
+        stage: "REQUIRETLS",
+        reply: localReply("5.7.30", `${this.remote} does not offer REQUIRETLS over TLS (RFC 8689)`, this.remote),
+        rejected,
+        accepted: [],
+        untouched: true,
+      };
+    }
+    const command = error.command ?? "";
+    const replied = Boolean(error.response && error.responseCode) && error.responseCode !== 421;
+    if (replied && command.startsWith("MAIL")) {
+      return { kind: "failed", stage: "MAIL", reply: this.#reply(error), rejected, accepted: [], untouched };
+    }
+    if (replied && command.startsWith("RCPT")) {
+      return { kind: "failed", stage: "RCPT", reply: this.#reply(error), rejected, accepted: [], untouched };
+    }
+    if (replied && (command === "DATA" || error.code === "EMESSAGE")) {
+      const accepted = envelope.to.filter((address) => !rejected.has(address));
+      return { kind: "failed", stage: "DATA", reply: this.#reply(error), rejected, accepted, untouched };
+    }
+    // Lost connection, timeout, 421, or an error of ours: the message's fate at the peer is unknown.
+    this.#alive = false;
+    const reply = error.response
+      ? parseReply(error.response, this.remote)
+      : localReply("4.4.2", `${this.remote}: ${error.code ?? "error"} ${error.message}`, this.remote);
+    const accepted = envelope.to.filter((address) => !rejected.has(address));
+    return { kind: "failed", stage: "CONNECTION", reply, rejected, accepted, untouched };
+  }
+
+  /** RSET after a refused transaction, so the connection can carry the next message. */
+  reset(): Promise<boolean> {
+    if (!this.alive) return Promise.resolve(false);
+    return new Promise((resolve) => this.#connection.reset((error) => resolve(!error)));
+  }
+
+  close(): void {
+    this.#alive = false;
+    try {
+      this.#connection.quit();
+    } catch {
+      // already gone
+    }
+    // quit() waits for the peer to close; don't let a silent peer keep the socket forever.
+    const timer = setTimeout(() => this.#connection.close(), 2_000);
+    timer.unref();
+    this.#connection.once("end", () => clearTimeout(timer));
+  }
+}
