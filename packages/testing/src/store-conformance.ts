@@ -28,6 +28,7 @@ export {
   largeMessageStream,
   type StoreConformanceOptions,
   type StoreUnderTest,
+  sendStream,
   storeConformanceChecks,
 } from "./store-conformance-checks.ts";
 
