@@ -167,8 +167,15 @@ export class SmtpSession {
   static #openError(error: NodemailerError, remote: string, level: TlsLevel): SessionError {
     const isTls = error.code === "ETLS" || /certificate|TLS|SSL/i.test(error.message);
     if (error.response && error.responseCode) {
-      const reply = parseReply(error.response, remote);
-      return new SessionError(reply, isTls && tlsRequired(level));
+      // A refused session is this host's problem, not the message's: the next host is tried and,
+      // failing all, the message waits for a retry. Record it as temporary, in the peer's words.
+      const said = parseReply(error.response, remote);
+      const words = `${said.code} ${said.status} ${said.text}`;
+      if (isTls && tlsRequired(level)) {
+        return new SessionError(localReply("4.7.10", `${remote} refused STARTTLS: ${words}`, remote), true);
+      }
+      if (said.code < 500) return new SessionError(said, false);
+      return new SessionError(localReply("4.4.0", `${remote} refused the session: ${words}`, remote), false);
     }
     if (isTls) {
       const reason = error.message.replace(/^Error initiating TLS - /, "");
