@@ -102,6 +102,10 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
     return tracked;
   };
 
+  /** Store calls within the deadline; in-memory counters answer at once and need no timer. */
+  const bounded = <T>(work: Promise<T>): Promise<T> =>
+    backend.kind === "memory" ? work : withDeadline(work, storeTimeoutMs);
+
   const stateOf = (session: Session): SessionLimits => {
     let state = sessions.get(session);
     if (!state) {
@@ -160,7 +164,7 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
     if (checks.length === 0) return undefined;
     let passed: boolean[];
     try {
-      passed = await withDeadline(Promise.all(checks.map((check) => background(check.run()))), storeTimeoutMs);
+      passed = await bounded(Promise.all(checks.map((check) => background(check.run()))));
     } catch (cause) {
       const error = storeError(cause);
       reportOutage(context.log, error, { stage, backend: backend.kind, onError });
@@ -304,7 +308,7 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
     const slots = state.slots.splice(0);
     if (slots.length === 0) return;
     try {
-      await withDeadline(Promise.all(slots.map(({ gauge, key }) => background(gauge.release(key)))), storeTimeoutMs);
+      await bounded(Promise.all(slots.map(({ gauge, key }) => background(gauge.release(key)))));
     } catch (cause) {
       // The Redis backend writes this node's exact counts back once Redis answers again.
       reportOutage(context.log, storeError(cause), { stage: "close", backend: backend.kind });

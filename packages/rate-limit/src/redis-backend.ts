@@ -81,6 +81,7 @@ export function redisBackend(options: ResolvedRedisOptions): Backend {
       lazyConnect: true,
       // Fail at once while disconnected instead of queueing: a hook must not wait for a reconnect.
       enableOfflineQueue: false,
+      enableAutoPipelining: true,
       maxRetriesPerRequest: 0,
       commandTimeout: options.timeoutMs,
       connectTimeout: Math.max(options.timeoutMs, 2000),

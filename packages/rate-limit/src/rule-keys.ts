@@ -34,7 +34,8 @@ function escapeValue(value: string): string {
 
 function domainOf(address: string): string {
   const domain = address.slice(address.lastIndexOf("@") + 1).toLowerCase();
-  return domainToASCII(domain) || domain;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the test is "anything beyond ASCII"
+  return /[^\x00-\x7f]/.test(domain) ? domainToASCII(domain) || domain : domain;
 }
 
 function mailbox(address: string): string {
