@@ -164,7 +164,7 @@ export class DeliveryRunner {
       let claimed = 0;
       if (this.#claimed < total) {
         try {
-          const claims = await this.#store.claim({ worker: this.worker, limit: (total - this.#claimed) * 10, leaseMs });
+          const claims = await this.#store.claim({ worker: this.worker, limit: total - this.#claimed, leaseMs });
           for (const claim of claims) claimed += this.#schedule(claim);
         } catch (error) {
           this.#log.error({ err: (error as Error).message }, "claiming from the queue failed");

@@ -297,8 +297,15 @@ export class FsQueueStore implements QueueStore {
       }
     }
     due.sort((a, b) => a.recipient.nextAttemptAt - b.recipient.nextAttemptAt);
+    // The oldest `limit` deliveries (message × domain), each with all of its due recipients.
+    const batches = new Set<string>();
+    for (const { record, recipient } of due) {
+      if (batches.size >= options.limit) break;
+      batches.add(`${record.envelope.id}|${recipient.domain}`);
+    }
     const claims = new Map<string, { message: MessageEnvelope; recipients: RecipientRecord[] }>();
-    for (const { record, recipient } of due.slice(0, options.limit)) {
+    for (const { record, recipient } of due) {
+      if (!batches.has(`${record.envelope.id}|${recipient.domain}`)) continue;
       this.#leases.set(`${record.envelope.id}:${recipient.index}`, {
         worker: options.worker,
         until: now + options.leaseMs,
@@ -307,6 +314,7 @@ export class FsQueueStore implements QueueStore {
       claim.recipients.push(recipient);
       claims.set(record.envelope.id, claim);
     }
+    for (const claim of claims.values()) claim.recipients.sort((a, b) => a.index - b.index);
     return [...claims.values()];
   }
 

@@ -209,11 +209,18 @@ export class PgQueueStore implements QueueStore {
   async claim(options: ClaimOptions): Promise<Claim[]> {
     const { recipients } = this.#t;
     const claimed = await this.#pool.query<RecipientRow>(
-      `WITH picked AS (
-         SELECT message_id, idx FROM ${recipients}
+      // seeds: the oldest due recipients, at most one per delivery wanted; picked: every due
+      // recipient of the same message and domain, so one delivery is never split between workers.
+      `WITH seeds AS (
+         SELECT message_id, domain FROM ${recipients}
          WHERE state = 'queued' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until <= now())
          ORDER BY next_attempt_at, message_id, idx
          LIMIT $1
+         FOR UPDATE SKIP LOCKED
+       ), picked AS (
+         SELECT message_id, idx FROM ${recipients}
+         WHERE (message_id, domain) IN (SELECT message_id, domain FROM seeds)
+           AND state = 'queued' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until <= now())
          FOR UPDATE SKIP LOCKED
        )
        UPDATE ${recipients} AS r

@@ -159,6 +159,20 @@ describe.each(backends)("queue store conformance: $name", (backend) => {
     expect((await store.get(message.id))!.recipients[0]!.state).toBe("queued");
   });
 
+  it("claims whole deliveries (one message, one domain) up to the limit", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(
+      message,
+      [{ address: "a@one.test" }, { address: "b@two.test" }, { address: "c@one.test" }, { address: "d@one.test" }],
+      body,
+    );
+    const [first] = await store.claim({ worker: "w1", limit: 1, leaseMs: 10_000 });
+    expect(first!.recipients.map((recipient) => recipient.address)).toEqual(["a@one.test", "c@one.test", "d@one.test"]);
+    const [second] = await store.claim({ worker: "w2", limit: 1, leaseMs: 10_000 });
+    expect(second!.recipients.map((recipient) => recipient.address)).toEqual(["b@two.test"]);
+  });
+
   it("renews leases so a long delivery keeps its claim", async () => {
     const { store } = harness;
     const message = envelope();

@@ -84,7 +84,11 @@ export type RecipientOutcome =
 export interface ClaimOptions {
   /** Who holds the lease; unique per running worker. */
   readonly worker: string;
-  /** Most recipients to claim. */
+  /**
+   * Most deliveries to claim. A delivery is the due recipients of one message at one domain
+   * (they go in one SMTP transaction), so a claim never splits them: a worker takes only as many
+   * deliveries as it can start, and other nodes get the rest.
+   */
   readonly limit: number;
   /** How long the claim holds without renew(); a crashed worker's claims expire after this. */
   readonly leaseMs: number;
@@ -117,7 +121,7 @@ export interface QueueStore {
 
   /** Stores the message durably; when this resolves the message survives a crash. */
   enqueue(envelope: MessageEnvelope, recipients: readonly NewRecipient[], body: Readable | Buffer): Promise<void>;
-  /** Due recipients (queued, next attempt passed, not leased by a live worker), oldest first. */
+  /** Due recipients (queued, next attempt passed, not leased by a live worker), oldest first, by delivery. */
   claim(options: ClaimOptions): Promise<Claim[]>;
   /** Extends every lease `worker` holds; returns how many recipients it still holds. */
   renew(worker: string, leaseMs: number): Promise<number>;
