@@ -6,6 +6,7 @@ import { startTestServer, type TestServer } from "@postern/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import rateLimit, { type LimitRule } from "./index.ts";
 import {
+  authPlain,
   deleteKeys,
   eventually,
   type OwnRedis,
@@ -31,14 +32,18 @@ afterAll(async () => {
   await deleteKeys(filePrefix);
 });
 
-async function start(limits: LimitRule[], redis: Parameters<typeof rateLimit>[0]["redis"], proxy = false) {
+async function start(
+  limits: LimitRule[],
+  redis: Parameters<typeof rateLimit>[0]["redis"],
+  listener: { proxy?: string[]; auth?: "optional"; allowInsecureAuth?: boolean } = {},
+) {
   const server = await startTestServer({
     plugins: [
       rateLimit({ limits, redis }),
       { name: "test:claim", hooks: { rcptTo: () => ({ kind: "accept", route: "local" }) } },
       { name: "test:store", hooks: { queue: () => ({ kind: "accept" }) } },
     ],
-    config: { listeners: [{ address: "127.0.0.1", port: 1, ...(proxy ? { proxy: ["127.0.0.1"] } : {}) }] },
+    config: { listeners: [{ address: "127.0.0.1", port: 1, ...listener }] },
   });
   servers.push(server);
   return server;
@@ -53,7 +58,8 @@ describe("two nodes sharing one Redis", () => {
       { kind: "messages", limit: "3/1h" },
       { kind: "concurrent", limit: 2 },
     ];
-    const nodes = [await start(limits, redis, true), await start(limits, redis, true)];
+    const behindProxy = { proxy: ["127.0.0.1"] };
+    const nodes = [await start(limits, redis, behindProxy), await start(limits, redis, behindProxy)];
     const flooder = "198.51.100.7";
     const results: number[] = [];
     for (let count = 0; count < 6; count++) {
@@ -191,11 +197,22 @@ describe("a Redis outage mid-test", () => {
     ownRedis = await startOwnRedis();
     const url = ownRedis.url;
     await ownRedis.kill();
-    const server = await start([{ kind: "messages", limit: "10/1h" }], { url, timeoutMs: 300, onError: "defer" });
+    const server = await start(
+      [
+        { kind: "messages", limit: "10/1h" },
+        { kind: "authFailures", limit: "5/1h" },
+      ],
+      { url, timeoutMs: 300, onError: "defer" },
+      { auth: "optional", allowInsecureAuth: true },
+    );
     const client = await ready(server.port);
     const replies = await transaction(client, { to: ["a@localhost"] });
     expect(replies.mail.code).toBe(451);
     expect(replies.mail.enhanced).toBe("4.7.1");
+    // RFC 4954: a temporary AUTH failure is 454 4.7.0.
+    const auth = await authPlain(client, "alice", "secret");
+    expect(auth.code).toBe(454);
+    expect(auth.enhanced).toBe("4.7.0");
     expect(server.logs.some((line) => line.level === 40 && /cannot reach Redis/.test(line.msg))).toBe(true);
     client.close();
   });
