@@ -4,10 +4,12 @@ import type { Command } from "../command.ts";
 import { check } from "./check.ts";
 import { dkim } from "./dkim.ts";
 import { start } from "./start.ts";
+import { user } from "./user.ts";
 
 // biome-ignore format: one command per line, so adding a command is a one-line change
 export const commands: readonly Command[] = [
   start,
   check,
   dkim,
+  user,
 ];
