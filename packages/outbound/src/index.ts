@@ -56,6 +56,12 @@ export interface OutboundPlugin extends Plugin {
   readonly metrics: Registry;
   /** Makes the worker look at the queue now instead of at its next poll. */
   flush(): void;
+  /**
+   * A new, unopened store on the same queue for operator tools (`postern queue`). A filesystem
+   * spool is opened shared: while a server owns it, reads work and retry/delete are handed to the
+   * server. The caller opens and closes it.
+   */
+  adminStore(): QueueStore;
 }
 
 /** Opens the store an options object describes, e.g. for `postern queue`. */
@@ -99,6 +105,10 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
 
     flush() {
       runner?.wake();
+    },
+
+    adminStore() {
+      return createQueueStore(options.queue, { shared: true });
     },
 
     async setup(context) {

@@ -3,6 +3,7 @@
 import type { Command } from "../command.ts";
 import { check } from "./check.ts";
 import { dkim } from "./dkim.ts";
+import { queue } from "./queue.ts";
 import { start } from "./start.ts";
 import { user } from "./user.ts";
 
@@ -11,5 +12,6 @@ export const commands: readonly Command[] = [
   start,
   check,
   dkim,
+  queue,
   user,
 ];

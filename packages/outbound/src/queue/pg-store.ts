@@ -159,7 +159,11 @@ export class PgQueueStore implements QueueStore {
     });
   }
 
+  #closed = false;
+
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     if (this.#ownPool) await this.#pool.end();
   }
 
