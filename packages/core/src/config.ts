@@ -25,7 +25,7 @@ export const byteSize = z.union([
 ]);
 
 export const listenerSchema = z
-  .object({
+  .strictObject({
     name: z.string().min(1).optional(),
     address: z.string().default("127.0.0.1"),
     port,
@@ -34,7 +34,7 @@ export const listenerSchema = z
     certificate: z.string().optional(),
     key: z.string().optional(),
     /** More certificates, each served to clients asking (SNI) for a name it covers. */
-    certificates: z.array(z.object({ certificate: z.string().min(1), key: z.string().min(1) })).default([]),
+    certificates: z.array(z.strictObject({ certificate: z.string().min(1), key: z.string().min(1) })).default([]),
     /** Lowest TLS version accepted; TLS 1.0 and 1.1 are never accepted (RFC 8996). */
     minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).default("TLSv1.2"),
     /** OpenSSL cipher list (TLS 1.2 ciphers and TLS 1.3 suites); Node's default when omitted. */
@@ -87,14 +87,14 @@ const pluginShape = z.custom<Plugin>(
   { error: "expected a plugin object { name, hooks } (call the plugin's factory, e.g. spf())" },
 );
 
-export const serverConfigSchema = z.object({
+export const serverConfigSchema = z.strictObject({
   hostname: z.string().min(1).default("localhost"),
   listeners: z
     .array(listenerSchema)
     .min(1)
     .default([{ port: 2525 } as never]),
   limits: z
-    .object({
+    .strictObject({
       maxMessageSize: byteSize.default(25 * 1024 * 1024),
       maxRecipients: z.number().int().positive().default(100),
       /** Messages up to this size stay in memory; larger ones are spooled to disk. */
@@ -106,19 +106,19 @@ export const serverConfigSchema = z.object({
     })
     .prefault({}),
   dns: z
-    .object({
+    .strictObject({
       servers: z.array(z.string()).default([]),
       timeoutMs: z.number().int().positive().default(5000),
       cacheTtlMs: z.number().int().min(0).default(60_000),
     })
     .prefault({}),
   log: z
-    .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+    .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
     .prefault({}),
   spoolDir: z.string().default(join(tmpdir(), "postern-spool")),
   /** Certificates are reloaded without a restart: on SIGHUP, and when their files change. */
   tlsReload: z
-    .object({
+    .strictObject({
       onSighup: z.boolean().default(true),
       watchFiles: z.boolean().default(true),
       /** Wait after a file change before reloading (a renewal writes key and certificate separately). */

@@ -87,7 +87,13 @@ describe("certificates chosen by SNI", () => {
         key: main.key,
         certificates: [other, wildcard].map(({ certificate, key }) => ({ certificate, key })),
       },
-      { port: 1, tls: "implicit", certificate: main.certificate, key: main.key, certificates: [other] },
+      {
+        port: 1,
+        tls: "implicit",
+        certificate: main.certificate,
+        key: main.key,
+        certificates: [{ certificate: other.certificate, key: other.key }],
+      },
     ]);
     const [starttlsPort, implicitPort] = target.ports as [number, number];
 
