@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { accept, type Plugin } from "@postern/core";
 import {
   buildMessage,
   claimRecipients,
@@ -16,7 +17,7 @@ import {
 } from "@postern/testing";
 import { dkimVerify } from "mailauth";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import dkim, { dkimSigned, generateDkimKey, splitTxtValue } from "./index.ts";
+import dkim, { dkimResult, dkimSigned, generateDkimKey, splitTxtValue } from "./index.ts";
 
 const run = promisify(execFile);
 const dkimpyVerify = fileURLToPath(new URL("../test-fixtures/dkimpy-verify.py", import.meta.url));
@@ -122,6 +123,47 @@ describe("@postern/dkim signs relayed mail", () => {
     const stored = await relay("news@ours.example", "user@localhost");
     expect(stored.route).toBe("local");
     expect(stored.bytes.toString()).not.toMatch(/^DKIM-Signature:/m);
+  });
+});
+
+describe("@postern/dkim and authenticated sessions", () => {
+  it("sign.authenticated signs a submission whatever its route, and verification skips it", async () => {
+    const queue = memoryQueue();
+    const anyPassword: Plugin = { name: "test:any-password", hooks: { auth: () => accept() } };
+    const zone = Object.fromEntries(
+      Object.entries(records).map(([name, text]) => [name, { TXT: [splitTxtValue(text)] }]),
+    );
+    const server = await startTestServer({
+      plugins: [
+        anyPassword,
+        claimRecipients({ route: "local" }),
+        dkim({ sign: { keys, authenticated: true } }),
+        queue.plugin,
+      ],
+      dns: zone,
+      config: { listeners: [{ address: "127.0.0.1", port: 1, auth: "optional", allowInsecureAuth: true }] },
+    });
+    try {
+      const raw = buildMessage({ from: "alice@ours.example", to: "bob@localhost" });
+      await server.send({
+        from: "alice@ours.example",
+        to: "bob@localhost",
+        raw,
+        auth: { user: "alice", pass: "secret" },
+      });
+      const stored = queue.messages.at(-1)!;
+      expect(stored.route).toBe("local");
+      expect(stored.transaction.results.get(dkimSigned)?.selectors).toEqual(["rsa2026", "ed2026"]);
+      expect(stored.transaction.results.get(dkimResult)).toBeUndefined();
+      expect((await dkimpy(stored.bytes)).map((signature) => signature.valid)).toEqual([true, true]);
+      // Without AUTH the same local mail is verified, not signed.
+      await server.send({ from: "alice@ours.example", to: "bob@localhost", raw });
+      const unauthenticated = queue.messages.at(-1)!;
+      expect(unauthenticated.transaction.results.get(dkimSigned)).toBeUndefined();
+      expect(unauthenticated.transaction.results.get(dkimResult)?.signatures).toEqual([]);
+    } finally {
+      await server.stop();
+    }
   });
 });
 
