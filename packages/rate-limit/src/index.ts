@@ -18,6 +18,7 @@ import {
 } from "@postern/core";
 import type { Backend, ConnectionGauge, WindowCounter } from "./backend.ts";
 import { findNetwork, type IpAddress, parseClientAddress } from "./client-address.ts";
+import { rememberOptions } from "./counters.ts";
 import { memoryBackend } from "./memory-backend.ts";
 import { type LimitKind, type RateLimitOptions, type ResolvedRule, rateLimitOptionsSchema } from "./options.ts";
 import { redisBackend } from "./redis-backend.ts";
@@ -25,6 +26,8 @@ import { refusal, type Stage, storeUnavailable } from "./replies.ts";
 import { countsByRecipient, type KeyFacts, keysFor } from "./rule-keys.ts";
 import { outageReporter, storeError, tarpit, withDeadline } from "./store-errors.ts";
 
+export type { CounterState, RateLimitCounters } from "./counters.ts";
+export { RateLimitKeyError, rateLimitCounters } from "./counters.ts";
 export type { KeyName, LimitKind, LimitRule, RateLimitOptions, RedisOptions } from "./options.ts";
 export { rateLimitOptionsSchema } from "./options.ts";
 export type { RateLimitErrorCode } from "./store-errors.ts";
@@ -317,7 +320,7 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
 
   const pre = <Handler>(handler: Handler) => ({ handler, order: "pre" as const, timeoutMs: hookTimeoutMs });
 
-  return {
+  const plugin = {
     name: pluginName,
     async setup(server) {
       serverLog = server.logger.child({ plugin: pluginName });
@@ -352,4 +355,6 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
       close: { handler: (session: Session, context: HookContext) => close(session, context), timeoutMs: hookTimeoutMs },
     },
   } satisfies Plugin;
+  rememberOptions(plugin, resolved);
+  return plugin;
 }

@@ -26,7 +26,7 @@ export interface LimitRule {
    */
   kind: LimitKind;
   /** What to count by (default "ip"); an array combines keys, e.g. ["user", "recipientDomain"]. */
-  key?: KeyName | KeyName[];
+  key?: KeyName | readonly KeyName[];
   /**
    * "100/1h", "5/1m" for windowed kinds; "500MB/1d" for bytes; a plain number for concurrent and
    * recipientsPerMessage.
@@ -36,7 +36,7 @@ export interface LimitRule {
    * Only clients in these CIDR ranges are counted by this rule; with the key "network" each range
    * is one shared counter.
    */
-  networks?: string[];
+  networks?: readonly string[];
   /** Delay before refusing ("2s", "500ms" or milliseconds); overrides the plugin-wide tarpit. */
   tarpit?: string | number;
   /** Names the counter in Redis keys and logs; needed only to tell apart two rules that would share one. */
@@ -60,7 +60,7 @@ export interface RedisOptions {
 }
 
 export interface RateLimitOptions {
-  limits: LimitRule[];
+  limits: readonly LimitRule[];
   /** IPv6 clients are counted per prefix of this length (default 64). */
   ipv6Prefix?: number;
   /** IPv4 clients are counted per prefix of this length (default 32: each address alone). */
@@ -68,9 +68,9 @@ export interface RateLimitOptions {
   /** Clients that bypass every limit. */
   allow?: {
     /** CIDR ranges or addresses. */
-    networks?: string[];
+    networks?: readonly string[];
     /** Authenticated user names (they bypass limits once authenticated, never AUTH failure limits). */
-    users?: string[];
+    users?: readonly string[];
   };
   /** Delay before every refusal, to slow down floods ("2s", "500ms" or milliseconds; default 0). */
   tarpit?: string | number;
@@ -119,7 +119,7 @@ const kinds = [
   "bytes",
 ] as const satisfies readonly LimitKind[];
 
-const keyNames = [
+export const keyNames = [
   "ip",
   "network",
   "helo",

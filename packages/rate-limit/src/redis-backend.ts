@@ -73,6 +73,11 @@ interface GaugeCommands {
   posternGaugeSync(key: string, node: string, count: number, ttl: number): Promise<number>;
 }
 
+/** Where node heartbeats live; "~" cannot start a rule name, so no counter shares this prefix. */
+export function heartbeatPrefix(keyPrefix: string): string {
+  return `${keyPrefix}:~node:`;
+}
+
 export function redisBackend(options: ResolvedRedisOptions): Backend {
   const ownsClient = options.client === undefined;
   const client =
@@ -93,7 +98,7 @@ export function redisBackend(options: ResolvedRedisOptions): Backend {
   const commands = client as unknown as GaugeCommands;
 
   const node = randomUUID();
-  const nodePrefix = `${options.keyPrefix}:node:`;
+  const nodePrefix = heartbeatPrefix(options.keyPrefix);
   /** Slots this node holds per gauge hash key: the truth the Redis field is synced to. */
   const held = new Map<string, number>();
   /** Gauge keys whose Redis field may differ from `held` (a call failed or timed out). */

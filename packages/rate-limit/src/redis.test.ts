@@ -107,7 +107,7 @@ describe("two nodes sharing one Redis", () => {
       await first.client.closed();
       await eventually(async () => Object.keys(await redis.hgetall(gaugeKey)).length === 0);
 
-      await redis.set(`${keyPrefix}:node:live-node`, "1", "EX", 30);
+      await redis.set(`${keyPrefix}:~node:live-node`, "1", "EX", 30);
       await redis.hset(gaugeKey, "live-node", "1");
       const refused = await openSession(server.port);
       expect(refused.greeting.code).toBe(421);

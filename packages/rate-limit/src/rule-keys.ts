@@ -3,7 +3,7 @@
 // IPv6 grouped by prefix) and escaped so that no client-chosen value can spell another key.
 import { domainToASCII } from "node:url";
 import type { Session } from "@postern/core";
-import { addressKey, findNetwork, type IpAddress } from "./client-address.ts";
+import { addressKey, findNetwork, type IpAddress, parseClientAddress, parseNetwork } from "./client-address.ts";
 import type { KeyName, ResolvedRule } from "./options.ts";
 
 /** What is known about the event being counted. */
@@ -85,4 +85,45 @@ export function keysFor(rule: ResolvedRule, facts: KeyFacts): string[] {
     keys.add([base, ...recipientParts].filter(Boolean).join("|"));
   }
   return [...keys];
+}
+
+/**
+ * One "name=value" part of a counter key as an operator types it ("ip=2001:db8::1",
+ * "senderDomain=Example.COM"), normalized the way counting writes it; undefined when invalid.
+ */
+export function normalizeKeyPart(
+  part: string,
+  prefixes: { ipv4: number; ipv6: number },
+  keyNames: readonly KeyName[],
+): string | undefined {
+  const equals = part.indexOf("=");
+  const name = part.slice(0, equals) as KeyName;
+  const value = part.slice(equals + 1);
+  if (equals < 1 || !keyNames.includes(name) || value === "") return undefined;
+  let normalized: string | undefined;
+  switch (name) {
+    case "ip": {
+      const address = value.includes("/") ? undefined : parseClientAddress(value);
+      normalized = address ? addressKey(address, prefixes) : parseNetwork(value)?.text;
+      break;
+    }
+    case "network":
+      normalized = parseNetwork(value)?.text;
+      break;
+    case "sender":
+    case "recipient":
+      normalized = value === "<>" ? value : mailbox(value);
+      break;
+    case "senderDomain":
+    case "recipientDomain":
+      normalized = value === "<>" ? value : domainOf(value);
+      break;
+    case "helo":
+      normalized = value.toLowerCase();
+      break;
+    case "user":
+      normalized = value;
+      break;
+  }
+  return normalized === undefined ? undefined : `${name}=${escapeValue(normalized)}`;
 }

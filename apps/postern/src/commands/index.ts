@@ -4,6 +4,7 @@ import type { Command } from "../command.ts";
 import { check } from "./check.ts";
 import { dkim } from "./dkim.ts";
 import { queue } from "./queue.ts";
+import { rateLimit } from "./rate-limit.ts";
 import { start } from "./start.ts";
 import { user } from "./user.ts";
 
@@ -13,5 +14,6 @@ export const commands: readonly Command[] = [
   check,
   dkim,
   queue,
+  rateLimit,
   user,
 ];
