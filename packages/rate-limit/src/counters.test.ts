@@ -34,7 +34,7 @@ const options = () =>
       { kind: "messages", limit: "1/1h" },
       { kind: "messages", key: "senderDomain", limit: "10/1h" },
     ],
-    redis: { url: redisUrl, keyPrefix },
+    redis: { url: redisUrl, keyPrefix, timeoutMs: 5000 },
   }) as const;
 
 describe("rateLimitCounters", () => {

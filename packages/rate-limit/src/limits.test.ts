@@ -19,7 +19,10 @@ let runs = 0;
 
 const backends: { name: string; options: () => Partial<RateLimitOptions> }[] = [
   { name: "memory", options: () => ({}) },
-  { name: "redis", options: () => ({ redis: { url: redisUrl, keyPrefix: `${filePrefix}:${++runs}` } }) },
+  {
+    name: "redis",
+    options: () => ({ redis: { url: redisUrl, keyPrefix: `${filePrefix}:${++runs}`, timeoutMs: 5000 } }),
+  },
 ];
 
 let server: TestServer | undefined;

@@ -53,7 +53,7 @@ const proxyLine = (client: string) => `PROXY TCP4 ${client} 127.0.0.1 40000 25`;
 
 describe("two nodes sharing one Redis", () => {
   it("enforce one limit: a flood from one address is refused on both while another address is served", async () => {
-    const redis = { url: redisUrl, keyPrefix: `${filePrefix}:shared` };
+    const redis = { url: redisUrl, keyPrefix: `${filePrefix}:shared`, timeoutMs: 5000 };
     const limits: LimitRule[] = [
       { kind: "messages", limit: "3/1h" },
       { kind: "concurrent", limit: 2 },
@@ -94,7 +94,7 @@ describe("two nodes sharing one Redis", () => {
 
   it("ignore the slots of a node whose heartbeat expired, and count those of a live one", async () => {
     const keyPrefix = `${filePrefix}:nodes`;
-    const server = await start([{ kind: "concurrent", limit: 1 }], { url: redisUrl, keyPrefix });
+    const server = await start([{ kind: "concurrent", limit: 1 }], { url: redisUrl, keyPrefix, timeoutMs: 5000 });
     const gaugeKey = `${keyPrefix}:concurrent-ip:ip=127.0.0.1`;
     const redis = redisClient();
     try {
@@ -125,8 +125,8 @@ describe("a Redis outage mid-test", () => {
       { kind: "concurrent", limit: 1 },
       { kind: "messages", limit: "100/1h" },
     ];
-    const strict = await start(limits, { url: ownRedis.url, keyPrefix: "strict", timeoutMs: 300, onError: "defer" });
-    const lenient = await start(limits, { url: ownRedis.url, keyPrefix: "lenient", timeoutMs: 300, onError: "allow" });
+    const strict = await start(limits, { url: ownRedis.url, keyPrefix: "strict", timeoutMs: 1500, onError: "defer" });
+    const lenient = await start(limits, { url: ownRedis.url, keyPrefix: "lenient", timeoutMs: 1500, onError: "allow" });
 
     const strictSession = await ready(strict.port);
     expect((await transaction(strictSession, { to: ["a@localhost"] })).data?.code).toBe(250);
@@ -191,7 +191,7 @@ describe("a Redis outage mid-test", () => {
       return probe.greeting.code === 421;
     });
     for (const client of [lenientSession, lenientDuringHang, lenientWhileDown]) client.close();
-  });
+  }, 90_000);
 
   it("a node whose Redis is unreachable from the start still starts, and defers", async () => {
     ownRedis = await startOwnRedis();
@@ -202,7 +202,7 @@ describe("a Redis outage mid-test", () => {
         { kind: "messages", limit: "10/1h" },
         { kind: "authFailures", limit: "5/1h" },
       ],
-      { url, timeoutMs: 300, onError: "defer" },
+      { url, timeoutMs: 1500, onError: "defer" },
       { auth: "optional", allowInsecureAuth: true },
     );
     const client = await ready(server.port);

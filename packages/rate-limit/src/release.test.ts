@@ -23,7 +23,10 @@ afterAll(async () => {
 
 const backends: { name: string; options: () => Partial<RateLimitOptions> }[] = [
   { name: "memory", options: () => ({}) },
-  { name: "redis", options: () => ({ redis: { url: redisUrl, keyPrefix: `${filePrefix}:${++runs}` } }) },
+  {
+    name: "redis",
+    options: () => ({ redis: { url: redisUrl, keyPrefix: `${filePrefix}:${++runs}`, timeoutMs: 5000 } }),
+  },
 ];
 
 type ListenerOverrides = { tls?: "starttls"; socketTimeoutMs?: number };
@@ -104,7 +107,7 @@ describe.each(backends)("concurrent slots with the $name backend are given back"
 describe("concurrent slots in Redis are given back at server shutdown", () => {
   it("the stopping node leaves no slot behind, and the other node admits a client", async () => {
     const keyPrefix = `${filePrefix}:shutdown`;
-    const shared = { redis: { url: redisUrl, keyPrefix } };
+    const shared = { redis: { url: redisUrl, keyPrefix, timeoutMs: 5000 } };
     const first = await start(shared);
     const second = await start(shared);
     const holder = await openSession(first.port);
