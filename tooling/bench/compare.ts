@@ -1,0 +1,553 @@
+// Postern against Haraka, Postfix, a bare smtp-server and smtp-sink, in one run on loopback, with
+// Postfix's smtp-source as the one client. See BENCHMARKS.md for what each row is and the targets.
+//   node --conditions=dev-source tooling/bench/compare.ts
+// Installs what it needs: Debian's postfix package (apt-get; run as root) and Haraka 3 from the npm
+// registry into a temp folder. Prints one report and writes it to tooling/bench/results/.
+// Knobs (environment): BENCH_RUNS (5), BENCH_SECONDS per run (2), BENCH_ROWS (comma-separated row
+// ids to run, default all), BENCH_IDLE sessions (5000), BENCH_LARGE_MB (30), BENCH_PARTS
+// (throughput,large,idle).
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { generateDkimKey, splitTxtValue } from "@postern/dkim";
+import { type FakeDns, reverseName, startFakeDns } from "@postern/testing";
+import nodemailer from "nodemailer";
+import { ensureHaraka, harakaConfig } from "./compare/haraka.ts";
+import {
+  exited,
+  freePort,
+  type RunningServer,
+  type StartResult,
+  spawnWithFdLimit,
+  startForeignServer,
+  startNodeServer,
+} from "./compare/launch.ts";
+import { ensurePostfixPackage, startPostfix } from "./compare/postfix.ts";
+import { peakRss, resetPeak, rss, sampleTreeRss } from "./compare/proc.ts";
+import { mb, median, table } from "./compare/report.ts";
+import { type Payload, type Scenario, scenarios, smtpSource } from "./compare/smtp-source.ts";
+
+const runs = Number(process.env.BENCH_RUNS ?? 5);
+const secondsPerRun = Number(process.env.BENCH_SECONDS ?? 2);
+const idleSessions = Number(process.env.BENCH_IDLE ?? 5000);
+const largeMb = Number(process.env.BENCH_LARGE_MB ?? 30);
+const onlyRows = process.env.BENCH_ROWS?.split(",").filter(Boolean);
+const parts = new Set((process.env.BENCH_PARTS ?? "throughput,large,idle").split(","));
+const messageBytes = 10 * 1024;
+
+const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+const started = Date.now();
+const loadBefore = loadavg();
+
+// ---------------------------------------------------------------------------------------------
+// What the run needs: the tools, a DNS zone for the pipeline, a DKIM-signed message.
+
+const postfixVersion = ensurePostfixPackage(log);
+const haraka = ensureHaraka(log);
+const work = await mkdtemp(join(tmpdir(), "postern-bench-compare-"));
+
+const dkimKey = generateDkimKey({ algorithm: "rsa", bits: 2048 });
+const dns: FakeDns = await startFakeDns({
+  "example.org": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"], A: ["127.0.0.1"] },
+  "bench._domainkey.example.org": { TXT: [splitTxtValue(dkimKey.record)] },
+  "_dmarc.example.org": { TXT: ["v=DMARC1; p=reject; adkim=s; aspf=r"] },
+  [reverseName("127.0.0.1")]: { PTR: ["localhost"] },
+  localhost: { A: ["127.0.0.1"] },
+  "bench.test": { MX: ["10 mx.bench.test"] },
+});
+
+/** A DKIM-signed message of ~10 KB for the pipeline rows, LF line ends (smtp-source -F adds CR). */
+async function signedMessageFile(): Promise<string> {
+  const transport = nodemailer.createTransport({
+    streamTransport: true,
+    buffer: true,
+    newline: "windows",
+    dkim: { domainName: "example.org", keySelector: "bench", privateKey: dkimKey.privateKeyPem },
+  });
+  const line = `${"The quick brown fox jumps over the lazy dog. ".repeat(2).slice(0, 76)}\n`;
+  const info = await transport.sendMail({
+    from: "Bench <bench@example.org>",
+    to: "user@bench.test",
+    subject: "benchmark",
+    messageId: "<bench@example.org>",
+    date: new Date(),
+    text: line.repeat(Math.ceil(messageBytes / line.length)),
+  });
+  const path = join(work, "signed.eml");
+  await writeFile(path, (info.message as Buffer).toString("latin1").replace(/\r\n/g, "\n"), "latin1");
+  return path;
+}
+const plain: Payload = { length: messageBytes };
+const signed: Payload = { file: await signedMessageFile() };
+
+// ---------------------------------------------------------------------------------------------
+// The servers.
+
+interface Row {
+  id: string;
+  label: string;
+  /** The pre-greeting delay it runs with (every server in the table states one). */
+  delay: string;
+  payload: Payload;
+  start(): Promise<StartResult>;
+  /** Where it stores: files to count after each run (and to remove between runs). */
+  storedFiles?(server: RunningServer): string | undefined;
+  /** Postfix acknowledges on queueing and delivers after: wait for the Maildir to have them. */
+  waitsForDelivery?: boolean;
+}
+
+const dnsServer = dns.servers[0]!;
+let postfixMaildir: string | undefined;
+
+const rows: Row[] = [
+  {
+    id: "sink",
+    label: "smtp-sink (the client's ceiling)",
+    delay: "0",
+    payload: plain,
+    async start() {
+      const port = await freePort();
+      return startForeignServer("smtp-sink", ["-u", "nobody", `127.0.0.1:${port}`, "1024"], port, {
+        logFile: join(work, "smtp-sink.log"),
+      });
+    },
+  },
+  {
+    id: "bare",
+    label: "bare smtp-server, empty onData",
+    delay: "0 (patched like Postern)",
+    payload: plain,
+    start: () => startNodeServer("./bare-server.ts", ["0"]),
+  },
+  {
+    id: "bare-stock",
+    label: "bare smtp-server, empty onData",
+    delay: "100 ms (smtp-server's fixed)",
+    payload: plain,
+    start: () => startNodeServer("./bare-server.ts", ["stock"]),
+  },
+  {
+    id: "haraka",
+    label: `Haraka ${haraka.version}, queue/discard`,
+    delay: "0 (no early_talker)",
+    payload: plain,
+    async start() {
+      const port = await freePort();
+      const dir = await harakaConfig(haraka.packageDir, port);
+      const server = await startForeignServer(process.execPath, [haraka.bin, "-c", dir], port, {
+        env: { ...process.env, YES_REALLY_DO_DISCARD: "1" },
+        logFile: join(work, "haraka.log"),
+      });
+      return {
+        ...server,
+        async stop() {
+          await server.stop();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+  {
+    id: "postern",
+    label: "Postern, accept and discard",
+    delay: "0 (listener default)",
+    payload: plain,
+    start: () => startNodeServer("./postern-server.ts", ["discard", dnsServer]),
+  },
+  {
+    id: "postern-maildir",
+    label: "Postern → Maildir (fsync)",
+    delay: "0",
+    payload: plain,
+    start: () => startNodeServer("./postern-server.ts", ["maildir", dnsServer]),
+    storedFiles: (server) => server.maildirRoot && join(server.maildirRoot, "bench.test", "user", "new"),
+  },
+  {
+    id: "postfix",
+    label: `Postfix ${postfixVersion} → Maildir (fsync), at 250`,
+    delay: "0",
+    payload: plain,
+    waitsForDelivery: true,
+    async start() {
+      const instance = await startPostfix(await freePort(), { log: Boolean(process.env.BENCH_POSTFIX_LOG) });
+      postfixMaildir = join(instance.maildir, "user", "new");
+      return { port: instance.port, pid: instance.masterPid(), multiProcess: true, stop: () => instance.stop() };
+    },
+    storedFiles: () => postfixMaildir,
+  },
+  {
+    id: "pipeline",
+    label: "Postern full pipeline → Maildir",
+    delay: "0",
+    payload: signed,
+    start: () => startNodeServer("./postern-server.ts", ["pipeline", dnsServer]),
+    storedFiles: (server) => server.maildirRoot && join(server.maildirRoot, "bench.test", "user", "new"),
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Throughput: smtp-source, warm-up, then `runs` runs per scenario; the median counts.
+
+interface Cell {
+  rates: number[];
+  median: number;
+  /** Postfix only: messages per second until all were in the Maildir. */
+  deliveredRates: number[];
+  error?: string;
+}
+interface RowResult {
+  row: Row;
+  unavailable?: string;
+  cells: Record<string, Cell>;
+  peakRss: number;
+}
+
+const countFiles = (dir: string | undefined) => (dir && existsSync(dir) ? readdirSync(dir).length : 0);
+const emptyDir = (dir: string | undefined) => {
+  if (!dir || !existsSync(dir)) return;
+  for (const name of readdirSync(dir)) rmSync(join(dir, name), { force: true });
+};
+
+async function waitForFiles(dir: string | undefined, count: number, timeoutMs = 120_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (countFiles(dir) < count) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+async function measureScenario(row: Row, server: RunningServer, scenario: Scenario): Promise<Cell> {
+  const cell: Cell = { rates: [], median: Number.NaN, deliveredRates: [] };
+  const stored = row.storedFiles?.(server);
+  const once = async (messages: number) => {
+    emptyDir(stored);
+    const run = await smtpSource(server.port, scenario, messages, row.payload);
+    let deliveredSeconds = run.seconds;
+    if (!run.error && stored !== undefined) {
+      const startedWaiting = Date.now();
+      if (!(await waitForFiles(stored, messages, row.waitsForDelivery ? 120_000 : 2000))) {
+        run.error = `only ${countFiles(stored)} of ${messages} acknowledged messages were stored`;
+      }
+      deliveredSeconds += (Date.now() - startedWaiting) / 1000;
+    }
+    return { ...run, deliveredSeconds };
+  };
+  // Warm-up: JIT, caches, process pools; it also tells how many messages make a run of ~N seconds.
+  const warm = await once(Math.max(2 * scenario.sessions, 400));
+  if (warm.error) return { ...cell, error: warm.error };
+  const rate = warm.messages / warm.seconds;
+  const messages = Math.min(50_000, Math.max(2 * scenario.sessions, Math.round(rate * secondsPerRun)));
+  for (let index = 0; index < runs; index++) {
+    const run = await once(messages);
+    if (run.error) return { ...cell, error: run.error };
+    cell.rates.push(run.messages / run.seconds);
+    if (row.waitsForDelivery) cell.deliveredRates.push(run.messages / run.deliveredSeconds);
+  }
+  emptyDir(stored);
+  cell.median = median(cell.rates);
+  return cell;
+}
+
+async function measureRow(row: Row): Promise<RowResult> {
+  const result: RowResult = { row, cells: {}, peakRss: Number.NaN };
+  log(`${row.label} (${row.id}): starting`);
+  const started = await row.start();
+  if ("unavailable" in started) {
+    log(`${row.id}: n/a — ${started.unavailable}`);
+    return { ...result, unavailable: started.unavailable };
+  }
+  const stopSampling = started.multiProcess ? sampleTreeRss(started.pid) : undefined;
+  try {
+    for (const scenario of scenarios) {
+      const cell = await measureScenario(row, started, scenario);
+      result.cells[scenario.id] = cell;
+      log(
+        `${row.id} ${scenario.label}: ${cell.error ? `FAILED: ${cell.error}` : `${cell.median.toFixed(0)} msg/s (${cell.rates.map((rate) => rate.toFixed(0)).join(", ")})`}`,
+      );
+    }
+    result.peakRss = stopSampling ? stopSampling() : peakRss(started.pid);
+  } finally {
+    await started.stop();
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A large message: bytes per second and the server's peak RSS growth while it received it.
+
+interface LargeResult {
+  label: string;
+  unavailable?: string;
+  error?: string;
+  bytesPerSecond: number;
+  growth: number[];
+}
+
+async function measureLarge(
+  label: string,
+  start: () => Promise<StartResult>,
+  stored?: (s: RunningServer) => string | undefined,
+): Promise<LargeResult> {
+  const result: LargeResult = { label, bytesPerSecond: Number.NaN, growth: [] };
+  log(`${label}: ${largeMb} MB messages`);
+  const server = await start();
+  if ("unavailable" in server) return { ...result, unavailable: server.unavailable };
+  const rates: number[] = [];
+  try {
+    const warm = await smtpSource(server.port, scenarios[0]!, 20, plain);
+    if (warm.error) return { ...result, error: warm.error };
+    for (let index = 0; index < 3; index++) {
+      emptyDir(stored?.(server));
+      // As memory.ts: a full collection first, so the baseline is what the server really holds.
+      const baseline = server.gc ? await server.gc() : rss(server.pid);
+      resetPeak(server.pid);
+      const run = await smtpSource(server.port, { id: "large", label: "large", sessions: 1, reuse: false }, 1, {
+        length: largeMb * 1024 * 1024,
+      });
+      if (run.error) return { ...result, error: run.error };
+      result.growth.push(peakRss(server.pid) - baseline);
+      rates.push((largeMb * 1024 * 1024) / run.seconds);
+    }
+    emptyDir(stored?.(server));
+  } finally {
+    await server.stop();
+  }
+  result.bytesPerSecond = median(rates);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle sessions: RSS with many sessions open after EHLO.
+
+interface IdleResult {
+  label: string;
+  unavailable?: string;
+  error?: string;
+  baseline: number;
+  withSessions: number;
+  peak: number;
+  open: number;
+}
+
+async function measureIdle(label: string, start: () => Promise<StartResult>): Promise<IdleResult> {
+  const result: IdleResult = { label, baseline: Number.NaN, withSessions: Number.NaN, peak: Number.NaN, open: 0 };
+  log(`${label}: ${idleSessions} idle sessions`);
+  const server = await start();
+  if ("unavailable" in server) return { ...result, unavailable: server.unavailable };
+  try {
+    const warm = await smtpSource(server.port, scenarios[0]!, 100, plain);
+    if (warm.error) return { ...result, error: warm.error };
+    result.baseline = server.gc ? await server.gc() : rss(server.pid);
+    resetPeak(server.pid);
+    const client = spawnWithFdLimit(
+      process.execPath,
+      [fileURLToPath(new URL("./compare/idle-client.ts", import.meta.url)), String(server.port), String(idleSessions)],
+      { ipc: true },
+    );
+    const opened = await new Promise<{ open: number; failed: number }>((resolve, reject) => {
+      client.once("message", (message: { open: number; failed: number }) => resolve(message));
+      client.once("exit", () => reject(new Error("idle client exited early")));
+    });
+    result.open = opened.open;
+    await new Promise((r) => setTimeout(r, 1000));
+    result.withSessions = rss(server.pid);
+    result.peak = peakRss(server.pid);
+    if (opened.failed > 0) result.error = `${opened.failed} sessions failed to open`;
+    client.send({ type: "close" });
+    await exited(client, 10_000);
+  } finally {
+    await server.stop();
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run everything, then report.
+
+const selected = rows.filter((row) => !onlyRows || onlyRows.includes(row.id));
+const results: RowResult[] = [];
+if (parts.has("throughput")) for (const row of selected) results.push(await measureRow(row));
+
+const rowById = (id: string) => rows.find((row) => row.id === id)!;
+const large: LargeResult[] = [];
+if (parts.has("large")) {
+  const maildirRow = rowById("postern-maildir");
+  large.push(await measureLarge("Postern → Maildir (fsync)", maildirRow.start, maildirRow.storedFiles));
+  large.push(await measureLarge("Postern, accept and discard", rowById("postern").start));
+  large.push(await measureLarge("bare smtp-server, delay 0", rowById("bare").start));
+  large.push(await measureLarge(`Haraka ${haraka.version}, discard (spool_after 256 KB)`, rowById("haraka").start));
+}
+const idle: IdleResult[] = [];
+if (parts.has("idle")) {
+  idle.push(await measureIdle("Postern, accept and discard", rowById("postern").start));
+  idle.push(await measureIdle("bare smtp-server, delay 0", rowById("bare").start));
+  idle.push(await measureIdle(`Haraka ${haraka.version}`, rowById("haraka").start));
+}
+await dns.close();
+await rm(work, { recursive: true, force: true });
+const loadAfter = loadavg();
+
+const cellText = (result: RowResult, scenario: Scenario) => {
+  if (result.unavailable) return "n/a";
+  const cell = result.cells[scenario.id];
+  if (!cell) return "-";
+  if (cell.error) return "failed";
+  return cell.median.toFixed(0);
+};
+const throughputTable = table(
+  ["server", "greeting delay", ...scenarios.map((scenario) => scenario.label), "peak RSS"],
+  results.flatMap((result) => {
+    const main = [
+      result.row.label,
+      result.row.delay,
+      ...scenarios.map((scenario) => cellText(result, scenario)),
+      result.unavailable ? "n/a" : mb(result.peakRss),
+    ];
+    if (!result.row.waitsForDelivery || result.unavailable) return [main];
+    const delivered = [
+      `${result.row.label.replace(/, at 250$/, "")}, until in Maildir`,
+      result.row.delay,
+      ...scenarios.map((scenario) => {
+        const cell = result.cells[scenario.id];
+        return cell && !cell.error ? median(cell.deliveredRates).toFixed(0) : "-";
+      }),
+      "",
+    ];
+    return [main, delivered];
+  }),
+  (column) => column >= 2,
+);
+
+interface Ratio {
+  label: string;
+  numerator: string;
+  denominator: string;
+  target: number;
+}
+const ratios: Ratio[] = [
+  { label: "Postern discard / Haraka discard", numerator: "postern", denominator: "haraka", target: 2 },
+  {
+    label: "Postern discard / bare smtp-server (both delay 0)",
+    numerator: "postern",
+    denominator: "bare",
+    target: 0.85,
+  },
+  { label: "Postern discard / smtp-sink", numerator: "postern", denominator: "sink", target: 0 },
+  {
+    label: "Postern Maildir / Postfix Maildir (at 250)",
+    numerator: "postern-maildir",
+    denominator: "postfix",
+    target: 2,
+  },
+  { label: "Postern full pipeline / Haraka discard", numerator: "pipeline", denominator: "haraka", target: 1 },
+];
+const resultById = (id: string) => results.find((result) => result.row.id === id);
+const ratioRows = ratios.map((ratio) => {
+  const top = resultById(ratio.numerator);
+  const bottom = resultById(ratio.denominator);
+  const values = scenarios.map((scenario) => {
+    const a = top?.cells[scenario.id];
+    const b = bottom?.cells[scenario.id];
+    if (top?.unavailable || bottom?.unavailable) return undefined;
+    if (!a || !b || a.error || b.error) return undefined;
+    return a.median / b.median;
+  });
+  const known = values.filter((value): value is number => value !== undefined);
+  const verdict =
+    ratio.target === 0
+      ? ""
+      : top?.unavailable
+        ? `n/a: ${top.unavailable}`
+        : known.length < scenarios.length
+          ? "incomplete"
+          : known.every((value) => value >= ratio.target)
+            ? "met"
+            : "MISSED";
+  return [
+    ratio.label,
+    ratio.target === 0 ? "-" : `≥ ${ratio.target}`,
+    ...values.map((value) => (value === undefined ? "-" : `${value.toFixed(2)}×`)),
+    verdict,
+  ];
+});
+const ratioTable = table(
+  ["ratio", "target", ...scenarios.map((scenario) => scenario.label), "verdict"],
+  ratioRows,
+  (column) => column >= 2 && column <= 1 + scenarios.length,
+);
+
+const largeTable = table(
+  ["server", "MB/s (median of 3)", "peak RSS growth (max of 3)", "target"],
+  large.map((entry, index) => [
+    entry.label,
+    entry.unavailable ? "n/a" : entry.error ? "failed" : (entry.bytesPerSecond / 1024 / 1024).toFixed(1),
+    entry.unavailable || entry.error ? "-" : mb(Math.max(...entry.growth)),
+    index === 0 && !entry.error && !entry.unavailable
+      ? `< 32 MB: ${Math.max(...entry.growth) < 32 * 1024 * 1024 ? "met" : "MISSED"}`
+      : "",
+  ]),
+  (column) => column === 1 || column === 2,
+);
+
+const idleTable = table(
+  ["server", "sessions open", "RSS before", "RSS with sessions", "peak RSS", "per session", "target"],
+  idle.map((entry, index) => [
+    entry.label,
+    String(entry.open),
+    mb(entry.baseline),
+    mb(entry.withSessions),
+    mb(entry.peak),
+    entry.open > 0 ? `${((entry.withSessions - entry.baseline) / entry.open / 1024).toFixed(1)} KB` : "-",
+    index === 0 && !entry.error
+      ? `< 300 MB: ${entry.peak < 300 * 1024 * 1024 && entry.open === idleSessions ? "met" : "MISSED"}`
+      : (entry.error ?? ""),
+  ]),
+  (column) => column >= 1 && column <= 5,
+);
+
+const errors = [
+  ...results.flatMap((result) =>
+    Object.entries(result.cells)
+      .filter(([, cell]) => cell.error)
+      .map(([scenario, cell]) => `${result.row.id} ${scenario}: ${cell.error}`),
+  ),
+  ...results.filter((result) => result.unavailable).map((result) => `${result.row.id}: n/a: ${result.unavailable}`),
+  ...large.filter((entry) => entry.error).map((entry) => `${entry.label} (large): ${entry.error}`),
+  ...idle.filter((entry) => entry.error).map((entry) => `${entry.label} (idle): ${entry.error}`),
+];
+
+const fmtLoad = (load: number[]) => load.map((value) => value.toFixed(2)).join(" ");
+const report = [
+  `Postern benchmark, ${new Date().toISOString()}`,
+  `machine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}; load average before ${fmtLoad(loadBefore)}, after ${fmtLoad(loadAfter)}`,
+  `Node ${process.version}; Haraka ${haraka.version}; Postfix ${postfixVersion}; client smtp-source (Postfix ${postfixVersion})`,
+  `message: ${messageBytes / 1024} KB (smtp-source -l ${messageBytes}; the pipeline rows send a DKIM-signed 10 KB message with -F)`,
+  `each cell: median msg/s of ${runs} runs of ~${secondsPerRun} s after a warm-up run; log level warn everywhere`,
+  "",
+  throughputTable,
+  "",
+  ratioTable,
+  "",
+  `${largeMb} MB message (smtp-source -l, one session), 3 runs each`,
+  largeTable,
+  "",
+  `${idleSessions} idle sessions (connected, EHLO answered, then silent)`,
+  idleTable,
+  ...(errors.length > 0 ? ["", "problems:", ...errors.map((error) => `  ${error}`)] : []),
+  "",
+  `total time ${((Date.now() - started) / 1000).toFixed(0)} s`,
+].join("\n");
+
+console.log(report);
+const resultsDir = fileURLToPath(new URL("./results/", import.meta.url));
+await mkdir(resultsDir, { recursive: true });
+const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+await writeFile(join(resultsDir, `compare-${stamp}.txt`), `${report}\n`);
+await writeFile(
+  join(resultsDir, `compare-${stamp}.json`),
+  `${JSON.stringify({ loadBefore, loadAfter, results: results.map(({ row, ...rest }) => ({ id: row.id, label: row.label, delay: row.delay, ...rest })), large, idle }, null, 2)}\n`,
+);
+log(`written to tooling/bench/results/compare-${stamp}.txt`);

@@ -1,0 +1,96 @@
+// The Postern server compare.ts measures, in its own process so its RSS and CPU are its own.
+//   node --conditions=dev-source postern-server.ts <discard|maildir|pipeline> <dns host:port>
+// Tells its parent {type:"ready", port} (or {type:"unavailable", reason}) over IPC; answers
+// {type:"gc"} with {type:"gc", rss} after a full collection, and exits on {type:"stop"}.
+// Greeting delay 0 (the listener's default), log level "warn", DNS from the bench's fake server.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { accept, createLogger, createServer, type Plugin } from "@postern/core";
+
+const mode = process.argv[2] ?? "discard";
+const dnsServer = process.argv[3] ?? "127.0.0.1:9";
+const maildirRoot = process.env.BENCH_MAILDIR;
+const dir = await mkdtemp(join(tmpdir(), "postern-bench-server-"));
+const root = maildirRoot ?? join(dir, "maildir");
+
+/** Imports a plugin factory, or says why it is not there yet (another issue is building it). */
+async function plugin<Options>(name: string, options: Options): Promise<Plugin> {
+  let module: { default?: unknown };
+  try {
+    module = (await import(name)) as { default?: unknown };
+  } catch (error) {
+    throw new Error(`${name}: not yet built (${(error as Error).message.split("\n")[0]})`);
+  }
+  if (typeof module.default !== "function") throw new Error(`${name}: not yet built (no default export)`);
+  return (module.default as (options: Options) => Plugin)(options);
+}
+
+const discard: Plugin = {
+  name: "bench:discard",
+  hooks: {
+    rcptTo: () => accept({ route: "local" }),
+    queue: () => accept(),
+  },
+};
+
+async function pluginsFor(chosen: string): Promise<Plugin[]> {
+  if (chosen === "discard") return [discard];
+  const recipients = await plugin("@postern/recipients", { domains: ["bench.test"] });
+  const maildir = await plugin("@postern/store-maildir", { root });
+  if (chosen === "maildir") return [recipients, maildir];
+  if (chosen === "pipeline") {
+    return [
+      // Limits far above what the benchmark sends, so every message passes every check.
+      await plugin("@postern/rate-limit", {
+        limits: [
+          { kind: "concurrent", limit: 10_000 },
+          { kind: "connections", limit: "1000000/1m" },
+          { kind: "messages", limit: "1000000/1m" },
+          { kind: "recipients", limit: "1000000/1m" },
+        ],
+      }),
+      recipients,
+      await plugin("@postern/spf", {}),
+      await plugin("@postern/dkim", {}),
+      await plugin("@postern/dmarc", {}),
+      maildir,
+    ];
+  }
+  throw new Error(`unknown mode ${chosen}`);
+}
+
+let plugins: Plugin[];
+try {
+  plugins = await pluginsFor(mode);
+} catch (error) {
+  process.send!({ type: "unavailable", reason: (error as Error).message });
+  await rm(dir, { recursive: true, force: true });
+  process.exit(0);
+}
+
+const server = createServer(
+  {
+    hostname: "mx.bench.test",
+    listeners: [{ address: "127.0.0.1", port: 1, greetingDelayMs: 0 }],
+    limits: { maxMessageSize: "64MB" },
+    dns: { servers: [dnsServer], timeoutMs: 2000 },
+    spoolDir: join(dir, "spool"),
+    plugins,
+  },
+  { logger: createLogger({ level: "warn" }) },
+);
+server.config.listeners[0]!.port = Number(process.env.BENCH_PORT ?? 0);
+await server.start();
+
+process.on("message", async (request: { type: string }) => {
+  if (request.type === "gc") {
+    globalThis.gc?.();
+    process.send!({ type: "gc", rss: process.memoryUsage().rss });
+  } else if (request.type === "stop") {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+    process.exit(0);
+  }
+});
+process.send!({ type: "ready", port: server.addresses()[0]!.port, root });
