@@ -5,8 +5,10 @@ import { defineProject, mergeConfig, type UserWorkspaceConfig } from "vitest/con
 
 export function postern(overrides: UserWorkspaceConfig = {}): UserWorkspaceConfig {
   const base = defineProject({
-    resolve: { conditions: ["dev-source", "node", "import", "default"] },
-    ssr: { resolve: { conditions: ["dev-source", "node", "import", "default"], externalConditions: ["dev-source"] } },
+    // No "import" here: vitest hands these to Node as --conditions, and "import" would make a
+    // CommonJS require() load the ESM build of a dual package (mailauth, pg). Node adds it itself.
+    resolve: { conditions: ["dev-source", "node", "default"] },
+    ssr: { resolve: { conditions: ["dev-source", "node", "default"], externalConditions: ["dev-source"] } },
     test: {
       include: ["src/**/*.test.ts"],
       testTimeout: 20_000,
