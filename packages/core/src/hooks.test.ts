@@ -92,6 +92,24 @@ describe("hooks and their arguments", () => {
     expect(relayToo.messages.map((m) => m.recipients)).toEqual([["b@remote.test"]]);
   });
 
+  it("lets a data hook move recipients to another route before queueing", async () => {
+    const quarantine = memoryQueue({ routes: ["quarantine"] });
+    const mover: Plugin = {
+      name: "mover",
+      hooks: {
+        data(tx) {
+          for (const recipient of tx.recipients)
+            if (recipient.address.startsWith("q")) tx.reroute(recipient, "quarantine");
+        },
+      },
+    };
+    const local = memoryQueue({ routes: ["local"] });
+    server = await startTestServer({ plugins: [claimRecipients(), mover, local.plugin, quarantine.plugin] });
+    await server.send({ to: ["q1@localhost", "a@localhost"], raw: buildMessage() });
+    expect(quarantine.messages.map((m) => m.recipients)).toEqual([["q1@localhost"]]);
+    expect(local.messages.map((m) => m.recipients)).toEqual([["a@localhost"]]);
+  });
+
   it("orders hooks by pre / config order / post", async () => {
     const calls: string[] = [];
     const mark = (name: string, order?: "pre" | "post"): Plugin => ({

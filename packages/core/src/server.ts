@@ -98,7 +98,9 @@ class SessionState implements Session {
 class TransactionState implements Transaction {
   readonly id = newQueueId();
   readonly results = new Results();
-  readonly recipients: Recipient[] = [];
+  recipients: Recipient[] = [];
+  /** Set once route groups are formed; rerouting after that would split a stored message. */
+  queueing = false;
   readonly session: SessionState;
   readonly mailFrom: Address;
   readonly requireTls: boolean;
@@ -113,6 +115,11 @@ class TransactionState implements Transaction {
     this.bodyType = smtp.envelope.bodyType ?? "7bit";
     this.smtpUtf8 = Boolean(smtp.envelope.smtpUtf8);
     this.dsn = smtp.envelope.dsn ? { ret: smtp.envelope.dsn.ret, envid: smtp.envelope.dsn.envid } : undefined;
+  }
+
+  reroute(recipient: Recipient, route: string): void {
+    if (this.queueing || !route) return;
+    this.recipients = this.recipients.map((current) => (current === recipient ? { ...current, route } : current));
   }
 }
 
@@ -217,6 +224,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
         throw replyError(data.reply);
       }
       // Every route group must be stored by a plugin that made it durable before we say 250.
+      transaction.queueing = true;
       for (const group of groupByRoute(transaction.recipients)) {
         const queued = await decide("queue", [transaction, message, group], session, transaction.id);
         if (queued.reply) {

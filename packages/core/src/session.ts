@@ -88,6 +88,11 @@ export interface Transaction {
   readonly smtpUtf8: boolean;
   /** DSN RET and ENVID (RFC 3461). */
   readonly dsn: { readonly ret: string | null; readonly envid: string | null } | undefined;
+  /**
+   * Moves an accepted recipient to another route (e.g. quarantine) before `queue` runs; queue
+   * groups are formed after every data hook. No effect once queueing has begun.
+   */
+  reroute(recipient: Recipient, route: string): void;
 }
 
 /** Recipients of one transaction that share a route; `queue` runs once per group. */

@@ -113,9 +113,7 @@ function quarantine(config: Config, transaction: Transaction, message: Message, 
     message.prepend(header, `DMARC policy of ${result.policyDomain ?? result.fromDomain} (p=${result.policy}) failed`);
   }
   if (route) {
-    // Core has no API to re-route a recipient after RCPT yet; its recipients are plain records,
-    // and routes are grouped only after every data hook has run. (A core method was proposed.)
-    for (const recipient of transaction.recipients) (recipient as { route: string }).route = route;
+    for (const recipient of transaction.recipients) transaction.reroute(recipient, route);
   }
 }
 
