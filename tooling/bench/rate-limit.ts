@@ -4,6 +4,7 @@
 //
 //   node --conditions=dev-source tooling/bench/rate-limit.ts [--transactions 200] [--clients 4] [--rounds 8]
 //
+// Variants: no limiter, a no-op plugin on the same hooks, the memory backend, the Redis backend.
 // Two workloads: "reused" sends every transaction on a few long sessions (message, recipient and
 // byte limits: MAIL, RCPT, DATA hooks); "new" opens a connection per transaction (adding the
 // concurrent-connection slot and the connection rate: connect and close hooks). Redis is the
@@ -48,11 +49,23 @@ const sink: Plugin = {
   hooks: { rcptTo: () => accept({ route: "local" }), queue: () => accept() },
 };
 
-type Variant = "none" | "memory" | "redis";
-const variants: Variant[] = ["none", "memory", "redis"];
+// "noop" registers the same hooks as the limiter and does nothing in them: what core's hook calls
+// cost by themselves, to tell them apart from the limiter's own work.
+const noop: Plugin = {
+  name: "bench:noop",
+  hooks: Object.fromEntries(
+    (["connect", "auth", "mailFrom", "rcptTo", "data"] as const)
+      .map((hook) => [hook, { handler: () => undefined, order: "pre" as const }])
+      .concat([["close", { handler: () => undefined }]]),
+  ),
+};
+
+type Variant = "none" | "noop" | "memory" | "redis";
+const variants: Variant[] = ["none", "noop", "memory", "redis"];
 
 function pluginsFor(variant: Variant): Plugin[] {
   if (variant === "none") return [sink];
+  if (variant === "noop") return [noop, sink];
   const redis = variant === "redis" ? { url: redisUrl, keyPrefix: `${keyPrefix}:${variant}` } : undefined;
   return [rateLimit({ limits, ...(redis ? { redis } : {}) }), sink];
 }
