@@ -4,7 +4,7 @@
 // process and killed afterwards. Mail lives at <mailRoot>/<domain>/<user>, the layout
 // @postern/store-maildir writes by default, so Dovecot serves both what it stored and what Postern did.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -165,18 +165,35 @@ export async function startDovecot(options: { users: DovecotUser[]; quotaTempfai
   await chown(join(dir, "home"), mailUid, mailGid);
   const [imapPort, lmtpPort] = [await freePort(), await freePort()];
 
+  let stamp = 0;
+  let started = false;
+  const conf = join(dir, "dovecot.conf");
   const setUsers = async (users: DovecotUser[]) => {
     const lines = users.map(({ address, quotaBytes }) => {
       const { user, domain } = split(address);
       const extra = quotaBytes === undefined ? "" : `userdb_quota_rule=*:storage=${quotaBytes}B`;
       return `${address.toLowerCase()}:{PLAIN}${password}:${mailUid}:${mailGid}::${dir}/home/${domain}/${user}::${extra}`;
     });
-    // Replace atomically: Dovecot may read it at any moment.
-    await writeFile(join(dir, "users.new"), `${lines.join("\n")}\n`);
-    await run("mv", [join(dir, "users.new"), join(dir, "users")]);
+    // Replace atomically: Dovecot may read it at any moment. It notices a change by the mtime.
+    const file = join(dir, "users.new");
+    await writeFile(file, `${lines.join("\n")}\n`);
+    stamp = Math.max(stamp + 1, Math.floor(Date.now() / 1000));
+    await utimes(file, stamp, stamp);
+    await rename(file, join(dir, "users"));
+    if (!started) return;
+    // Dovecot checks the file at most once a second: wait until its userdb answers the new rules.
+    for (const { address, quotaBytes } of users) {
+      const expected = quotaBytes === undefined ? "" : `*:storage=${quotaBytes}B`;
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const { stdout } = await run("doveadm", ["-c", conf, "user", "-f", "quota_rule", address.toLowerCase()]);
+        if (stdout.trim() === expected) break;
+        if (Date.now() > deadline) throw new Error(`Dovecot did not pick up the users file (${address}: ${stdout})`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
   };
   await setUsers(options.users);
-  const conf = join(dir, "dovecot.conf");
   await writeFile(conf, config(dir, mailRoot, imapPort, lmtpPort, options.quotaTempfail ?? true));
   const logFile = join(dir, "dovecot.log");
   const child = spawn("dovecot", ["-F", "-c", conf], { stdio: ["ignore", "pipe", "pipe"] });
@@ -187,6 +204,7 @@ export async function startDovecot(options: { users: DovecotUser[]; quotaTempfai
   try {
     await waitForPort(lmtpPort, child, logFile);
     await waitForPort(imapPort, child, logFile);
+    started = true;
   } catch (error) {
     child.kill("SIGKILL");
     await rm(dir, { recursive: true, force: true });
