@@ -37,7 +37,7 @@ export const listenerSchema = z
     certificates: z.array(z.strictObject({ certificate: z.string().min(1), key: z.string().min(1) })).default([]),
     /** Lowest TLS version accepted; TLS 1.0 and 1.1 are never accepted (RFC 8996). */
     minTlsVersion: z.enum(["TLSv1.2", "TLSv1.3"]).default("TLSv1.2"),
-    /** OpenSSL cipher list (TLS 1.2 ciphers and TLS 1.3 suites); Node's default when omitted. */
+    /** OpenSSL cipher list (TLS 1.2 ciphers, TLS 1.3 suites); default: AEAD with forward secrecy, no CBC. */
     ciphers: z.string().min(1).optional(),
     /** Ask clients for a certificate: recorded in session.tls, never required. */
     requestClientCertificate: z.boolean().default(false),

@@ -324,6 +324,10 @@ describe("protocol floor", () => {
 
     const modern = await handshake(implicitPort, { maxVersion: "TLSv1.2" });
     expect((modern as TLSSocket).getProtocol()).toBe("TLSv1.2");
+    expect((modern as TLSSocket).getCipher().name).toMatch(/GCM|CHACHA20/);
+    // TLS 1.2 with only CBC ciphers is refused too.
+    const cbc = await handshake(implicitPort, { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-SHA256" });
+    expect(cbc).toBeInstanceOf(Error);
   });
 
   it("minTlsVersion TLSv1.3 refuses TLS 1.2", async () => {

@@ -13,6 +13,22 @@ import type { ClientCertificate } from "./session.ts";
 /** TLS 1.0 and 1.1 are never offered (RFC 8996). */
 export type TlsVersion = "TLSv1.2" | "TLSv1.3";
 
+/**
+ * TLS 1.2 ciphers when the listener names none: AEAD with forward secrecy only (Mozilla's
+ * "intermediate" list), no CBC. TLS 1.3 keeps OpenSSL's suites, which are all AEAD.
+ */
+export const defaultCiphers: string = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+  "DHE-RSA-AES128-GCM-SHA256",
+  "DHE-RSA-AES256-GCM-SHA384",
+  "DHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
 export interface CertificateFiles {
   /** PEM certificate, optionally followed by its chain (fullchain.pem). */
   certificate: string;
@@ -26,7 +42,7 @@ export interface ListenerTlsSettings {
   /** The first pair is the default: served without SNI, or when no certificate covers the name asked for. */
   certificates: readonly CertificateFiles[];
   minVersion: TlsVersion;
-  /** OpenSSL cipher list (TLS 1.2 ciphers and TLS 1.3 suites); Node's default when undefined. */
+  /** OpenSSL cipher list (TLS 1.2 ciphers and TLS 1.3 suites); `defaultCiphers` when undefined. */
   ciphers: string | undefined;
   /** Ask the client for a certificate; it is recorded, never required. */
   requestClientCertificate: boolean;
@@ -127,7 +143,7 @@ async function loadCertificate(settings: ListenerTlsSettings, files: Certificate
       key,
       cert,
       minVersion: settings.minVersion,
-      ...(settings.ciphers ? { ciphers: settings.ciphers } : {}),
+      ciphers: settings.ciphers ?? defaultCiphers,
       honorCipherOrder: true,
       sessionIdContext: sessionIdContext(settings.listener),
     });
@@ -209,7 +225,7 @@ export class ListenerTls {
       key: first.key,
       cert: first.cert,
       minVersion: this.settings.minVersion,
-      ...(this.settings.ciphers ? { ciphers: this.settings.ciphers } : {}),
+      ciphers: this.settings.ciphers ?? defaultCiphers,
       honorCipherOrder: true,
       sessionIdContext: sessionIdContext(this.settings.listener),
       requestCert: this.settings.requestClientCertificate,
