@@ -54,6 +54,8 @@ export interface ServerContext {
   readonly resolver: DnsResolver;
   /** Directory for the server's temporary files (the DATA spool). */
   readonly spoolDir: string;
+  /** The default deadline of one hook call; plugins keep their own I/O bounds below it. */
+  readonly hookTimeoutMs: number;
   /** The plugins in config order, for plugins that cooperate (read-only). */
   readonly plugins: readonly Plugin[];
 }

@@ -18,7 +18,7 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
 
 /**
  * Parses `input` with `schema`; throws a ConfigError naming `prefix.key` and what was expected.
- * `prefix` is usually the plugin name, so the operator sees e.g. `@postern/spf: fail: …`.
+ * `prefix` is usually the plugin name, so the operator sees e.g. `@postern/spf.fail: …`.
  */
 export function parseOptions<Schema extends z.ZodType>(
   schema: Schema,

@@ -160,6 +160,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
     logger,
     resolver,
     spoolDir: config.spoolDir,
+    hookTimeoutMs: config.limits.hookTimeoutMs,
     plugins: config.plugins,
   };
   const hooks = new HookRunner(config.plugins, logger, config.limits.hookTimeoutMs);
@@ -167,6 +168,8 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
   const listeners: { config: ListenerConfig; info: ListenerInfo; server: AdaptedSmtpServer }[] = [];
   /** Sessions between the end of DATA and the reply: shutdown waits for these. */
   const inFlight = new Set<string>();
+  /** close hooks still running; shutdown waits for them before closing plugins. */
+  const closing = new Set<Promise<void>>();
   let stopping: Promise<void> | undefined;
   let started = false;
   let tlsReloader: TlsReloader | undefined;
@@ -398,7 +401,9 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
         const session = sessions.get(smtp.id);
         if (!session) return;
         sessions.delete(smtp.id);
-        hooks.all("close", [session], { session: session.id }).catch(() => undefined);
+        const done = hooks.all("close", [session], { session: session.id }).catch(() => undefined);
+        closing.add(done);
+        void done.finally(() => closing.delete(done));
       },
     };
   };
@@ -509,6 +514,9 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
         while (inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
         closeIdle();
         await Promise.all(closed);
+        // smtp-server runs onClose on the next tick after a socket closes.
+        await new Promise((resolve) => setImmediate(resolve));
+        await Promise.all(closing);
         for (const plugin of [...config.plugins].reverse()) {
           try {
             await plugin.close?.();

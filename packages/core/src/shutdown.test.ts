@@ -21,15 +21,23 @@ describe("graceful shutdown", () => {
   it("lets a transaction in DATA finish, tells idle sessions 421, and closes plugins", async () => {
     const queue = memoryQueue();
     let pluginClosed = false;
+    let sessionsClosed = 0;
+    let sessionsClosedBeforePlugin = 0;
     server = await startTestServer({
       plugins: [
         claimRecipients(),
         queue.plugin,
         {
           name: "closer",
-          hooks: {},
+          hooks: {
+            close: async () => {
+              await new Promise((resolve) => setTimeout(resolve, 50));
+              sessionsClosed++;
+            },
+          },
           close: () => {
             pluginClosed = true;
+            sessionsClosedBeforePlugin = sessionsClosed;
           },
         },
       ],
@@ -59,6 +67,8 @@ describe("graceful shutdown", () => {
     expect((await busy.command("MAIL FROM:<a@b.test>")).code).toBe(421);
     await stopped;
     expect(pluginClosed).toBe(true);
+    // Every session's close hooks finished before the plugins were closed.
+    expect(sessionsClosedBeforePlugin).toBe(2);
     server = undefined;
   });
 
