@@ -6,6 +6,8 @@
 // Each run: the spool is filled with `messages` single-recipient messages first, then a server
 // with the outbound plugin starts on it; the clock runs from start until the last is delivered.
 // BENCH_STORE=postgres uses the PostgreSQL store ($DATABASE_URL, a throw-away schema) instead.
+// BENCH_TLS=1 makes the sink offer STARTTLS (self-signed; delivery uses opportunistic TLS), where
+// a reused connection also saves the TLS handshake.
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -13,11 +15,19 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { accept, type Plugin } from "@postern/core";
 import outbound, { FsQueueStore, type MessageEnvelope, PgQueueStore, type QueueStore } from "@postern/outbound";
-import { buildMessage, bulkyText, claimRecipients, startFakeDns, startTestServer } from "@postern/testing";
+import {
+  buildMessage,
+  bulkyText,
+  claimRecipients,
+  createTestCertificate,
+  startFakeDns,
+  startTestServer,
+} from "@postern/testing";
 
 const total = Number(process.argv[2] ?? 2000);
 const size = Number(process.argv[3] ?? 4096);
 const storeKind = process.env.BENCH_STORE === "postgres" ? "postgres" : "fs";
+const withTls = process.env.BENCH_TLS === "1";
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const runs = 2;
 const runDeadlineMs = 120_000;
@@ -35,9 +45,21 @@ const drain: Plugin = {
     },
   },
 };
+const certificate = withTls ? await createTestCertificate(["mx.sink.bench"]) : undefined;
 const sink = await startTestServer({
   plugins: [claimRecipients({ route: "sink" }), drain],
-  config: { listeners: [{ address: sinkAddress, port: 1, greetingDelayMs: 0 }] },
+  config: {
+    listeners: [
+      {
+        address: sinkAddress,
+        port: 1,
+        greetingDelayMs: 0,
+        ...(certificate
+          ? { tls: "starttls" as const, certificate: certificate.certificate, key: certificate.key }
+          : {}),
+      },
+    ],
+  },
 });
 const dns = await startFakeDns({ "sink.bench": { MX: ["10 mx.sink.bench"] }, "mx.sink.bench": { A: [sinkAddress] } });
 const raw = buildMessage({ subject: "outbound bench", text: bulkyText(size) });
@@ -100,7 +122,7 @@ async function run(reuse: boolean): Promise<RunResult> {
   const plugin = outbound({
     queue,
     port: sink.port,
-    tls: { level: "none" },
+    tls: { level: withTls ? "opportunistic" : "none" },
     mtaSts: { enabled: false },
     concurrency: { total: 20, perDomain: 20 },
     connections: { reuse },
@@ -144,7 +166,7 @@ const widths = header.map((title, column) => Math.max(title.length, ...rows.map(
 const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
 process.stdout.write(
   [
-    `outbound delivery: ${total} messages of ${raw.length} bytes, store ${storeKind}, 20 deliveries at once, loopback sink (sink received ${received} in the last run)`,
+    `outbound delivery: ${total} messages of ${raw.length} bytes, store ${storeKind}, ${withTls ? "STARTTLS" : "plaintext"}, 20 deliveries at once, loopback sink (sink received ${received} in the last run)`,
     `node ${process.version}, ${cpus().length} CPUs, load ${loadavg()[0]!.toFixed(2)}`,
     line(header),
     ...rows.map(line),
@@ -153,3 +175,4 @@ process.stdout.write(
 );
 await sink.stop();
 await dns.close();
+if (certificate) await rm(certificate.dir, { recursive: true, force: true });

@@ -4,6 +4,7 @@
 // the `tls.ca` option (and, for mailauth's policy fetch, the process's default CA list).
 import { readFile } from "node:fs/promises";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import { type AddressInfo, createServer as createTcpServer, type Server as TcpServer } from "node:net";
 import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import {
   buildMessage,
@@ -117,6 +118,8 @@ beforeAll(async () => {
     "_mta-sts.testing.test": { TXT: ["v=STSv1; id=7"] },
     "mta-sts.testing.test": { A: [`${net}.22`] },
     "relay.test": { A: [`${net}.10`] },
+    "brokentls.test": { MX: ["10 mx.brokentls.test"] },
+    "mx.brokentls.test": { A: [`${net}.13`] },
   });
   await policyServer(`${net}.20`, "version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n");
   await policyServer(`${net}.21`, "version: STSv1\nmode: enforce\nmx: mx.nottls.test\nmax_age: 86400\n");
@@ -204,6 +207,73 @@ describe("TLS on delivery", () => {
     await sendRequireTls(harness.server.port, "someone@plain.test", "b@origin.test", buildMessage());
     await harness.events.wait("delivered");
     expect(await origin!.next()).toMatchObject({ secure: true, requireTls: true, to: ["b@origin.test"] });
+  });
+});
+
+/**
+ * An MX whose STARTTLS is broken: it says "220 go ahead" and then answers the TLS handshake with
+ * garbage. In plaintext it takes the message. (smtp-server can't be made to fail a handshake.)
+ */
+async function brokenTlsMx(host: string): Promise<{ server: TcpServer; port: number; received: string[] }> {
+  const received: string[] = [];
+  const server = createTcpServer((socket) => {
+    let buffer = "";
+    let inData = false;
+    socket.on("error", () => undefined);
+    socket.write("220 broken.tls ESMTP\r\n");
+    socket.on("data", (chunk) => {
+      buffer += chunk.toString("latin1");
+      for (;;) {
+        if (inData) {
+          const end = buffer.indexOf("\r\n.\r\n");
+          if (end === -1) return;
+          received.push(buffer.slice(0, end));
+          buffer = buffer.slice(end + 5);
+          inData = false;
+          socket.write("250 2.0.0 Ok\r\n");
+          continue;
+        }
+        const eol = buffer.indexOf("\r\n");
+        if (eol === -1) return;
+        const line = buffer.slice(0, eol).toUpperCase();
+        buffer = buffer.slice(eol + 2);
+        if (line.startsWith("EHLO")) socket.write("250-broken.tls\r\n250 STARTTLS\r\n");
+        else if (line === "STARTTLS") {
+          socket.write("220 2.0.0 Go ahead\r\n");
+          socket.end("this is not a TLS server hello\r\n");
+          return;
+        } else if (line === "DATA") {
+          inData = true;
+          socket.write("354 Go on\r\n");
+        } else if (line === "QUIT") socket.end("221 Bye\r\n");
+        else socket.write("250 2.0.0 Ok\r\n");
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  return { server, port: (server.address() as AddressInfo).port, received };
+}
+
+describe("TLS fallback", () => {
+  it("opportunistic TLS whose handshake fails is retried in plaintext on the same host", async () => {
+    const broken = await brokenTlsMx(`${net}.13`);
+    try {
+      harness = await startOutbound(dns, { port: broken.port });
+      await harness.server.send({
+        from: "sender@origin.test",
+        to: "a@brokentls.test",
+        raw: buildMessage({ subject: "fallback" }),
+      });
+      const delivered = await harness.events.wait("delivered");
+      expect(delivered.attempts).toBe(1);
+      expect(broken.received).toHaveLength(1);
+      expect(broken.received[0]).toContain("Subject: fallback");
+      expect(harness.server.logs.some((line) => line.msg === "TLS failed, retrying in plaintext")).toBe(true);
+    } finally {
+      await harness?.stop();
+      harness = undefined;
+      await new Promise((resolve) => broken.server.close(resolve));
+    }
   });
 });
 

@@ -102,6 +102,7 @@ export class FsQueueStore implements QueueStore {
   #opened = false;
   readonly #messages = new Map<string, StoredRecord>();
   readonly #leases = new Map<string, Lease>();
+  readonly #earliestCache = new WeakMap<StoredRecord, number>();
   /** Per-message write chain: two domains of one message may finish at the same time. */
   readonly #locks = new Map<string, Promise<unknown>>();
   #lastControlScan = 0;
@@ -285,37 +286,45 @@ export class FsQueueStore implements QueueStore {
     return lease && lease.until > now ? lease : undefined;
   }
 
+  /** Earliest next attempt of a record's queued recipients (records are replaced, never changed). */
+  #earliest(record: StoredRecord): number {
+    let earliest = this.#earliestCache.get(record);
+    if (earliest === undefined) {
+      earliest = Number.POSITIVE_INFINITY;
+      for (const recipient of record.recipients) {
+        if (recipient.state === "queued") earliest = Math.min(earliest, recipient.nextAttemptAt);
+      }
+      this.#earliestCache.set(record, earliest);
+    }
+    return earliest;
+  }
+
   async claim(options: ClaimOptions): Promise<Claim[]> {
     this.#requireOwner("claim");
     await this.#applyControl(false);
     const now = Date.now();
-    const due: { record: StoredRecord; recipient: RecipientRecord }[] = [];
+    const claims = new Map<string, { message: MessageEnvelope; recipients: RecipientRecord[] }>();
+    const batches = new Set<string>();
+    // In arrival order (the index keeps it), stopping at `limit` deliveries: a claim costs what it
+    // takes, not a scan and sort of the whole queue each time.
     for (const record of this.#messages.values()) {
+      if (batches.size >= options.limit) break;
+      if (this.#earliest(record) > now) continue;
+      const id = record.envelope.id;
       for (const recipient of record.recipients) {
         if (recipient.state !== "queued" || recipient.nextAttemptAt > now) continue;
-        if (this.#leaseOf(record.envelope.id, recipient.index, now)) continue;
-        due.push({ record, recipient });
+        if (this.#leaseOf(id, recipient.index, now)) continue;
+        const batch = `${id}|${recipient.domain}`;
+        if (!batches.has(batch)) {
+          if (batches.size >= options.limit) continue;
+          batches.add(batch);
+        }
+        this.#leases.set(`${id}:${recipient.index}`, { worker: options.worker, until: now + options.leaseMs });
+        const claim = claims.get(id) ?? { message: record.envelope, recipients: [] };
+        claim.recipients.push(recipient);
+        claims.set(id, claim);
       }
     }
-    due.sort((a, b) => a.recipient.nextAttemptAt - b.recipient.nextAttemptAt);
-    // The oldest `limit` deliveries (message × domain), each with all of its due recipients.
-    const batches = new Set<string>();
-    for (const { record, recipient } of due) {
-      if (batches.size >= options.limit) break;
-      batches.add(`${record.envelope.id}|${recipient.domain}`);
-    }
-    const claims = new Map<string, { message: MessageEnvelope; recipients: RecipientRecord[] }>();
-    for (const { record, recipient } of due) {
-      if (!batches.has(`${record.envelope.id}|${recipient.domain}`)) continue;
-      this.#leases.set(`${record.envelope.id}:${recipient.index}`, {
-        worker: options.worker,
-        until: now + options.leaseMs,
-      });
-      const claim = claims.get(record.envelope.id) ?? { message: record.envelope, recipients: [] };
-      claim.recipients.push(recipient);
-      claims.set(record.envelope.id, claim);
-    }
-    for (const claim of claims.values()) claim.recipients.sort((a, b) => a.index - b.index);
     return [...claims.values()];
   }
 

@@ -121,7 +121,7 @@ export interface QueueStore {
 
   /** Stores the message durably; when this resolves the message survives a crash. */
   enqueue(envelope: MessageEnvelope, recipients: readonly NewRecipient[], body: Readable | Buffer): Promise<void>;
-  /** Due recipients (queued, next attempt passed, not leased by a live worker), oldest first, by delivery. */
+  /** Due recipients (queued, next attempt passed, not leased by a live worker), first in first out, by delivery. */
   claim(options: ClaimOptions): Promise<Claim[]>;
   /** Extends every lease `worker` holds; returns how many recipients it still holds. */
   renew(worker: string, leaseMs: number): Promise<number>;
