@@ -23,7 +23,7 @@ import { defaultReplies, replyError, replyFor, type SmtpReply } from "./reply.ts
 import { Results } from "./result-key.ts";
 import type { Address, ListenerInfo, Recipient, RouteGroup, Session, TlsInfo, Transaction } from "./session.ts";
 import { AdaptedSmtpServer, type SMTPConnection } from "./smtp-adapter.ts";
-import { type SpoolProblem, spoolMessage } from "./spool.ts";
+import { type SpoolOutcome, type SpoolProblem, spoolMessage } from "./spool.ts";
 import { clientCertificateOf, ListenerTls } from "./tls-context.ts";
 import { startTlsReload, type TlsReloader } from "./tls-reload.ts";
 import type { Verdict } from "./verdict.ts";
@@ -206,14 +206,17 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
     const transaction = session.transaction;
     if (!transaction) throw replyError({ code: 503, message: "5.5.1 Bad sequence of commands", close: false });
     inFlight.add(session.id);
-    const spooled = await spoolMessage(stream, {
-      maxSize: config.limits.maxMessageSize,
-      memoryThreshold: config.limits.memoryThreshold,
-      spoolDir: config.spoolDir,
-      bareNewlines: config.limits.bareNewlines,
-      maxLineLength: config.limits.maxLineLength,
-    });
+    // Inside the try: a client that goes away mid-DATA makes spoolMessage throw, and its session
+    // must still leave inFlight (else shutdown waits shutdownTimeoutMs for a connection long gone).
+    let spooled: SpoolOutcome | undefined;
     try {
+      spooled = await spoolMessage(stream, {
+        maxSize: config.limits.maxMessageSize,
+        memoryThreshold: config.limits.memoryThreshold,
+        spoolDir: config.spoolDir,
+        bareNewlines: config.limits.bareNewlines,
+        maxLineLength: config.limits.maxLineLength,
+      });
       if (!spooled.ok) {
         const reply = spoolReplies[spooled.problem];
         logVerdict(session, "data", undefined, reply, transaction.id);
@@ -252,7 +255,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
       );
       return `2.0.0 Ok: queued as ${transaction.id}`;
     } finally {
-      await spooled.discard();
+      await spooled?.discard();
       session.transaction = undefined;
       inFlight.delete(session.id);
     }
