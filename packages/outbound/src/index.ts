@@ -169,7 +169,11 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
     hooks: {
       async queue(transaction, message, group, context) {
         if (!options.queueRoutes.includes(group.route)) return undefined;
-        const id = group.route === options.queueRoutes[0] ? transaction.id : `${transaction.id}.${group.route}`;
+        // One transaction may carry several of our routes; each is its own queued message.
+        const id =
+          group.route === options.queueRoutes[0]
+            ? transaction.id
+            : `${transaction.id}.${group.route.replace(/[^A-Za-z0-9_-]/g, "-")}`;
         const recipients = group.recipients.map((recipient) => ({
           address: recipient.address,
           notify: recipient.dsn?.notify,
