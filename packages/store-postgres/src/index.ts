@@ -4,7 +4,7 @@
 import { accept, ConfigError, defer, type Plugin, parseOptions } from "@postern/core";
 import pg from "pg";
 import { withClient } from "./checkout.ts";
-import { sweepOnce } from "./mail-store.ts";
+import { openPostgresMailStore, type PostgresMailStore, sweepOnce } from "./mail-store.ts";
 import { defaultMailbox } from "./mailbox-name.ts";
 import { migrate } from "./migrations.ts";
 import { connectionStringExpected, type PostgresStoreOptions, postgresStoreOptionsSchema } from "./options.ts";
@@ -37,7 +37,7 @@ export default function storePostgres(options: PostgresStoreOptions = {}): Postg
   let hostname = "localhost";
   let sweeper: NodeJS.Timeout | undefined;
 
-  return {
+  const plugin = {
     name: pluginName,
     get pool() {
       return pool;
@@ -115,4 +115,18 @@ export default function storePostgres(options: PostgresStoreOptions = {}): Postg
       },
     },
   } satisfies PostgresStorePlugin;
+  settingsOf.set(plugin, { connectionString, schema: resolved.schema });
+  return plugin;
+}
+
+/** Where each plugin made by storePostgres() stores, for tools that find it in a loaded config. */
+const settingsOf = new WeakMap<Plugin, { connectionString: string; schema: string }>();
+
+/**
+ * The read API on the database and schema of a configured plugin — how `postern mailbox` reads
+ * the store named in postern.config.ts. Undefined for a plugin not made by storePostgres().
+ */
+export function openPostgresMailStoreFor(plugin: Plugin): PostgresMailStore | undefined {
+  const settings = settingsOf.get(plugin);
+  return settings && openPostgresMailStore(settings);
 }
