@@ -84,9 +84,13 @@ async function main() {
   const [command = "test", ...rest] = process.argv.slice(2);
   const node = nodeBinary();
   const pnpm = pnpmEntry();
+  const separator = process.platform === "win32" ? ";" : ":";
+  // turbo runs each package's scripts through the `pnpm` it finds on PATH, so both the pinned
+  // Node and the pinned pnpm go first.
+  const pnpmBin = join(dirname(dirname(dirname(pnpm))), ".bin");
   const env = {
     ...process.env,
-    PATH: `${dirname(node)}${process.platform === "win32" ? ";" : ":"}${process.env.PATH ?? ""}`,
+    PATH: [dirname(node), ...(existsSync(join(pnpmBin, "pnpm")) ? [pnpmBin] : []), process.env.PATH ?? ""].join(separator),
     // Keep pnpm's own update check and corepack out of the way; neither can work offline.
     npm_config_update_notifier: "false",
     COREPACK_ENABLE_STRICT: "0",

@@ -19,11 +19,13 @@ const packageDirs = ["packages", "apps"].flatMap((group) => {
 // A report left by an earlier run must not count towards this one.
 for (const dir of packageDirs) rmSync(join(dir, reportName), { force: true });
 
+// `pnpm exec` put node_modules/.bin (turbo) on PATH.
 const turbo = spawnSync(
-  "pnpm",
-  ["exec", "turbo", "run", "lint", "typecheck", "test", "--continue", "--output-logs=errors-only", ...process.argv.slice(2)],
+  "turbo",
+  ["run", "lint", "typecheck", "test", "--continue", "--output-logs=errors-only", ...process.argv.slice(2)],
   { cwd: repoRoot, stdio: "inherit", env: process.env },
 );
+if (turbo.error) console.error(`could not run turbo: ${turbo.error.message}`);
 
 let passed = 0;
 let failed = 0;
