@@ -1,0 +1,78 @@
+// CPU profile of one server from compare.ts under smtp-source load, with the functions that took
+// the most time (self time) printed: where to look when a target of BENCHMARKS.md is missed.
+//   node --conditions=dev-source tooling/bench/profile.ts <discard|maildir|pipeline|bare> [smtp-source flags]
+//   e.g. profile.ts discard -s 20 -d     (default flags: -s 20; 6000 messages after 1000 of warm-up)
+// The .cpuprofile is kept (path printed) for Chrome DevTools or speedscope.
+import { fork, spawnSync } from "node:child_process";
+import { mkdtemp, readdir, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { reverseName, startFakeDns } from "@postern/testing";
+
+const [mode = "discard", ...flags] = process.argv.slice(2);
+const sourceFlags = flags.length > 0 ? flags : ["-s", "20"];
+const messages = Number(process.env.PROFILE_MESSAGES ?? 6000);
+
+const dns = await startFakeDns({
+  "example.org": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] },
+  [reverseName("127.0.0.1")]: { PTR: ["localhost"] },
+});
+const outDir = await mkdtemp(join(tmpdir(), "postern-profile-"));
+const script = mode === "bare" ? "./compare/bare-server.ts" : "./compare/postern-server.ts";
+const args = mode === "bare" ? ["0"] : [mode, dns.servers[0]!];
+const child = fork(fileURLToPath(new URL(script, import.meta.url)), args, {
+  execArgv: ["--conditions=dev-source", "--expose-gc", "--cpu-prof", `--cpu-prof-dir=${outDir}`],
+  stdio: ["ignore", "inherit", "inherit", "ipc"],
+});
+const ready = await new Promise<{ port: number }>((resolve) =>
+  child.on("message", (message: { type: string; port: number }) => {
+    if (message.type === "ready") resolve(message);
+  }),
+);
+
+function run(count: number): string {
+  const started = Date.now();
+  const result = spawnSync(
+    "smtp-source",
+    [...sourceFlags, "-m", String(count), "-l", "10240", "-f", "bench@example.org", "-t", "user@bench.test"].concat([
+      "-M",
+      "client.bench",
+      `127.0.0.1:${ready.port}`,
+    ]),
+    { encoding: "utf8" },
+  );
+  if (result.status !== 0) throw new Error(`smtp-source failed: ${result.stderr}`);
+  return `${count} messages, ${(count / ((Date.now() - started) / 1000)).toFixed(0)} msg/s`;
+}
+console.log(`warm-up: ${run(1000)}`);
+console.log(`profiled: ${run(messages)}`);
+child.send({ type: "stop" });
+await new Promise((resolve) => child.once("exit", resolve));
+await dns.close();
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+const [file] = (await readdir(outDir)).filter((name) => name.endsWith(".cpuprofile"));
+const profile = JSON.parse(await readFile(join(outDir, file!), "utf8")) as {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+};
+const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+const selfTime = new Map<string, number>();
+let total = 0;
+profile.samples.forEach((id, index) => {
+  const frame = nodes.get(id)!.callFrame;
+  const where = frame.url.replace(/^.*node_modules\//, "").replace(/^file:\/\/\/.*?\/(packages|tooling)\//, "$1/");
+  const key = `${frame.functionName || "(anonymous)"} ${where ? `${where}:${frame.lineNumber + 1}` : ""}`;
+  const delta = profile.timeDeltas[index] ?? 0;
+  selfTime.set(key, (selfTime.get(key) ?? 0) + delta);
+  total += delta;
+});
+console.log(`\nself time, top 30 of ${(total / 1e6).toFixed(1)} s (${join(outDir, file!)}):`);
+for (const [key, time] of [...selfTime].sort((a, b) => b[1] - a[1]).slice(0, 30)) {
+  console.log(`${((100 * time) / total).toFixed(1).padStart(6)}%  ${key}`);
+}
