@@ -91,9 +91,9 @@ export default function lmtp(options: LmtpOptions): Plugin {
         } catch (error) {
           if (!(error instanceof LmtpConnectionError)) throw error;
           log.error({ err: error, code: error.code }, "LMTP delivery failed");
-          // After the message went out, some copies may be stored although no reply came back:
+          // Once the message was flowing, some copies may be stored although no reply came back:
           // the retry can duplicate them, which is better than losing any.
-          return error.afterData
+          return error.transferStarted
             ? defer("4.4.2", "Connection to the mailbox server broke during delivery, try again later")
             : defer("4.4.1", "Mailbox server not reachable, try again later");
         }

@@ -3,7 +3,7 @@
 // server answered 2xx for it after the message; everything that goes wrong on the connection is a
 // temporary failure of every recipient not yet answered.
 import { connect as netConnect, type Socket } from "node:net";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 
 export type RecipientOutcome =
@@ -31,13 +31,13 @@ export interface LmtpDelivery {
 /** A failure of the connection itself (nothing per recipient is known). */
 export class LmtpConnectionError extends Error {
   readonly code: string;
-  /** True when the message may have been (partly) handed over before the failure. */
-  readonly afterData: boolean;
-  constructor(message: string, code: string, afterData: boolean, cause?: unknown) {
+  /** True when the message transfer had begun: copies may have been stored without a reply. */
+  readonly transferStarted: boolean;
+  constructor(message: string, code: string, transferStarted: boolean, cause?: unknown) {
     super(message, { cause });
     this.name = "LmtpConnectionError";
     this.code = code;
-    this.afterData = afterData;
+    this.transferStarted = transferStarted;
   }
 }
 
@@ -111,7 +111,7 @@ export async function deliverOverLmtp(delivery: LmtpDelivery): Promise<Recipient
     allowInternalNetworkInterfaces: true,
     logger: false,
   });
-  let dataSent = false;
+  let transferStarted = false;
   const where = target.socket ?? `${target.host}:${target.port}`;
   const onAbort = () => connection.close();
   delivery.signal.addEventListener("abort", onAbort, { once: true });
@@ -133,23 +133,34 @@ export async function deliverOverLmtp(delivery: LmtpDelivery): Promise<Recipient
       );
     });
 
-    delivery.message.once("end", () => {
-      dataSent = true;
-    });
+    // nodemailer reads the message only after the server accepted DATA (354); the generator runs
+    // on the first read, so the flag says whether the transfer had begun.
+    const source = delivery.message;
+    const message = Readable.from(
+      (async function* () {
+        transferStarted = true;
+        yield* source;
+      })(),
+      { objectMode: false },
+    );
     const info = await new Promise<{ accepted: string[]; rejectedErrors?: NodemailerError[] }>((resolve, reject) => {
       connection.send(
         { from: delivery.mailFrom, to: [...delivery.recipients], use8BitMime: delivery.eightBit },
-        delivery.message,
+        message,
         (error, result) => (error ? reject(error) : resolve(result as never)),
       );
     }).catch((error: NodemailerError) => {
       // Every recipient refused at RCPT: an answer per recipient, not a connection problem.
       if (error.rejectedErrors?.length && error.responseCode)
         return { accepted: [], rejectedErrors: error.rejectedErrors };
+      // MAIL FROM or DATA refused: the server's answer holds for every recipient.
+      if (error.responseCode && !transferStarted) {
+        return { accepted: [], rejectedErrors: delivery.recipients.map((recipient) => ({ ...error, recipient })) };
+      }
       throw new LmtpConnectionError(
-        `LMTP delivery to ${where} failed${dataSent ? " after the message was sent" : ""}: ${error.response ?? error.message}`,
+        `LMTP delivery to ${where} failed${transferStarted ? " during the message transfer" : ""}: ${error.response ?? error.message}`,
         error.code ?? "ECONNECTION",
-        dataSent,
+        transferStarted,
         error,
       );
     });
