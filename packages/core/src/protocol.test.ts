@@ -247,6 +247,29 @@ describe("STARTTLS", () => {
     );
   });
 
+  it("carries RFC 8689 REQUIRETLS on the transaction", async () => {
+    const cert = await createTestCertificate();
+    let requireTls: boolean | undefined;
+    const queue = memoryQueue();
+    server = await startTestServer({
+      plugins: [
+        claimRecipients(),
+        {
+          name: "watch",
+          hooks: {
+            mailFrom: (tx) => {
+              requireTls = tx.requireTls;
+            },
+          },
+        },
+        queue.plugin,
+      ],
+      config: { listeners: [{ port: 1, tls: "starttls", certificate: cert.certificate, key: cert.key }] },
+    });
+    await server.send({ to: "one@localhost", raw: buildMessage(), requireTls: true, requireTlsExtension: true });
+    expect(requireTls).toBe(true);
+  });
+
   it("serves implicit TLS", async () => {
     const cert = await createTestCertificate();
     const { target, queue } = await serve({

@@ -517,8 +517,10 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
         while (inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
         closeIdle();
         await Promise.all(closed);
-        // smtp-server runs onClose on the next tick after a socket closes.
-        await new Promise((resolve) => setImmediate(resolve));
+        // smtp-server runs onClose a tick after each socket closes; wait (briefly) for every
+        // session's close hooks before closing the plugins they use.
+        const closeHooksDeadline = Date.now() + 2000;
+        while (sessions.size > 0 && Date.now() < closeHooksDeadline) await new Promise((r) => setTimeout(r, 10));
         await Promise.all(closing);
         for (const plugin of [...config.plugins].reverse()) {
           try {

@@ -12,7 +12,10 @@ export interface SendOptions {
   secure?: boolean;
   /** Use STARTTLS if offered (default true); set false to stay in plaintext. */
   startTls?: boolean;
+  /** Refuse to send unless STARTTLS succeeds (nodemailer's requireTLS). */
   requireTls?: boolean;
+  /** Send the RFC 8689 REQUIRETLS parameter with MAIL FROM (needs a TLS session). */
+  requireTlsExtension?: boolean;
   auth?: { user: string; pass: string };
   /** The name sent with EHLO. */
   name?: string;
@@ -47,6 +50,7 @@ export async function sendMail(options: SendOptions): Promise<SendResult> {
     const info = await transport.sendMail({
       envelope: { from: options.from ?? "sender@example.org", to: options.to },
       raw: options.raw,
+      ...(options.requireTlsExtension ? { requireTLSExtensionEnabled: true } : {}),
     });
     return {
       accepted: info.accepted.map(String),
