@@ -111,6 +111,21 @@ process.once("SIGTERM", () => {
 });
 `,
       );
+      // If the published types resolved to `any`, these expected errors would be unused: tsc fails.
+      await writeFile(
+        join(project, "types-are-real.ts"),
+        `import { reject } from "@postern/core";
+import dnsbl from "@postern/dnsbl";
+import recipients from "@postern/recipients";
+
+// @ts-expect-error zones is a list
+dnsbl({ zones: "bl.example" });
+// @ts-expect-error domains is required
+recipients({});
+// @ts-expect-error an enhanced status code is class.subject.detail
+reject("550", "no");
+`,
+      );
       await writeFile(
         join(project, "tsconfig.json"),
         `${JSON.stringify(
@@ -122,8 +137,11 @@ process.once("SIGTERM", () => {
               noEmit: true,
               allowImportingTsExtensions: true,
               types: ["node"],
+              // As most projects do: the config is checked against our published types, not every
+              // dependency's declarations (attw checks that ours resolve).
+              skipLibCheck: true,
             },
-            include: ["postern.config.ts", "serve.ts"],
+            include: ["postern.config.ts", "serve.ts", "types-are-real.ts"],
           },
           null,
           2,
