@@ -248,7 +248,13 @@ describe("options", () => {
     expect(() => dnsbl({ zones: [] })).toThrow(/^@postern\/dnsbl\.zones: expected at least one zone/);
     expect(() => dnsbl({ zones: ["bl.test"], allowlist: ["10.0.0.0/33"] })).toThrow(/^@postern\/dnsbl\.allowlist\.0: /);
     expect(() => dnsbl({ zones: [{ zone: "bl.test", codes: { "10.0.0.1": 1 } }] })).toThrow(
-      /^@postern\/dnsbl\.zones\.0/,
+      /^@postern\/dnsbl\.zones\.0\.codes\.10\.0\.0\.1: expected an answer such as "127\.0\.0\.2"/,
+    );
+    expect(() => dnsbl({ zones: ["bl.test", "not a zone"] })).toThrow(
+      '@postern/dnsbl.zones.1: expected a DNS zone such as "zen.spamhaus.org" (got "not a zone")',
+    );
+    expect(() => dnsbl({ zones: [{ zone: "bl.test", weight: "2" as never }] })).toThrow(
+      /^@postern\/dnsbl\.zones\.0\.weight: /,
     );
   });
 });

@@ -18,7 +18,7 @@ import { type DnsblOptions, dnsblOptionsSchema } from "./options.ts";
 import { verdictFor } from "./policy.ts";
 import type { DnsblResult } from "./result.ts";
 
-export type { DnsblOptions } from "./options.ts";
+export type { DnsblOptions, DnsblZone } from "./options.ts";
 export type { DnsblResult, DnsblZoneResult } from "./result.ts";
 
 /** The connection's DNSBL result (on `session.results`), set once the lookups finished. */
