@@ -1,7 +1,7 @@
 // The storage conformance suite against @postern/lmtp handing mail to a real Dovecot LMTP server.
 // What is "stored" is what Dovecot wrote into the Maildir (minus the Return-Path it adds on top);
 // a failure part-way is the connection to Dovecot cut in the middle of the message.
-import { describeStoreConformance } from "@postern/testing";
+import { describeStoreConformance } from "@postern/testing/vitest";
 import { afterAll } from "vitest";
 import lmtp from "./index.ts";
 import { type Dovecot, startDovecot, withoutReturnPath } from "./test-dovecot.ts";

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
-import { describeStoreConformance } from "@postern/testing";
+import { describeStoreConformance } from "@postern/testing/vitest";
 import outbound from "./index.ts";
 import { FsQueueStore } from "./queue/fs-store.ts";
 import type { QueueStore } from "./queue/store.ts";

@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describeStoreConformance } from "@postern/testing";
+import { describeStoreConformance } from "@postern/testing/vitest";
 import maildir from "./index.ts";
 
 function tryMount(dir: string): boolean {

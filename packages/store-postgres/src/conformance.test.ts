@@ -1,5 +1,5 @@
 // The storage conformance suite against PostgreSQL (the real server at DATABASE_URL).
-import { describeStoreConformance } from "@postern/testing";
+import { describeStoreConformance } from "@postern/testing/vitest";
 import storePostgres, { openPostgresMailStore } from "./index.ts";
 import { admin, databaseUrl, dropSchema, uniqueSchema } from "./test-database.ts";
 

@@ -12,6 +12,17 @@ export type { SendError, SendOptions, SendResult } from "./send.ts";
 export { sendMail } from "./send.ts";
 export type { RawSmtpClient, SmtpReplyLines } from "./smtp-client.ts";
 export { connectSmtp } from "./smtp-client.ts";
-export * from "./store-conformance.ts";
+// The storage conformance checks; `describeStoreConformance` (vitest) is in "@postern/testing/vitest".
+export {
+  awkwardMessage,
+  type ConformanceCheck,
+  type ConformanceContext,
+  conformanceContext,
+  largeMessageStream,
+  type StoreConformanceOptions,
+  type StoreUnderTest,
+  sendStream,
+  storeConformanceChecks,
+} from "./store-conformance-checks.ts";
 export type { LogRecord, TestServer, TestServerOptions } from "./test-server.ts";
 export { startTestServer } from "./test-server.ts";

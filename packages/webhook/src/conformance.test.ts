@@ -1,6 +1,6 @@
 // The storage conformance suite against a real HTTP endpoint (raw format): the store is "durable"
 // once the application answered 2xx, and a connection cut part-way through the body is a failure.
-import { describeStoreConformance } from "@postern/testing";
+import { describeStoreConformance } from "@postern/testing/vitest";
 import webhook from "./index.ts";
 import { startReceiver } from "./test-receiver.ts";
 
