@@ -6,7 +6,7 @@
 // Knobs (environment): BENCH_RUNS (5), BENCH_SECONDS per run (2), BENCH_ROWS (comma-separated row
 // ids to run, default all), BENCH_IDLE sessions (5000), BENCH_LARGE_MB (30), BENCH_PARTS
 // (throughput,large,idle).
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,7 +25,7 @@ import {
   startNodeServer,
 } from "./compare/launch.ts";
 import { ensurePostfixPackage, startPostfix } from "./compare/postfix.ts";
-import { peakRss, resetPeak, rss, sampleTreeRss } from "./compare/proc.ts";
+import { cpuSeconds, peakRss, resetPeak, rss, sampleTreeRss } from "./compare/proc.ts";
 import { mb, median, table } from "./compare/report.ts";
 import { type Payload, type Scenario, scenarios, smtpSource } from "./compare/smtp-source.ts";
 
@@ -96,6 +96,8 @@ interface Row {
   storedFiles?(server: RunningServer): string | undefined;
   /** Postfix acknowledges on queueing and delivers after: wait for the Maildir to have them. */
   waitsForDelivery?: boolean;
+  /** Checks one stored message after the warm-up; returns what is wrong with it. */
+  checkStored?(message: string): string | undefined;
 }
 
 const dnsServer = dns.servers[0]!;
@@ -184,6 +186,12 @@ const rows: Row[] = [
     payload: signed,
     start: () => startNodeServer("./postern-server.ts", ["pipeline", dnsServer]),
     storedFiles: (server) => server.maildirRoot && join(server.maildirRoot, "bench.test", "user", "new"),
+    // Every check must really run and pass: a DNS failure would make the row fast and meaningless.
+    checkStored(message) {
+      const header = message.split("\r\n\r\n")[0] ?? "";
+      const missing = ["spf=pass", "dkim=pass", "dmarc=pass"].filter((result) => !header.includes(result));
+      return missing.length > 0 ? `stored message lacks ${missing.join(", ")} in Authentication-Results` : undefined;
+    },
   },
 ];
 
@@ -193,6 +201,8 @@ const rows: Row[] = [
 interface Cell {
   rates: number[];
   median: number;
+  /** Server CPU time (user + system, all its processes) per message, in ms, per run. */
+  cpuPerMessage: number[];
   /** Postfix only: messages per second until all were in the Maildir. */
   deliveredRates: number[];
   error?: string;
@@ -219,60 +229,112 @@ async function waitForFiles(dir: string | undefined, count: number, timeoutMs = 
   return true;
 }
 
-async function measureScenario(row: Row, server: RunningServer, scenario: Scenario): Promise<Cell> {
-  const cell: Cell = { rates: [], median: Number.NaN, deliveredRates: [] };
+/** One smtp-source run against one server; for servers that store, waits until all is stored. */
+async function sourceRun(row: Row, server: RunningServer, scenario: Scenario, messages: number) {
   const stored = row.storedFiles?.(server);
-  const once = async (messages: number) => {
-    emptyDir(stored);
-    const run = await smtpSource(server.port, scenario, messages, row.payload);
-    let deliveredSeconds = run.seconds;
-    if (!run.error && stored !== undefined) {
-      const startedWaiting = Date.now();
-      if (!(await waitForFiles(stored, messages, row.waitsForDelivery ? 120_000 : 2000))) {
-        run.error = `only ${countFiles(stored)} of ${messages} acknowledged messages were stored`;
-      }
-      deliveredSeconds += (Date.now() - startedWaiting) / 1000;
-    }
-    return { ...run, deliveredSeconds };
-  };
-  // Warm-up: JIT, caches, process pools; it also tells how many messages make a run of ~N seconds.
-  const warm = await once(Math.max(2 * scenario.sessions, 400));
-  if (warm.error) return { ...cell, error: warm.error };
-  const rate = warm.messages / warm.seconds;
-  const messages = Math.min(50_000, Math.max(2 * scenario.sessions, Math.round(rate * secondsPerRun)));
-  for (let index = 0; index < runs; index++) {
-    const run = await once(messages);
-    if (run.error) return { ...cell, error: run.error };
-    cell.rates.push(run.messages / run.seconds);
-    if (row.waitsForDelivery) cell.deliveredRates.push(run.messages / run.deliveredSeconds);
-  }
   emptyDir(stored);
-  cell.median = median(cell.rates);
-  return cell;
+  const run = await smtpSource(server.port, scenario, messages, row.payload);
+  let deliveredSeconds = run.seconds;
+  if (!run.error && stored !== undefined) {
+    const startedWaiting = Date.now();
+    if (!(await waitForFiles(stored, messages, row.waitsForDelivery ? 120_000 : 2000))) {
+      run.error = `only ${countFiles(stored)} of ${messages} acknowledged messages were stored`;
+    }
+    deliveredSeconds += (Date.now() - startedWaiting) / 1000;
+  }
+  return { ...run, deliveredSeconds };
 }
 
-async function measureRow(row: Row): Promise<RowResult> {
-  const result: RowResult = { row, cells: {}, peakRss: Number.NaN };
-  log(`${row.label} (${row.id}): starting`);
-  const started = await row.start();
-  if ("unavailable" in started) {
-    log(`${row.id}: n/a — ${started.unavailable}`);
-    return { ...result, unavailable: started.unavailable };
+interface Contender {
+  row: Row;
+  server: RunningServer;
+  result: RowResult;
+  stopSampling: (() => number) | undefined;
+  /** Messages per run in the current scenario (from its warm-up rate), or undefined if it failed. */
+  messages: number | undefined;
+}
+
+/**
+ * Every server is started up front and the runs are interleaved — run 1 of each server, then run
+ * 2 of each … — so a change in the machine's load during the run hits every server alike and the
+ * ratios stay fair.
+ */
+async function measureThroughput(selected: Row[]): Promise<RowResult[]> {
+  const results: RowResult[] = [];
+  const contenders: Contender[] = [];
+  for (const row of selected) {
+    const result: RowResult = { row, cells: {}, peakRss: Number.NaN };
+    results.push(result);
+    log(`${row.label} (${row.id}): starting`);
+    const server = await row.start();
+    if ("unavailable" in server) {
+      log(`${row.id}: n/a — ${server.unavailable}`);
+      result.unavailable = server.unavailable;
+      continue;
+    }
+    const stopSampling = server.multiProcess ? sampleTreeRss(server.pid) : undefined;
+    contenders.push({ row, server, result, stopSampling, messages: undefined });
   }
-  const stopSampling = started.multiProcess ? sampleTreeRss(started.pid) : undefined;
   try {
     for (const scenario of scenarios) {
-      const cell = await measureScenario(row, started, scenario);
-      result.cells[scenario.id] = cell;
-      log(
-        `${row.id} ${scenario.label}: ${cell.error ? `FAILED: ${cell.error}` : `${cell.median.toFixed(0)} msg/s (${cell.rates.map((rate) => rate.toFixed(0)).join(", ")})`}`,
-      );
+      for (const contender of contenders) {
+        const { row, server, result } = contender;
+        const cell: Cell = { rates: [], median: Number.NaN, cpuPerMessage: [], deliveredRates: [] };
+        result.cells[scenario.id] = cell;
+        contender.messages = undefined;
+        // Warm-up: JIT, caches, process pools; it also tells how many messages make a run of ~N s.
+        const warm = await sourceRun(row, server, scenario, Math.max(2 * scenario.sessions, 400));
+        const stored = row.storedFiles?.(server);
+        const [first] = stored && existsSync(stored) ? readdirSync(stored) : [];
+        const problem =
+          warm.error ??
+          (row.checkStored
+            ? first
+              ? row.checkStored(readFileSync(join(stored!, first), "latin1"))
+              : "nothing stored"
+            : undefined);
+        if (problem) {
+          cell.error = problem;
+          log(`${row.id} ${scenario.label}: FAILED: ${problem}`);
+          continue;
+        }
+        const rate = warm.messages / warm.seconds;
+        contender.messages = Math.min(50_000, Math.max(2 * scenario.sessions, Math.round(rate * secondsPerRun)));
+      }
+      for (let index = 0; index < runs; index++) {
+        for (const contender of contenders) {
+          const { row, server, result, messages } = contender;
+          const cell = result.cells[scenario.id]!;
+          if (messages === undefined || cell.error) continue;
+          const cpuBefore = cpuSeconds(server.pid);
+          const run = await sourceRun(row, server, scenario, messages);
+          cell.cpuPerMessage.push(((cpuSeconds(server.pid) - cpuBefore) * 1000) / messages);
+          if (run.error) {
+            cell.error = run.error;
+            log(`${row.id} ${scenario.label}: FAILED: ${run.error}`);
+            continue;
+          }
+          cell.rates.push(run.messages / run.seconds);
+          if (row.waitsForDelivery) cell.deliveredRates.push(run.messages / run.deliveredSeconds);
+        }
+      }
+      for (const { row, server, result } of contenders) {
+        emptyDir(row.storedFiles?.(server));
+        const cell = result.cells[scenario.id]!;
+        if (cell.error) continue;
+        cell.median = median(cell.rates);
+        log(
+          `${row.id} ${scenario.label}: ${cell.median.toFixed(0)} msg/s (${cell.rates.map((rate) => rate.toFixed(0)).join(", ")})`,
+        );
+      }
     }
-    result.peakRss = stopSampling ? stopSampling() : peakRss(started.pid);
   } finally {
-    await started.stop();
+    for (const { server, result, stopSampling } of contenders) {
+      result.peakRss = stopSampling ? stopSampling() : peakRss(server.pid);
+      await server.stop();
+    }
   }
-  return result;
+  return results;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,8 +430,7 @@ async function measureIdle(label: string, start: () => Promise<StartResult>): Pr
 // Run everything, then report.
 
 const selected = rows.filter((row) => !onlyRows || onlyRows.includes(row.id));
-const results: RowResult[] = [];
-if (parts.has("throughput")) for (const row of selected) results.push(await measureRow(row));
+const results: RowResult[] = parts.has("throughput") ? await measureThroughput(selected) : [];
 
 const rowById = (id: string) => rows.find((row) => row.id === id)!;
 const large: LargeResult[] = [];
@@ -419,6 +480,20 @@ const throughputTable = table(
     return [main, delivered];
   }),
   (column) => column >= 2,
+);
+
+const cpuTable = table(
+  ["server", ...scenarios.map((scenario) => scenario.label)],
+  results
+    .filter((result) => !result.unavailable)
+    .map((result) => [
+      result.row.label,
+      ...scenarios.map((scenario) => {
+        const cell = result.cells[scenario.id];
+        return cell && !cell.error ? median(cell.cpuPerMessage).toFixed(3) : "-";
+      }),
+    ]),
+  (column) => column >= 1,
 );
 
 interface Ratio {
@@ -525,11 +600,15 @@ const report = [
   `machine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}; load average before ${fmtLoad(loadBefore)}, after ${fmtLoad(loadAfter)}`,
   `Node ${process.version}; Haraka ${haraka.version}; Postfix ${postfixVersion}; client smtp-source (Postfix ${postfixVersion})`,
   `message: ${messageBytes / 1024} KB (smtp-source -l ${messageBytes}; the pipeline rows send a DKIM-signed 10 KB message with -F)`,
-  `each cell: median msg/s of ${runs} runs of ~${secondsPerRun} s after a warm-up run; log level warn everywhere`,
+  `each cell: median msg/s of ${runs} runs of ~${secondsPerRun} s after a warm-up run, servers interleaved run by run; log level warn everywhere`,
+  "peak RSS: the process's VmHWM over all its runs (Postfix: the peak of the summed PSS of its processes, sampled)",
   "",
   throughputTable,
   "",
   ratioTable,
+  "",
+  "server CPU time per message (ms, user + system of all its processes; median of the runs)",
+  cpuTable,
   "",
   `${largeMb} MB message (smtp-source -l, one session), 3 runs each`,
   largeTable,

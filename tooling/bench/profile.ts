@@ -3,7 +3,7 @@
 //   node --conditions=dev-source tooling/bench/profile.ts <discard|maildir|pipeline|bare> [smtp-source flags]
 //   e.g. profile.ts discard -s 20 -d     (default flags: -s 20; 6000 messages after 1000 of warm-up)
 // The .cpuprofile is kept (path printed) for Chrome DevTools or speedscope.
-import { fork, spawnSync } from "node:child_process";
+import { fork, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,22 +31,24 @@ const ready = await new Promise<{ port: number }>((resolve) =>
   }),
 );
 
-function run(count: number): string {
+// Asynchronously: the fake DNS server answers from this process while smtp-source runs.
+async function run(count: number): Promise<string> {
   const started = Date.now();
-  const result = spawnSync(
+  const child = spawn(
     "smtp-source",
     [...sourceFlags, "-m", String(count), "-l", "10240", "-f", "bench@example.org", "-t", "user@bench.test"].concat([
       "-M",
       "client.bench",
       `127.0.0.1:${ready.port}`,
     ]),
-    { encoding: "utf8" },
+    { stdio: ["ignore", "ignore", "inherit"] },
   );
-  if (result.status !== 0) throw new Error(`smtp-source failed: ${result.stderr}`);
+  const code = await new Promise((resolve) => child.once("exit", resolve));
+  if (code !== 0) throw new Error(`smtp-source failed (exit ${code})`);
   return `${count} messages, ${(count / ((Date.now() - started) / 1000)).toFixed(0)} msg/s`;
 }
-console.log(`warm-up: ${run(1000)}`);
-console.log(`profiled: ${run(messages)}`);
+console.log(`warm-up: ${await run(1000)}`);
+console.log(`profiled: ${await run(messages)}`);
 child.send({ type: "stop" });
 await new Promise((resolve) => child.once("exit", resolve));
 await dns.close();

@@ -53,10 +53,24 @@ export function resetPeak(pid: number): boolean {
 }
 
 /**
- * Samples the summed RSS of a process tree until stopped; for multi-process servers, whose peak
+ * Proportional set size: RSS with each shared page divided among the processes sharing it, so
+ * Postfix's processes (which share their libraries and much of their memory) can be added up.
+ */
+export function pss(pid: number): number {
+  try {
+    const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    const match = /^Pss:\s+(\d+) kB/m.exec(rollup);
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Samples the summed PSS of a process tree until stopped; for multi-process servers, whose peak
  * no single VmHWM holds. The tree is re-read every `treeEveryMs` (forks are rarer than samples).
  */
-export function sampleTreeRss(root: number, everyMs = 100, treeEveryMs = 500): () => number {
+export function sampleTreeRss(root: number, everyMs = 250, treeEveryMs = 500): () => number {
   let tree = processTree(root);
   let peak = 0;
   let lastTree = Date.now();
@@ -67,7 +81,7 @@ export function sampleTreeRss(root: number, everyMs = 100, treeEveryMs = 500): (
     }
     peak = Math.max(
       peak,
-      tree.reduce((sum, pid) => sum + rss(pid), 0),
+      tree.reduce((sum, pid) => sum + pss(pid), 0),
     );
   };
   sample();
@@ -77,4 +91,34 @@ export function sampleTreeRss(root: number, everyMs = 100, treeEveryMs = 500): (
     sample();
     return peak;
   };
+}
+
+const ticksPerSecond = 100; // USER_HZ, fixed at 100 on Linux for /proc
+
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, which may contain spaces and parentheses.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU seconds (user + system) the server has used: the process, its live descendants, and the
+ * children it has reaped (Postfix's smtpd processes come and go). Wall-clock rates move with the
+ * machine's load; CPU time per message moves much less.
+ */
+export function cpuSeconds(root: number): number {
+  let ticks = 0;
+  for (const [index, pid] of processTree(root).entries()) {
+    const fields = statFields(pid);
+    if (!fields) continue;
+    // utime, stime are fields 14 and 15 of /proc/pid/stat; cutime, cstime 16 and 17 (1-based,
+    // counting pid and comm, which are not in `fields`).
+    ticks += Number(fields[11]) + Number(fields[12]);
+    if (index === 0) ticks += Number(fields[13]) + Number(fields[14]);
+  }
+  return ticks / ticksPerSecond;
 }
