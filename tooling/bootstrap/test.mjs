@@ -22,7 +22,8 @@ for (const dir of packageDirs) rmSync(join(dir, reportName), { force: true });
 // `pnpm exec` put node_modules/.bin (turbo) on PATH.
 const turbo = spawnSync(
   "turbo",
-  ["run", "lint", "typecheck", "test", "--continue", "--output-logs=errors-only", ...process.argv.slice(2)],
+  // Four tasks at a time: enough to overlap I/O-bound suites on 2 cores without starving servers under test.
+  ["run", "lint", "typecheck", "test", "--continue", "--concurrency=4", "--output-logs=errors-only", ...process.argv.slice(2)],
   { cwd: repoRoot, stdio: "inherit", env: process.env },
 );
 if (turbo.error) console.error(`could not run turbo: ${turbo.error.message}`);
