@@ -53,14 +53,25 @@ export function publicPackages(): WorkspacePackage[] {
 /** Packages that are not plugins and so need no "postern-plugin" keyword. */
 export const notPlugins: ReadonlySet<string> = new Set(["@postern/core", "@postern/testing", "create-postern-plugin"]);
 
+/** npm settings the machine's operator chose (registry mirror, cache, CA), kept for npm. */
+const operatorNpmSettings = new Set([
+  "npm_config_registry",
+  "npm_config_cache",
+  "npm_config_userconfig",
+  "npm_config_cafile",
+]);
+
 /**
  * The environment for npm in a project outside the workspace: without the npm_* variables pnpm
  * and turbo set for their own scripts (they would configure npm as if it ran inside the workspace).
+ * Proxy and CA variables (HTTPS_PROXY, NODE_EXTRA_CA_CERTS …) stay: turbo.json passes them through,
+ * and without them npm cannot reach the registry on machines that need them.
  */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
-    if (!/^npm_/i.test(key) && key !== "INIT_CWD" && key !== "PNPM_SCRIPT_SRC_DIR") env[key] = value;
+    const pnpmOwn = /^npm_/i.test(key) && !operatorNpmSettings.has(key.toLowerCase());
+    if (!pnpmOwn && key !== "INIT_CWD" && key !== "PNPM_SCRIPT_SRC_DIR") env[key] = value;
   }
   return { ...env, npm_config_update_notifier: "false", npm_config_fund: "false", npm_config_audit: "false", ...extra };
 }
