@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const reportName = "test-results.json";
-const packageDirs = ["packages", "apps"].flatMap((group) => {
+const packageDirs = ["packages", "apps", "tooling"].flatMap((group) => {
   const groupDir = join(repoRoot, group);
   if (!existsSync(groupDir)) return [];
   return readdirSync(groupDir, { withFileTypes: true })
