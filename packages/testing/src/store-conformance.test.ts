@@ -7,12 +7,8 @@ import { join } from "node:path";
 import { accept, type Hooks, type Plugin } from "@postern/core";
 import { describe, expect, it } from "vitest";
 import { memoryQueue } from "./plugins.ts";
-import {
-  conformanceContext,
-  describeStoreConformance,
-  type StoreUnderTest,
-  storeConformanceChecks,
-} from "./store-conformance.ts";
+import { describeStoreConformance } from "./store-conformance.ts";
+import { conformanceContext, type StoreUnderTest, storeConformanceChecks } from "./store-conformance-checks.ts";
 
 /** Writes each message to tmp/, fsyncs, then renames it into <recipient>/ — like Maildir. */
 function referenceStore(root: string, state: { broken: boolean }): Plugin {

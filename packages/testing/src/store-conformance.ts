@@ -20,17 +20,7 @@ import {
   storeConformanceChecks,
 } from "./store-conformance-checks.ts";
 
-export {
-  awkwardMessage,
-  type ConformanceCheck,
-  type ConformanceContext,
-  conformanceContext,
-  largeMessageStream,
-  type StoreConformanceOptions,
-  type StoreUnderTest,
-  sendStream,
-  storeConformanceChecks,
-} from "./store-conformance-checks.ts";
+export type { StoreConformanceOptions, StoreUnderTest } from "./store-conformance-checks.ts";
 
 /** Registers the storage conformance suite for one store as a vitest `describe` block. */
 export function describeStoreConformance(name: string, options: StoreConformanceOptions): void {
