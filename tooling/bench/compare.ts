@@ -5,7 +5,7 @@
 // registry into a temp folder. Prints one report and writes it to tooling/bench/results/.
 // Knobs (environment): BENCH_RUNS (5), BENCH_SECONDS per run (2), BENCH_ROWS (comma-separated row
 // ids to run, default all), BENCH_IDLE sessions (5000), BENCH_LARGE_MB (30), BENCH_PARTS
-// (throughput,large,idle).
+// (throughput,large,idle), BENCH_MAX_LOAD (wait for a 1-minute load average below it first).
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -38,6 +38,17 @@ const parts = new Set((process.env.BENCH_PARTS ?? "throughput,large,idle").split
 const messageBytes = 10 * 1024;
 
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+
+// Other work on the machine skews every figure: optionally wait (15 minutes at most) until the
+// 1-minute load average is below BENCH_MAX_LOAD.
+const maxLoad = process.env.BENCH_MAX_LOAD ? Number(process.env.BENCH_MAX_LOAD) : undefined;
+if (maxLoad !== undefined) {
+  const until = Date.now() + 15 * 60_000;
+  while (loadavg()[0]! >= maxLoad && Date.now() < until) {
+    log(`load average ${loadavg()[0]!.toFixed(2)} ≥ ${maxLoad}: waiting`);
+    await new Promise((resolve) => setTimeout(resolve, 15_000));
+  }
+}
 const started = Date.now();
 const loadBefore = loadavg();
 
