@@ -5,6 +5,10 @@
 // locked is skipped, and a row it already stamped no longer matches the "not leased" condition
 // when re-checked. A crashed node's leases run out and its recipients become due again.
 // All times come from the database clock, so nodes with skewed clocks still agree on leases.
+//
+// Message bytes never sit whole in memory: enqueue() writes them as bounded chunk rows
+// (`message_chunks`, one per `chunkSize` bytes) inside the transaction that commits the queue
+// entry, and body() reads them back a few rows per query as the consumer pulls.
 import { Readable } from "node:stream";
 import pg from "pg";
 import {
@@ -33,6 +37,44 @@ export interface PgQueueStoreOptions {
   schema?: string | undefined;
   /** Most connections this store opens. */
   maxConnections?: number | undefined;
+  /** Bytes per stored chunk row: the most of one message held in memory at once. Default 256 KiB. */
+  chunkSize?: number | undefined;
+}
+
+const defaultChunkSize = 256 * 1024;
+/** Chunk rows fetched per query while a body is read. */
+const chunksPerFetch = 4;
+
+/** bytea in binary results arrives as the raw bytes (not hex text twice the size, decoded again). */
+const rawBytea = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (oid === 17 && format === "binary") return (value: Buffer) => value;
+    return pg.types.getTypeParser(oid, format ?? "text");
+  },
+};
+
+/** Cuts a byte stream into pieces of exactly `size` bytes (the last one shorter), one piece buffered at a time. */
+export async function* chunked(
+  source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
+  size: number,
+): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let held = 0;
+  for await (const item of source) {
+    const bytes = typeof item === "string" ? Buffer.from(item) : item;
+    for (let offset = 0; offset < bytes.length; ) {
+      const piece = bytes.subarray(offset, offset + (size - held));
+      parts.push(piece);
+      held += piece.length;
+      offset += piece.length;
+      if (held === size) {
+        yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, held);
+        parts = [];
+        held = 0;
+      }
+    }
+  }
+  if (held > 0) yield Buffer.concat(parts, held);
 }
 
 interface RecipientRow {
@@ -49,6 +91,10 @@ interface RecipientRow {
   last_status: string | null;
   last_text: string | null;
   last_remote: string | null;
+}
+
+function removedWhileRead(messageId: string): Error {
+  return Object.assign(new Error(`message ${messageId} was removed while being read`), { code: "ENOENT" });
 }
 
 const identifier = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -81,7 +127,10 @@ export class PgQueueStore implements QueueStore {
   readonly schema: string;
   readonly #pool: pg.Pool;
   readonly #ownPool: boolean;
-  readonly #t: { messages: string; recipients: string; cache: string };
+  readonly #t: { messages: string; chunks: string; recipients: string; cache: string };
+  readonly #chunkSize: number;
+  /** The schema has the old `messages.body` column, which rolling upgrades may still fill. */
+  #legacyBody = false;
 
   constructor(options: PgQueueStoreOptions = {}) {
     this.schema = options.schema ?? "postern_outbound";
@@ -89,7 +138,16 @@ export class PgQueueStore implements QueueStore {
       throw new TypeError(`schema "${this.schema}" must be a lower-case SQL identifier (letters, digits, _)`);
     }
     const q = `"${this.schema}"`;
-    this.#t = { messages: `${q}.messages`, recipients: `${q}.recipients`, cache: `${q}.cache` };
+    this.#t = {
+      messages: `${q}.messages`,
+      chunks: `${q}.message_chunks`,
+      recipients: `${q}.recipients`,
+      cache: `${q}.cache`,
+    };
+    this.#chunkSize = options.chunkSize ?? defaultChunkSize;
+    if (!Number.isInteger(this.#chunkSize) || this.#chunkSize < 4096 || this.#chunkSize > 64 * 1024 * 1024) {
+      throw new TypeError(`chunkSize ${this.#chunkSize} must be a whole number of bytes from 4096 to 64 MiB`);
+    }
     if (options.pool) {
       this.#pool = options.pool;
       this.#ownPool = false;
@@ -119,7 +177,7 @@ export class PgQueueStore implements QueueStore {
   }
 
   async open(): Promise<void> {
-    const { messages, recipients, cache } = this.#t;
+    const { messages, chunks, recipients, cache } = this.#t;
     // Nodes starting together would race on CREATE … IF NOT EXISTS; one migrates at a time.
     await this.#transaction(async (client) => {
       await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`postern-outbound:${this.schema}`]);
@@ -127,9 +185,16 @@ export class PgQueueStore implements QueueStore {
       await client.query(`CREATE TABLE IF NOT EXISTS ${messages} (
         id text PRIMARY KEY,
         envelope jsonb NOT NULL,
-        body bytea NOT NULL,
         created_at timestamptz NOT NULL
       )`);
+      // The bytes, in order, a bounded chunk per row: written and read as streams.
+      await client.query(`CREATE TABLE IF NOT EXISTS ${chunks} (
+        message_id text NOT NULL REFERENCES ${messages} (id) ON DELETE CASCADE,
+        seq integer NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (message_id, seq)
+      )`);
+      await this.#migrateBodyColumn(client);
       await client.query(`CREATE TABLE IF NOT EXISTS ${recipients} (
         message_id text NOT NULL REFERENCES ${messages} (id) ON DELETE CASCADE,
         idx integer NOT NULL,
@@ -159,6 +224,32 @@ export class PgQueueStore implements QueueStore {
     });
   }
 
+  /**
+   * Schemas made by versions before chunk rows keep each body in `messages.body`. Their bodies are
+   * moved into chunk rows here, inside PostgreSQL (nothing passes through this process). The
+   * column stays, nullable, while it exists: a node still running the old version may queue into
+   * it during a rolling upgrade, and body() reads such a message from it, a chunk at a time.
+   */
+  async #migrateBodyColumn(client: pg.PoolClient): Promise<void> {
+    const column = await client.query(
+      `SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'messages' AND column_name = 'body'`,
+      [this.schema],
+    );
+    this.#legacyBody = (column.rowCount ?? 0) > 0;
+    if (!this.#legacyBody) return;
+    const { messages, chunks } = this.#t;
+    await client.query(`ALTER TABLE ${messages} ALTER COLUMN body DROP NOT NULL`);
+    await client.query(
+      `INSERT INTO ${chunks} (message_id, seq, data)
+       SELECT m.id, s.seq, substring(m.body FROM s.seq * $1 + 1 FOR $1)
+       FROM ${messages} m, generate_series(0, (octet_length(m.body) - 1) / $1) AS s(seq)
+       WHERE m.body IS NOT NULL AND octet_length(m.body) > 0
+       ON CONFLICT DO NOTHING`,
+      [this.#chunkSize],
+    );
+    await client.query(`UPDATE ${messages} SET body = NULL WHERE body IS NOT NULL`);
+  }
+
   #closed = false;
 
   async close(): Promise<void> {
@@ -174,31 +265,50 @@ export class PgQueueStore implements QueueStore {
   ): Promise<void> {
     assertMessageId(envelope.id);
     if (recipientList.length === 0) throw new TypeError("a queued message needs at least one recipient");
-    let bytes: Buffer;
-    if (Buffer.isBuffer(body)) bytes = body;
-    else {
-      const chunks: Buffer[] = [];
-      for await (const chunk of body) chunks.push(chunk as Buffer);
-      bytes = Buffer.concat(chunks);
+    const { messages, chunks, recipients } = this.#t;
+    const recipientParams = [
+      recipientList.map((recipient) => recipient.address),
+      recipientList.map((recipient) => domainOf(recipient.address)),
+      recipientList.map((recipient) => (recipient.notify ?? []).join(",")),
+      recipientList.map((recipient) => recipient.orcpt ?? ""),
+    ];
+    const insertRecipients = (messageId: string) => `
+      INSERT INTO ${recipients} (message_id, idx, address, domain, notify, orcpt)
+      SELECT ${messageId}, (t.i - 1)::integer, t.address, t.domain, NULLIF(t.notify, ''), NULLIF(t.orcpt, '')
+      FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(address, domain, notify, orcpt, i)`;
+
+    // Most mail fits one chunk and comes as a Buffer (delivery reports, signed messages): one
+    // statement writes the message, its chunk and its recipients, atomic on its own.
+    if (Buffer.isBuffer(body) && body.length <= this.#chunkSize) {
+      await this.#pool.query(
+        `WITH message AS (
+           INSERT INTO ${messages} (id, envelope, created_at) VALUES ($1, $6, to_timestamp($7 / 1000.0)) RETURNING id
+         ), chunk AS (
+           INSERT INTO ${chunks} (message_id, seq, data) SELECT id, 0, $8 FROM message WHERE octet_length($8::bytea) > 0
+         )
+         ${insertRecipients("(SELECT id FROM message)")}`,
+        [envelope.id, ...recipientParams, JSON.stringify(envelope), envelope.createdAt, body],
+      );
+      return;
     }
-    const { messages, recipients } = this.#t;
+
+    // Otherwise the chunks are written as the source yields them: at most one chunk is held, and
+    // nothing is visible (or left behind on failure) until the COMMIT.
     await this.#transaction(async (client) => {
       await client.query(
-        `INSERT INTO ${messages} (id, envelope, body, created_at) VALUES ($1, $2, $3, to_timestamp($4 / 1000.0))`,
-        [envelope.id, JSON.stringify(envelope), bytes, envelope.createdAt],
+        `INSERT INTO ${messages} (id, envelope, created_at) VALUES ($1, $2, to_timestamp($3 / 1000.0))`,
+        [envelope.id, JSON.stringify(envelope), envelope.createdAt],
       );
-      await client.query(
-        `INSERT INTO ${recipients} (message_id, idx, address, domain, notify, orcpt)
-         SELECT $1, (t.i - 1)::integer, t.address, t.domain, NULLIF(t.notify, ''), NULLIF(t.orcpt, '')
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(address, domain, notify, orcpt, i)`,
-        [
+      let seq = 0;
+      for await (const chunk of chunked(Buffer.isBuffer(body) ? [body] : body, this.#chunkSize)) {
+        // A Buffer parameter travels in binary: no hex or escape encoding of the bytes.
+        await client.query(`INSERT INTO ${chunks} (message_id, seq, data) VALUES ($1, $2, $3)`, [
           envelope.id,
-          recipientList.map((recipient) => recipient.address),
-          recipientList.map((recipient) => domainOf(recipient.address)),
-          recipientList.map((recipient) => (recipient.notify ?? []).join(",")),
-          recipientList.map((recipient) => recipient.orcpt ?? ""),
-        ],
-      );
+          seq++,
+          chunk,
+        ]);
+      }
+      await client.query(insertRecipients("$1"), [envelope.id, ...recipientParams]);
     });
   }
 
@@ -310,12 +420,51 @@ export class PgQueueStore implements QueueStore {
   }
 
   async body(messageId: string): Promise<Readable> {
-    const result = await this.#pool.query<{ body: Buffer }>(`SELECT body FROM ${this.#t.messages} WHERE id = $1`, [
-      messageId,
-    ]);
+    // Checked before the stream is handed out, so a missing message is an error here, not mid-read.
+    // The chunk count is taken now so that a message deleted mid-read (`postern queue delete`)
+    // fails the stream instead of ending it early: a short body must never go out as complete.
+    const result = await this.#pool.query<{ legacy: string | null; chunks: string }>(
+      `SELECT ${this.#legacyBody ? "octet_length(body)" : "NULL::bigint"} AS legacy,
+              (SELECT count(*) FROM ${this.#t.chunks} WHERE message_id = $1) AS chunks
+       FROM ${this.#t.messages} WHERE id = $1`,
+      [messageId],
+    );
     const row = result.rows[0];
     if (!row) throw Object.assign(new Error(`message ${messageId} is not queued`), { code: "ENOENT" });
-    return Readable.from([row.body]);
+    const chunks =
+      row.legacy === null
+        ? this.#chunksOf(messageId, Number(row.chunks))
+        : this.#legacyChunksOf(messageId, Number(row.legacy));
+    return Readable.from(chunks, { objectMode: false, highWaterMark: this.#chunkSize });
+  }
+
+  /** The chunk rows in order, `chunksPerFetch` per query, fetched as the reader pulls. */
+  async *#chunksOf(messageId: string, count: number): AsyncGenerator<Buffer> {
+    for (let seq = 0; seq < count; seq += chunksPerFetch) {
+      const { rows } = await this.#pool.query<{ data: Buffer }>({
+        text: `SELECT data FROM ${this.#t.chunks} WHERE message_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq`,
+        values: [messageId, seq, seq + chunksPerFetch],
+        binary: true,
+        types: rawBytea,
+      } as pg.QueryConfig);
+      if (rows.length < Math.min(chunksPerFetch, count - seq)) throw removedWhileRead(messageId);
+      for (const row of rows) yield row.data;
+    }
+  }
+
+  /** A body an old-version node wrote into `messages.body`, sliced by PostgreSQL a chunk at a time. */
+  async *#legacyChunksOf(messageId: string, size: number): AsyncGenerator<Buffer> {
+    for (let offset = 0; offset < size; offset += this.#chunkSize) {
+      const { rows } = await this.#pool.query<{ data: Buffer | null }>({
+        text: `SELECT substring(body FROM $2 FOR $3) AS data FROM ${this.#t.messages} WHERE id = $1`,
+        values: [messageId, offset + 1, this.#chunkSize],
+        binary: true,
+        types: rawBytea,
+      } as pg.QueryConfig);
+      const data = rows[0]?.data;
+      if (!data) throw removedWhileRead(messageId);
+      yield data;
+    }
   }
 
   async #messagesWithRecipients(where: string, params: unknown[], limit?: number): Promise<QueuedMessage[]> {
