@@ -45,14 +45,6 @@ const defaultChunkSize = 256 * 1024;
 /** Chunk rows fetched per query while a body is read. */
 const chunksPerFetch = 4;
 
-/** bytea in binary results arrives as the raw bytes (not hex text twice the size, decoded again). */
-const rawBytea = {
-  getTypeParser(oid: number, format?: "text" | "binary") {
-    if (oid === 17 && format === "binary") return (value: Buffer) => value;
-    return pg.types.getTypeParser(oid, format ?? "text");
-  },
-};
-
 /** Cuts a byte stream into pieces of exactly `size` bytes (the last one shorter), one piece buffered at a time. */
 export async function* chunked(
   source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
@@ -441,12 +433,12 @@ export class PgQueueStore implements QueueStore {
   /** The chunk rows in order, `chunksPerFetch` per query, fetched as the reader pulls. */
   async *#chunksOf(messageId: string, count: number): AsyncGenerator<Buffer> {
     for (let seq = 0; seq < count; seq += chunksPerFetch) {
-      const { rows } = await this.#pool.query<{ data: Buffer }>({
-        text: `SELECT data FROM ${this.#t.chunks} WHERE message_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq`,
-        values: [messageId, seq, seq + chunksPerFetch],
-        binary: true,
-        types: rawBytea,
-      } as pg.QueryConfig);
+      // Text results (bytea as hex, decoded per row): pg 8's binary result mode decodes every
+      // field as UTF-8 and would corrupt the bytes.
+      const { rows } = await this.#pool.query<{ data: Buffer }>(
+        `SELECT data FROM ${this.#t.chunks} WHERE message_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq`,
+        [messageId, seq, seq + chunksPerFetch],
+      );
       if (rows.length < Math.min(chunksPerFetch, count - seq)) throw removedWhileRead(messageId);
       for (const row of rows) yield row.data;
     }
@@ -455,12 +447,10 @@ export class PgQueueStore implements QueueStore {
   /** A body an old-version node wrote into `messages.body`, sliced by PostgreSQL a chunk at a time. */
   async *#legacyChunksOf(messageId: string, size: number): AsyncGenerator<Buffer> {
     for (let offset = 0; offset < size; offset += this.#chunkSize) {
-      const { rows } = await this.#pool.query<{ data: Buffer | null }>({
-        text: `SELECT substring(body FROM $2 FOR $3) AS data FROM ${this.#t.messages} WHERE id = $1`,
-        values: [messageId, offset + 1, this.#chunkSize],
-        binary: true,
-        types: rawBytea,
-      } as pg.QueryConfig);
+      const { rows } = await this.#pool.query<{ data: Buffer | null }>(
+        `SELECT substring(body FROM $2 FOR $3) AS data FROM ${this.#t.messages} WHERE id = $1`,
+        [messageId, offset + 1, this.#chunkSize],
+      );
       const data = rows[0]?.data;
       if (!data) throw removedWhileRead(messageId);
       yield data;
