@@ -77,6 +77,7 @@ export function createQueueStore(
         connectionString: queue.connectionString,
         schema: queue.schema,
         maxConnections: queue.maxConnections,
+        chunkSize: queue.chunkSize,
       });
     case "custom":
       return queue.store;

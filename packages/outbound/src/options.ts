@@ -49,6 +49,13 @@ const storeSchema = z.union([
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: "expected a lower-case SQL identifier" })
       .default("postern_outbound"),
     maxConnections: z.number().int().positive().default(10),
+    /** Bytes per stored body chunk row: the most of one message a node holds at once. */
+    chunkSize: z
+      .number()
+      .int()
+      .min(4096, { error: "expected a chunk size from 4096 to 67108864 bytes" })
+      .max(64 * 1024 * 1024, { error: "expected a chunk size from 4096 to 67108864 bytes" })
+      .default(256 * 1024),
   }),
   z.object({
     type: z.literal("custom"),

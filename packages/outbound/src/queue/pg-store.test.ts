@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import outbound from "../index.ts";
 import { chunked, PgQueueStore } from "./pg-store.ts";
 import type { MessageEnvelope } from "./store.ts";
 
@@ -261,6 +262,15 @@ describe("PostgreSQL queue store: schemas from before chunk rows", () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe("chunk size", () => {
+  it("is checked by the plugin option and by the store", () => {
+    expect(() => outbound({ queue: { type: "postgres", schema: "q", chunkSize: 1024 } })).toThrow(
+      /^@postern\/outbound\.queue\.chunkSize: expected a chunk size from 4096 to 67108864 bytes/,
+    );
+    expect(() => new PgQueueStore({ connectionString: databaseUrl, chunkSize: 100 })).toThrow(/chunkSize 100 must be/);
   });
 });
 
