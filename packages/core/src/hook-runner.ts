@@ -36,6 +36,8 @@ const hookNames: readonly HookName[] = [
   "close",
 ];
 const orderRank = { pre: 0, undefined: 1, post: 2 } as const;
+/** What the deadline resolves with; a hook can never return this object. */
+const timedOut: unique symbol = Symbol("timed out");
 
 export function isHookName(name: string): name is HookName {
   return (hookNames as readonly string[]).includes(name);
@@ -108,26 +110,42 @@ export class HookRunner {
     args: readonly unknown[],
     logBindings: Record<string, unknown>,
   ): Promise<Verdict | undefined> {
-    const log = this.#logger.child({ ...logBindings, plugin: registered.plugin, hook });
-    const controller = new AbortController();
+    // The signal and the child logger are made only if the hook asks for them, and the deadline
+    // timer only if the hook returns a promise: most hooks answer synchronously, and this runs
+    // for every plugin on every command.
+    let controller: AbortController | undefined;
+    let log: Logger | undefined;
+    const parentLogger = this.#logger;
+    const logger = () => {
+      log ??= parentLogger.child({ ...logBindings, plugin: registered.plugin, hook });
+      return log;
+    };
+    const context: HookContext = {
+      get signal() {
+        controller ??= new AbortController();
+        return controller.signal;
+      },
+      get log() {
+        return logger();
+      },
+    };
     let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), registered.timeoutMs);
-    });
-    const context: HookContext = { signal: controller.signal, log };
     try {
-      const outcome = await Promise.race([
-        Promise.resolve().then(() => registered.handler(...([...args, context] as never[]))),
-        deadline,
-      ]);
-      if (outcome === "timeout") {
-        controller.abort(new PosternError("POSTERN_HOOK_TIMEOUT", `${hook} hook timed out`));
+      let outcome: unknown = registered.handler(...([...args, context] as never[]));
+      if (outcome !== null && typeof (outcome as PromiseLike<unknown>)?.then === "function") {
+        const deadline = new Promise<typeof timedOut>((resolve) => {
+          timer = setTimeout(() => resolve(timedOut), registered.timeoutMs);
+        });
+        outcome = await Promise.race([outcome, deadline]);
+      }
+      if (outcome === timedOut) {
+        controller?.abort(new PosternError("POSTERN_HOOK_TIMEOUT", `${hook} hook timed out`));
         const error = new PosternError(
           "POSTERN_HOOK_TIMEOUT",
           `${registered.plugin} did not answer the ${hook} hook within ${registered.timeoutMs} ms`,
           { plugin: registered.plugin, hook },
         );
-        log.error({ err: error, code: error.code }, error.message);
+        logger().error({ err: error, code: error.code }, error.message);
         return defer("4.4.3", "Timeout while checking the message, try again later");
       }
       if (outcome === undefined || outcome === null) return undefined;
@@ -148,7 +166,7 @@ export class HookRunner {
               `${registered.plugin} failed in the ${hook} hook: ${cause instanceof Error ? cause.message : String(cause)}`,
               { plugin: registered.plugin, hook, cause },
             );
-      log.error({ err: cause, code: error.code }, error.message);
+      logger().error({ err: cause, code: error.code }, error.message);
       return defer("4.3.0", "Temporary local problem, try again later");
     } finally {
       clearTimeout(timer);

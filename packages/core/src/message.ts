@@ -34,20 +34,27 @@ export type SpooledBody = { kind: "memory"; chunks: readonly Buffer[] } | { kind
 
 export class SpooledMessage implements Message {
   readonly size: number;
-  readonly #received: HeaderList;
+  /** Parses the header block on first use: many messages pass through no plugin that reads them. */
+  readonly #parseHeaders: () => HeaderList;
+  #received: HeaderList | undefined;
   readonly #body: SpooledBody;
   #prepended: string[] = [];
   readonly #removed = new Set<HeaderField>();
-  #headers: HeaderList;
+  #headers: HeaderList | undefined;
 
-  constructor(body: SpooledBody, size: number, headers: HeaderList) {
+  constructor(body: SpooledBody, size: number, headers: HeaderList | (() => HeaderList)) {
     this.#body = body;
     this.size = size;
-    this.#received = headers;
-    this.#headers = headers;
+    this.#parseHeaders = typeof headers === "function" ? headers : () => headers;
+  }
+
+  #original(): HeaderList {
+    this.#received ??= this.#parseHeaders();
+    return this.#received;
   }
 
   get headers(): HeaderList {
+    this.#headers ??= this.#original();
     return this.#headers;
   }
 
@@ -73,12 +80,12 @@ export class SpooledMessage implements Message {
 
   removeHeader(predicate: (field: HeaderField) => boolean): number {
     let count = 0;
-    for (const field of this.#headers.fields) {
+    for (const field of this.headers.fields) {
       if (!predicate(field)) continue;
       this.#removed.add(field);
       count++;
     }
-    if (count > 0) this.#headers = new HeaderList(this.#received.fields.filter((field) => !this.#removed.has(field)));
+    if (count > 0) this.#headers = new HeaderList(this.#original().fields.filter((field) => !this.#removed.has(field)));
     return count;
   }
 
@@ -90,7 +97,7 @@ export class SpooledMessage implements Message {
   stream(): Readable {
     const header = Buffer.from(this.#prepended.join(""), "utf8");
     const original = this.original();
-    const fields = this.#received.fields;
+    const fields = this.#original().fields;
     const removed = new Set(this.#removed);
     return Readable.from(
       (async function* () {

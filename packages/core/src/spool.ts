@@ -110,7 +110,8 @@ export async function spoolMessage(input: Readable, options: SpoolOptions): Prom
     if (headerBlock !== undefined) return;
     headerChunks.push(data);
     headerBytes += data.length;
-    const joined = Buffer.concat(headerChunks);
+    // Usually the whole header block is in the first chunk: no copy then.
+    const joined = headerChunks.length === 1 ? data : Buffer.concat(headerChunks);
     if (joined.length >= 2 && joined[0] === CR && joined[1] === LF) {
       headerBlock = Buffer.alloc(0); // no header section at all
       return;
@@ -182,7 +183,8 @@ export async function spoolMessage(input: Readable, options: SpoolOptions): Prom
   if (file) await file.close();
   file = undefined;
   headerBlock ??= Buffer.concat(headerChunks);
-  const headers = headerBlock.length > 0 ? parseHeaderBlock(headerBlock) : new HeaderList([]);
+  const block = headerBlock;
+  const headers = () => (block.length > 0 ? parseHeaderBlock(block) : new HeaderList([]));
   const body = filePath ? ({ kind: "file", path: filePath } as const) : ({ kind: "memory", chunks: memory } as const);
   return { ok: true, message: new SpooledMessage(body, size, headers), discard };
 }

@@ -123,14 +123,6 @@ function toStored(row: Row): StoredMessage {
   };
 }
 
-/** Type parsers for binary results: pg has none for bytea and would turn the bytes into text. */
-const rawBytea = {
-  getTypeParser(oid: number, format?: "text" | "binary") {
-    if (oid === 17 && format === "binary") return (value: Buffer) => value;
-    return pg.types.getTypeParser(oid, format ?? "text");
-  },
-};
-
 /** IDs are bigints; anything else would only make PostgreSQL raise. */
 function isId(id: string): boolean {
   return /^[1-9]\d{0,18}$/.test(id);
@@ -166,13 +158,12 @@ export function openPostgresMailStore(options: MailStoreOptions = {}): PostgresM
     const copy = await get(id);
     if (!copy) throw Object.assign(new Error(`no stored message with ID ${id}`), { code: "ENOENT" });
     for (let seq = 0; ; seq += chunksPerFetch) {
-      // Binary results: bytea arrives as raw bytes, not as hex text twice the size.
-      const { rows } = await pool.query<{ data: Buffer }>({
-        text: `SELECT data FROM ${s}.message_chunks WHERE message_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq`,
-        values: [copy.messageId, seq, seq + chunksPerFetch],
-        binary: true,
-        types: rawBytea,
-      } as pg.QueryConfig);
+      // Text results (bytea as hex, parsed into a Buffer by pg): pg 8.23 decodes every field of a
+      // binary-mode result as UTF-8, which corrupted 8-bit mail (the conformance suite sends some).
+      const { rows } = await pool.query<{ data: Buffer }>(
+        `SELECT data FROM ${s}.message_chunks WHERE message_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq`,
+        [copy.messageId, seq, seq + chunksPerFetch],
+      );
       for (const row of rows) yield row.data;
       if (rows.length < chunksPerFetch) return;
     }
