@@ -257,9 +257,10 @@ export function awkwardMessage(subject: string, to: string): Buffer {
     "Content-Type: text/plain; charset=utf-8",
     "Content-Transfer-Encoding: 8bit",
   ].join("\r\n");
-  // Bytes that are not UTF-8 at all (Latin-1 "café", a stray 0xFF 0x80, a NUL): 8BITMIME allows
-  // them, and a store that round-trips the message as text would corrupt them.
-  const notUtf8 = Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0xff, 0x80, 0x20, 0x00, 0x2e, 0x0d, 0x0a]);
+  // Bytes that are not UTF-8 at all (Latin-1 "café", a stray 0xFF 0x80): 8BITMIME allows them
+  // (NUL it does not, RFC 2045 §2.8), and a store that round-trips the message as text would
+  // corrupt them.
+  const notUtf8 = Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0xff, 0x80, 0x2e, 0x0d, 0x0a]);
   return Buffer.concat([Buffer.from(`${head}\r\n\r\n${body}\r\n`, "utf8"), notUtf8]);
 }
 
