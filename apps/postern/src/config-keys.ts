@@ -1,5 +1,5 @@
-// core's config schema ignores keys it doesn't know, so a misspelt setting ("listner:") would be
-// silently dropped and the default used instead. This walks the settings alongside the schema and
+// core's config schema refuses unknown keys; this walk runs first so the error also lists the keys
+// that are allowed there ("expected one of maxMessageSize, …"). It walks the settings alongside the schema and
 // names the first unknown key.
 import { ConfigError, serverConfigSchema } from "@postern/core";
 
