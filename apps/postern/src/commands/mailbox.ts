@@ -6,6 +6,7 @@ import type { Command } from "../command.ts";
 import { parseCommandArgs } from "../command-args.ts";
 import { configRequestFrom } from "../config-args.ts";
 import { loadConfig } from "../load-config.ts";
+import { formatTable } from "../text-table.ts";
 import { UsageError } from "../usage-error.ts";
 
 const options = {
@@ -26,15 +27,7 @@ function table(copies: StoredMessage[]): string {
       copy.subject ?? "",
     ]),
   ];
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows
-    .map((row) =>
-      row
-        .map((cell, column) => cell.padEnd(widths[column]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
+  return formatTable(rows);
 }
 
 function positiveNumber(value: string | undefined, name: string): number | undefined {

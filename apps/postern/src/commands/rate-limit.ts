@@ -5,6 +5,7 @@ import type { Command } from "../command.ts";
 import { parseCommandArgs } from "../command-args.ts";
 import { configRequestFrom } from "../config-args.ts";
 import { loadConfig } from "../load-config.ts";
+import { formatTable } from "../text-table.ts";
 import { UsageError } from "../usage-error.ts";
 
 const options = { config: { type: "string", short: "c" } } as const;
@@ -36,15 +37,7 @@ function table(states: CounterState[]): string {
       duration(state.expiresInMs),
     ]),
   ];
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows
-    .map((row) =>
-      row
-        .map((cell, column) => cell.padEnd(widths[column]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
+  return formatTable(rows);
 }
 
 export const rateLimit: Command = {
