@@ -54,3 +54,5 @@ export type {
   Verdict,
 } from "./verdict.ts";
 export { accept, defer, disconnect, isVerdict, reject } from "./verdict.ts";
+export type { FileLock, FileLockOptions } from "./file-lock.ts";
+export { acquireFileLock } from "./file-lock.ts";
