@@ -1,12 +1,17 @@
 // The password file and its hashes, on a real file system: PHC hashes, atomic 0600 writes, the
 // lock, and the failure floor's client keys.
-import { mkdtemp, open, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { clientKey, FailureFloor } from "./failure-floor.ts";
 import { PasswordFile, readPasswordFile, updatePasswordFile } from "./password-file.ts";
 import { argon2Available, decoyFor, hashPassword, parseHash, verifyPassword } from "./password-hash.ts";
+
+/** Core's lock module, run by child processes that play another `postern user` command. */
+const fileLockModule = fileURLToPath(new URL("../../core/src/file-lock.ts", import.meta.url));
 
 describe("password hashes", () => {
   it("scrypt: hashes in PHC format and verifies", async () => {
@@ -94,16 +99,58 @@ describe("the password file", () => {
     expect(await readdir(dir)).toEqual(["passwd"]);
   });
 
-  it("refuses to change the file while another command holds the lock", async () => {
+  it("refuses to change the file while another command holds the lock, naming it", async () => {
     const dir = await mkdtemp(join(tmpdir(), "postern-passwd-lock-"));
     const path = join(dir, "passwd");
     await writeFile(path, "");
-    const lock = await open(`${path}.lock`, "wx");
-    await expect(updatePasswordFile(path, (file) => file.set("erin", decoyFor(undefined)))).rejects.toMatchObject({
+    // Another live `postern user` command: a child process that holds the lock until told to go.
+    const holder = spawn(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `import { acquireFileLock } from ${JSON.stringify(fileLockModule)};
+         const lock = await acquireFileLock(${JSON.stringify(`${path}.lock`)});
+         console.log("locked");
+         process.stdin.once("data", async () => { await lock.release(); process.exit(0); });`,
+      ],
+      { stdio: ["pipe", "pipe", "inherit"] },
+    );
+    await new Promise((resolve) => holder.stdout.once("data", resolve));
+    await expect(
+      updatePasswordFile(path, (file) => file.set("erin", decoyFor(undefined)), { lockWaitMs: 0 }),
+    ).rejects.toMatchObject({
       code: "POSTERN_AUTH_PASSWORD_FILE_LOCKED",
+      message: expect.stringContaining(`held by process ${holder.pid}`),
     });
-    await lock.close();
     expect(await readFile(path, "utf8")).toBe("");
+    // A command that waits gets the lock once the holder is done.
+    const waiting = updatePasswordFile(path, (file) => file.set("erin", decoyFor(undefined)));
+    holder.stdin.write("done\n");
+    await waiting;
+    expect((await readPasswordFile(path)).users()).toEqual(["erin"]);
+  });
+
+  it("takes over a lock left by a command that was killed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "postern-passwd-stale-"));
+    const path = join(dir, "passwd");
+    await writeFile(path, "");
+    const killed = spawn(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `import { acquireFileLock } from ${JSON.stringify(fileLockModule)};
+         await acquireFileLock(${JSON.stringify(`${path}.lock`)});
+         process.kill(process.pid, "SIGKILL");`,
+      ],
+      { stdio: "ignore" },
+    );
+    await new Promise((resolve) => killed.once("exit", resolve));
+    expect((await stat(`${path}.lock`)).isFile()).toBe(true);
+    await updatePasswordFile(path, (file) => file.set("erin", decoyFor(undefined)), { lockWaitMs: 0 });
+    expect((await readPasswordFile(path)).users()).toEqual(["erin"]);
+    expect(await readdir(dir)).toEqual(["passwd"]);
   });
 
   it("does not write when the change fails", async () => {

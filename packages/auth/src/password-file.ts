@@ -2,10 +2,13 @@
 // lines kept as written. Names are case-insensitive and stored in lower case. Writes are atomic —
 // a temp file in the same directory, fsync, rename over the old one, fsync of the directory — with
 // mode 0600, under an exclusive lock file so two `postern user` commands never lose an update.
+// The lock is core's acquireFileLock: it names its owner (boot id, PID, start time), so a command
+// killed halfway leaves no lock that blocks the next one.
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { acquireFileLock, type FileLock } from "@postern/core";
 import { AuthError } from "./errors.ts";
 import { hashProblem } from "./password-hash.ts";
 
@@ -166,22 +169,25 @@ export async function writeFileAtomically(path: string, contents: string): Promi
 export async function updatePasswordFile<T>(
   path: string,
   change: (file: PasswordFile) => T | Promise<T>,
-  options: { create?: boolean } = {},
+  options: {
+    create?: boolean /** How long to wait for another holder of the lock (default 10 s). */;
+    lockWaitMs?: number;
+  } = {},
 ): Promise<T> {
   const lockPath = `${path}.lock`;
-  let lock: Awaited<ReturnType<typeof open>>;
+  let lock: FileLock;
   try {
-    lock = await open(lockPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    // Another command's change takes well under a second: wait for it rather than fail.
+    lock = await acquireFileLock(lockPath, { waitMs: options.lockWaitMs ?? 10_000, purpose: path });
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code !== "EEXIST") throw cause;
+    if ((cause as { code?: unknown }).code !== "POSTERN_FILE_LOCKED") throw cause;
     throw new AuthError(
       "POSTERN_AUTH_PASSWORD_FILE_LOCKED",
-      `${lockPath} exists: another \`postern user\` command is changing the file; if none is running, remove the lock file`,
+      `another \`postern user\` command is changing ${path}: ${(cause as Error).message.replace(/^.*? is locked: /, "")}`,
       { cause },
     );
   }
   try {
-    await lock.writeFile(`${process.pid}\n`);
     let file: PasswordFile;
     const exists = await stat(path).then(
       () => true,
@@ -193,7 +199,6 @@ export async function updatePasswordFile<T>(
     await writeFileAtomically(path, file.toString());
     return result;
   } finally {
-    await lock.close();
-    await rm(lockPath, { force: true });
+    await lock.release();
   }
 }

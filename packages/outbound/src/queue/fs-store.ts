@@ -5,7 +5,7 @@
 //   <dir>/tmp/            files being written; emptied on open
 //   <dir>/control/        requests from `postern queue` while a server owns the spool
 //   <dir>/cache/          small persistent cache (MTA-STS policies)
-//   <dir>/lock            pid of the owning process
+//   <dir>/lock            the owning process (core's acquireFileLock: boot id, PID, start time)
 //
 // Every write goes to tmp/, is fsync'd, renamed into place, and the directory is fsync'd, so a
 // crash leaves either the old or the new version of a file, never half of one. The .eml is in
@@ -15,6 +15,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
+import { acquireFileLock, type FileLock } from "@postern/core";
 import {
   assertMessageId,
   type Claim,
@@ -43,15 +44,26 @@ export interface FsQueueStoreOptions {
 /** Another live process owns the spool directory. */
 export class SpoolLockedError extends Error {
   readonly code = "POSTERN_OUTBOUND_SPOOL_LOCKED";
-  readonly pid: number;
-  constructor(dir: string, pid: number) {
+  /** The owner's PID, as the lock file names it (undefined when the lock file is unreadable). */
+  readonly pid: number | undefined;
+  constructor(dir: string, pid: number | undefined, reason: string, options: { cause?: unknown } = {}) {
     super(
-      `queue spool ${dir} is in use by process ${pid}; one process owns a spool (use the PostgreSQL store to share a queue)`,
+      `queue spool ${dir} is in use: ${reason}; one process owns a spool (use the PostgreSQL store to share a queue)`,
+      options,
     );
     this.name = "SpoolLockedError";
     this.pid = pid;
   }
 }
+
+/** What core's acquireFileLock throws for a lock held by a live owner (FileLockedError). */
+interface HeldLockError {
+  code: "POSTERN_FILE_LOCKED";
+  message: string;
+  owner?: { pid: number };
+}
+const isHeldLock = (error: unknown): error is HeldLockError =>
+  (error as { code?: unknown } | undefined)?.code === "POSTERN_FILE_LOCKED";
 
 interface StoredRecord {
   version: 1;
@@ -85,20 +97,12 @@ async function writeDurably(path: string, data: Buffer | string): Promise<void> 
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 export class FsQueueStore implements QueueStore {
   readonly kind = "fs";
   readonly dir: string;
   readonly #shared: boolean;
   #owner = false;
+  #lock: FileLock | undefined;
   #opened = false;
   readonly #messages = new Map<string, StoredRecord>();
   readonly #leases = new Map<string, Lease>();
@@ -126,7 +130,7 @@ export class FsQueueStore implements QueueStore {
     for (const sub of ["msg", "tmp", "control", "cache"])
       await mkdir(this.#path(sub), { recursive: true, mode: 0o700 });
     try {
-      await this.#lock();
+      await this.#takeLock();
       this.#owner = true;
     } catch (error) {
       if (!(error instanceof SpoolLockedError) || !this.#shared) throw error;
@@ -140,27 +144,14 @@ export class FsQueueStore implements QueueStore {
     this.#opened = true;
   }
 
-  async #lock(): Promise<void> {
-    const lockPath = this.#path("lock");
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const handle = await open(lockPath, "wx", 0o600);
-        try {
-          await handle.writeFile(String(process.pid));
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-        return;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-        const pid = Number((await readFile(lockPath, "utf8").catch(() => "")).trim());
-        if (pid && pid !== process.pid && pidAlive(pid)) throw new SpoolLockedError(this.dir, pid);
-        // A stale lock from a process that is gone (crash, kill -9): take it over.
-        await rm(lockPath, { force: true });
-      }
+  async #takeLock(): Promise<void> {
+    try {
+      this.#lock = await acquireFileLock(this.#path("lock"), { purpose: `queue spool ${this.dir}` });
+    } catch (error) {
+      if (!isHeldLock(error)) throw error;
+      const reason = error.message.replace(/^.*? is locked: /, "");
+      throw new SpoolLockedError(this.dir, error.owner?.pid, reason, { cause: error });
     }
-    throw new Error(`cannot take the spool lock ${lockPath}`);
   }
 
   async #recover(): Promise<void> {
@@ -191,7 +182,8 @@ export class FsQueueStore implements QueueStore {
   async close(): Promise<void> {
     if (!this.#opened) return;
     await Promise.allSettled([...this.#locks.values()]);
-    if (this.#owner) await rm(this.#path("lock"), { force: true });
+    await this.#lock?.release();
+    this.#lock = undefined;
     this.#opened = false;
     this.#owner = false;
     this.#messages.clear();

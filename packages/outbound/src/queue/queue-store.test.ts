@@ -2,7 +2,9 @@
 // the same to the delivery code. Store-specific behaviour (crash recovery of half-written files,
 // the spool lock) is tested at the end.
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -345,7 +347,9 @@ describe("filesystem spool specifics", () => {
     await owner.open();
     const message = envelope();
     await owner.enqueue(message, [{ address: "a@example.com" }], body);
-    // The lock names this process; another process would be refused. Simulate one by pid 1.
+    // The lock names this process; another process would be refused. Simulate one: PID 1, in
+    // the bare-PID form of older versions (PID 1 started before the file was written).
+    const ownLock = await readFile(join(dir, "lock"), "utf8");
     await writeFile(join(dir, "lock"), "1");
     await expect(new FsQueueStore({ dir }).open()).rejects.toBeInstanceOf(SpoolLockedError);
     const admin = new FsQueueStore({ dir, shared: true });
@@ -359,7 +363,68 @@ describe("filesystem spool specifics", () => {
     expect(await owner.claim({ worker: "w", limit: 10, leaseMs: 1000 })).toEqual([]);
     expect(await owner.get(message.id)).toBeUndefined();
     await admin.close();
-    await writeFile(join(dir, "lock"), String(process.pid));
+    await writeFile(join(dir, "lock"), ownLock);
     await owner.close();
+    await expect(stat(join(dir, "lock"))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  describe("a lock left behind", () => {
+    const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    const startTimeOf = (pid: number) => {
+      const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return text.slice(text.lastIndexOf(")") + 2).split(" ")[19]!;
+    };
+    const sleeper = async () => {
+      const child = spawn("sleep", ["60"], { stdio: "ignore" });
+      await new Promise((resolve) => child.once("spawn", resolve));
+      return child;
+    };
+
+    it("is taken over when the PID it names now belongs to another live process", async () => {
+      const dir = await newDir();
+      const unrelated = await sleeper();
+      try {
+        const pidNamespace = await readlink("/proc/self/ns/pid");
+        // From before a reboot, and from this boot but another process under the same PID.
+        for (const identity of [
+          { bootId: "00000000-0000-4000-8000-000000000000", startTime: startTimeOf(unrelated.pid!) },
+          { bootId, startTime: "1" },
+        ]) {
+          await writeFile(join(dir, "lock"), JSON.stringify({ pid: unrelated.pid, pidNamespace, ...identity }));
+          const store = new FsQueueStore({ dir });
+          await store.open();
+          expect(store.owner).toBe(true);
+          expect(JSON.parse(await readFile(join(dir, "lock"), "utf8")).pid).toBe(process.pid);
+          await store.close();
+        }
+      } finally {
+        unrelated.kill();
+      }
+    });
+
+    it("is refused, naming the owner, while the process that took it lives", async () => {
+      const dir = await newDir();
+      const owner = await sleeper();
+      try {
+        await writeFile(
+          join(dir, "lock"),
+          JSON.stringify({
+            pid: owner.pid,
+            bootId,
+            startTime: startTimeOf(owner.pid!),
+            pidNamespace: await readlink("/proc/self/ns/pid"),
+            hostname: "mx1.test",
+          }),
+        );
+        const refusal = await new FsQueueStore({ dir }).open().catch((error: unknown) => error);
+        expect(refusal).toBeInstanceOf(SpoolLockedError);
+        expect((refusal as SpoolLockedError).pid).toBe(owner.pid);
+        expect((refusal as Error).message).toBe(
+          `queue spool ${dir} is in use: held by process ${owner.pid} on mx1.test (lock file ${join(dir, "lock")}; it is released when its owner exits); one process owns a spool (use the PostgreSQL store to share a queue)`,
+        );
+      } finally {
+        owner.kill();
+      }
+    });
   });
 });
