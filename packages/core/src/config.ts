@@ -52,6 +52,14 @@ export const listenerSchema = z
     maxClients: z.number().int().positive().optional(),
     /** Idle timeout of a session. */
     socketTimeoutMs: z.number().int().positive().default(300_000),
+    /**
+     * The longest a session may last, whatever it sends (the idle timer restarts on every byte, so
+     * a client sending one byte a second would never time out): 421 4.4.2 and close past it.
+     */
+    sessionTimeoutMs: z.number().int().positive().default(1_800_000),
+    /** Bytes per second a client must keep up during DATA once `dataGraceMs` passed: 421 4.4.2 below it. */
+    minDataRate: z.number().int().min(0).default(500),
+    dataGraceMs: z.number().int().min(0).default(10_000),
   })
   .superRefine((listener, context) => {
     if (listener.tls !== "none" && (!listener.certificate || !listener.key)) {
@@ -83,12 +91,20 @@ const pluginShape = z.custom<Plugin>(
     typeof value === "object" &&
     value !== null &&
     typeof (value as Plugin).name === "string" &&
-    typeof (value as Plugin).hooks === "object",
+    (value as Plugin).name !== "" &&
+    ["object", "undefined"].includes(typeof (value as Plugin).hooks),
   { error: "expected a plugin object { name, hooks } (call the plugin's factory, e.g. spf())" },
 );
 
 export const serverConfigSchema = z.strictObject({
   hostname: z.string().min(1).default("localhost"),
+  /**
+   * The authserv-id of our Authentication-Results fields (RFC 8601 §2.5); the hostname when unset.
+   * Incoming fields that claim it are removed from every message before any plugin runs.
+   */
+  authservId: z.string().min(1).optional(),
+  /** The route quarantined messages are stored under (transaction.quarantine()). */
+  quarantineRoute: z.string().min(1).default("quarantine"),
   listeners: z
     .array(listenerSchema)
     .min(1)
@@ -103,6 +119,13 @@ export const serverConfigSchema = z.strictObject({
       /** "reject" refuses bare CR / bare LF (SMTP smuggling); "normalize" rewrites them as CRLF. */
       bareNewlines: z.enum(["reject", "normalize"]).default("reject"),
       hookTimeoutMs: z.number().int().positive().default(30_000),
+      /**
+       * More Received fields than this is a mail loop: refused with 554 5.4.6 at end of DATA
+       * (RFC 5321 §6.3 suggests about 100).
+       */
+      maxReceived: z.number().int().min(1).default(100),
+      /** The most addresses one recipient may expand to (aliases, lists): 550 5.5.3 past it. */
+      maxExpansion: z.number().int().min(1).default(1000),
     })
     .prefault({}),
   dns: z

@@ -1,7 +1,10 @@
-// Errors are values with a stable code, and — when a plugin is involved — the plugin and the hook,
-// so a log line or a config error always says who and where.
+// Errors are values with a stable code and — when a plugin is involved — the plugin and the hook,
+// so a log line or a config error always says who and where. PosternError is the open base every
+// package extends: a package names its own codes (e.g. "MAILDIR_NOT_WRITABLE") in its own error
+// class, and anything that handles errors reads `code`, `plugin` and `hook` without knowing them.
 
-export type PosternErrorCode =
+/** The codes core itself raises. */
+export type CoreErrorCode =
   | "POSTERN_CONFIG_INVALID"
   | "POSTERN_PLUGIN_INVALID"
   | "POSTERN_HOOK_FAILED"
@@ -9,24 +12,35 @@ export type PosternErrorCode =
   | "POSTERN_HOOK_BAD_VERDICT"
   | "POSTERN_SETUP_FAILED"
   | "POSTERN_LISTEN_FAILED"
-  | "POSTERN_TLS_FILES";
+  | "POSTERN_TLS_FILES"
+  | "POSTERN_LOCK_HELD";
+
+/** Core's codes, or a package's own (upper-case, prefixed with the package's short name). */
+export type PosternErrorCode = CoreErrorCode | (string & {});
+
+export interface PosternErrorOptions {
+  plugin?: string | undefined;
+  hook?: string | undefined;
+  cause?: unknown;
+}
 
 export class PosternError extends Error {
   readonly code: PosternErrorCode;
   readonly plugin: string | undefined;
   readonly hook: string | undefined;
 
-  constructor(
-    code: PosternErrorCode,
-    message: string,
-    options: { plugin?: string; hook?: string; cause?: unknown } = {},
-  ) {
+  constructor(code: PosternErrorCode, message: string, options: PosternErrorOptions = {}) {
     super(message, { cause: options.cause });
-    this.name = "PosternError";
+    this.name = new.target.name;
     this.code = code;
     this.plugin = options.plugin;
     this.hook = options.hook;
   }
+}
+
+/** True for any PosternError (or subclass) — optionally with one of the given codes. */
+export function isPosternError(value: unknown, ...codes: PosternErrorCode[]): value is PosternError {
+  return value instanceof PosternError && (codes.length === 0 || codes.includes(value.code));
 }
 
 /**
@@ -41,7 +55,6 @@ export class ConfigError extends PosternError {
   constructor(key: string, expected: string, options: { file?: string; plugin?: string; cause?: unknown } = {}) {
     const where = [options.file, key].filter(Boolean).join(": ");
     super("POSTERN_CONFIG_INVALID", `${where}: ${expected}`, options);
-    this.name = "ConfigError";
     this.key = key;
     this.expected = expected;
     this.file = options.file;

@@ -1,4 +1,4 @@
-// The message's header block, parsed once when DATA is spooled.
+// The message's header block, parsed once when a plugin first reads it.
 
 export interface HeaderField {
   /** The field name as written. */
@@ -14,6 +14,11 @@ export class HeaderList implements Iterable<HeaderField> {
 
   constructor(fields: readonly HeaderField[]) {
     this.fields = fields;
+  }
+
+  /** How many fields there are. */
+  get length(): number {
+    return this.fields.length;
   }
 
   /** The first value of a field, case-insensitive. */
@@ -36,11 +41,21 @@ export class HeaderList implements Iterable<HeaderField> {
   }
 }
 
-/** Parses a header block (the bytes before the first empty line), tolerating bad lines. */
-export function parseHeaderBlock(block: Buffer): HeaderList {
+/**
+ * A stretch of the header block: a field, or bytes that are not one (an mbox "From " line, a
+ * continuation line with no field before it). Joined in order, the texts are the block exactly.
+ */
+export interface HeaderSegment {
+  readonly field: HeaderField | undefined;
+  /** The bytes as latin1 text (one char per byte). */
+  readonly text: string;
+}
+
+/** Splits a header block (the bytes before the first empty line) into fields and the rest. */
+export function parseHeaderSegments(block: Buffer): HeaderSegment[] {
   // latin1 keeps every byte as one char, so raw round-trips; values are decoded as UTF-8 below.
   const text = block.toString("latin1");
-  const fields: HeaderField[] = [];
+  const segments: HeaderSegment[] = [];
   const lines = text.split(/(?<=\n)/);
   let current: string[] = [];
   const flush = () => {
@@ -48,30 +63,43 @@ export function parseHeaderBlock(block: Buffer): HeaderList {
     const raw = current.join("");
     current = [];
     const colon = raw.indexOf(":");
-    if (colon <= 0) return; // not a field (e.g. an mbox "From " line); kept in the bytes, not listed
+    if (colon <= 0) {
+      segments.push({ field: undefined, text: raw }); // not a field: kept in the bytes, not listed
+      return;
+    }
     const name = raw.slice(0, colon).trim();
     const value = Buffer.from(raw.slice(colon + 1), "latin1")
       .toString("utf8")
       .replace(/\r?\n(?=[ \t])/g, "")
       .replace(/\r?\n$/, "")
       .trim();
-    fields.push({ name, value, raw });
+    segments.push({ field: { name, value, raw }, text: raw });
   };
   for (const line of lines) {
     if (line.startsWith(" ") || line.startsWith("\t")) {
       if (current.length > 0) current.push(line);
+      else segments.push({ field: undefined, text: line });
       continue;
     }
     flush();
     current.push(line);
   }
   flush();
-  return new HeaderList(fields);
+  return segments;
+}
+
+/** Parses a header block (the bytes before the first empty line), tolerating bad lines. */
+export function parseHeaderBlock(block: Buffer): HeaderList {
+  return new HeaderList(
+    parseHeaderSegments(block)
+      .map((segment) => segment.field)
+      .filter((field) => field !== undefined),
+  );
 }
 
 const fieldName = /^[\x21-\x39\x3b-\x7e]+$/;
 
-/** Formats one header field for prepending: validated name, line breaks only as folding. */
+/** Formats one header field: validated name, line breaks only as folding, CRLF at the end. */
 export function formatHeaderField(name: string, value: string): string {
   if (!fieldName.test(name)) throw new TypeError(`"${name}" is not a valid header field name`);
   // Keep folding a plugin wrote (CRLF + whitespace); any other line break would start a new field.

@@ -1,161 +1,277 @@
-// The received message as hooks and storage plugins see it: the original bytes (in memory or in a
-// spool file), the parsed headers, and the header fields plugins prepend. `stream()` may be called
-// any number of times and always yields prepended fields (newest first) + the original bytes,
-// less any original header fields a plugin removed (e.g. a spoofed Authentication-Results).
+// The received message as hooks and storage plugins see it, and the rewriting data hooks may do
+// (the milter action set): add, insert, change and remove header fields, replace the body. Changes
+// apply in order and every later reader sees them: `headers` is the header section as it stands,
+// `stream()` the whole message as it stands (readable any number of times), `size` its length.
+// `original()` stays the bytes as received (DKIM verification reads those).
+//
+// The header section is edited as a list of segments (fields, and any bytes that are not a field)
+// whose texts joined are the header block exactly; the body is never copied for a header edit —
+// stream() writes the edited header block, then the received bytes from where the block ended.
+// A replaced body is spooled like DATA (memory up to a threshold, a file above), never held whole.
 import { createReadStream } from "node:fs";
 import { Readable } from "node:stream";
-import { formatHeaderField, type HeaderField, HeaderList } from "./headers.ts";
+import { formatHeaderField, type HeaderField, HeaderList, type HeaderSegment, parseHeaderSegments } from "./headers.ts";
+import { type SpooledBody, spoolBody } from "./spool-body.ts";
+
+/** What replaceBody() takes: bytes, text, or a stream of either. */
+export type BodySource = Buffer | string | AsyncIterable<Buffer | string>;
 
 export interface Message {
-  /** Size of the original message in bytes (without prepended fields). */
+  /** Bytes received in DATA (after the bare-newline policy), before any change. */
+  readonly receivedSize: number;
+  /** Bytes of the message as it stands: what stream() yields and a store writes. */
   readonly size: number;
-  /** The original header fields, less those removed with removeHeader(). */
+  /** The header fields as they stand, top to bottom. */
   readonly headers: HeaderList;
-  /** Fields prepended so far, newest first, each formatted with its CRLF. */
-  readonly prepended: readonly string[];
-  /** The final message: prepended header fields, then the original bytes less removed fields. */
+  /** True once a data hook replaced the body. */
+  readonly bodyReplaced: boolean;
+  /** The message as it stands: the header section with every change, then the (possibly new) body. */
   stream(): Readable;
-  /** The original bytes as received (after the bare-newline policy), without prepended fields. */
+  /** The bytes as received, without any change. */
   original(): Readable;
-  /** Adds a header field on top of the message (trace and Authentication-Results fields). */
+  /** Puts a field on top (trace fields, Authentication-Results): insertHeader(0, …). */
   prepend(name: string, value: string): void;
-  /** Removes a prepended field by name (e.g. to replace one). Returns how many were removed. */
-  unprepend(name: string): number;
+  /** Puts a field at the end of the header section (milter SMFIR_ADDHEADER). */
+  addHeader(name: string, value: string): void;
+  /** Puts a field before the field at `index` (0 = top; past the end = at the end) (SMFIR_INSHEADER). */
+  insertHeader(index: number, name: string, value: string): void;
   /**
-   * Drops original header fields for which `predicate` is true from stream() and `headers`
-   * (e.g. an incoming Authentication-Results claiming our authserv-id, RFC 8601 §5). The bytes
-   * of every other field and of the body stay as received; original() is unchanged. Returns
-   * how many fields were removed by this call.
+   * Replaces the value of the `occurrence`-th (1-based) field named `name`, or removes it when
+   * `value` is null (SMFIR_CHGHEADER). A missing occurrence with a value adds the field at the end.
    */
+  changeHeader(name: string, occurrence: number, value: string | null): void;
+  /** Removes the fields named `name` (only the `occurrence`-th, 1-based, when given). Returns how many. */
+  removeHeader(name: string, occurrence?: number): number;
+  /** Removes the fields for which `predicate` is true. Returns how many. */
   removeHeader(predicate: (field: HeaderField) => boolean): number;
+  /** Replaces everything after the header section; streamed into the spool (SMFIR_REPLBODY). */
+  replaceBody(source: BodySource): Promise<void>;
 }
 
-export type SpooledBody = { kind: "memory"; chunks: readonly Buffer[] } | { kind: "file"; path: string };
+/** Where a replaced body is spooled. */
+export interface BodyStorage {
+  readonly memoryThreshold: number;
+  readonly spoolDir: string;
+}
+
+interface Segment extends HeaderSegment {
+  /** Original segments are latin1 text of received bytes; fields written by plugins are UTF-8. */
+  readonly encoding: "latin1" | "utf8";
+}
+
+interface ReplacedBody {
+  readonly body: SpooledBody;
+  readonly size: number;
+}
+
+const CRLF = Buffer.from("\r\n");
+
+function written(name: string, value: string): Segment {
+  const text = formatHeaderField(name, value);
+  const colon = text.indexOf(":");
+  return {
+    field: { name, value: text.slice(colon + 1).replace(/\r\n(?=[ \t])/g, "").trim(), raw: text },
+    text,
+    encoding: "utf8",
+  };
+}
+
+const sameName = (field: HeaderField | undefined, lower: string) => field !== undefined && field.name.toLowerCase() === lower;
+
+function readBody(body: SpooledBody, start = 0): Readable {
+  if (body.kind === "file") return createReadStream(body.path, { start, highWaterMark: 256 * 1024 });
+  if (start === 0) return Readable.from(body.chunks, { objectMode: false });
+  return Readable.from(skipBytes(body.chunks, start), { objectMode: false });
+}
+
+function* skipBytes(chunks: readonly Buffer[], skip: number): Generator<Buffer> {
+  let left = skip;
+  for (const chunk of chunks) {
+    if (left >= chunk.length) {
+      left -= chunk.length;
+      continue;
+    }
+    yield left > 0 ? chunk.subarray(left) : chunk;
+    left = 0;
+  }
+}
 
 export class SpooledMessage implements Message {
-  readonly size: number;
-  /** Parses the header block on first use: many messages pass through no plugin that reads them. */
-  readonly #parseHeaders: () => HeaderList;
-  #received: HeaderList | undefined;
-  readonly #body: SpooledBody;
-  #prepended: string[] = [];
-  readonly #removed = new Set<HeaderField>();
+  readonly receivedSize: number;
+  readonly #received: SpooledBody;
+  /** The received header block (up to, not including, the empty line). */
+  readonly #headerBlock: Buffer;
+  readonly #storage: BodyStorage;
+  #originalSegments: Segment[] | undefined;
+  /** Fields put on top while nothing else changed, newest first: the common, cheap case. */
+  #top: Segment[] = [];
+  /** The whole header section once anything but a prepend changed it. */
+  #segments: Segment[] | undefined;
+  #replaced: ReplacedBody | undefined;
   #headers: HeaderList | undefined;
+  readonly #cleanups: (() => Promise<void>)[] = [];
 
-  constructor(body: SpooledBody, size: number, headers: HeaderList | (() => HeaderList)) {
-    this.#body = body;
-    this.size = size;
-    this.#parseHeaders = typeof headers === "function" ? headers : () => headers;
+  constructor(received: SpooledBody, receivedSize: number, headerBlock: Buffer, storage: BodyStorage) {
+    this.#received = received;
+    this.receivedSize = receivedSize;
+    this.#headerBlock = headerBlock;
+    this.#storage = storage;
   }
 
-  #original(): HeaderList {
-    this.#received ??= this.#parseHeaders();
-    return this.#received;
+  #original(): Segment[] {
+    this.#originalSegments ??= parseHeaderSegments(this.#headerBlock).map((segment) => ({
+      ...segment,
+      encoding: "latin1" as const,
+    }));
+    return this.#originalSegments;
+  }
+
+  /** The header section as an editable list (from now on stream() writes it out). */
+  #editable(): Segment[] {
+    this.#segments ??= [...this.#top, ...this.#original()];
+    this.#headers = undefined;
+    return this.#segments;
   }
 
   get headers(): HeaderList {
-    this.#headers ??= this.#original();
+    this.#headers ??= new HeaderList(
+      (this.#segments ?? [...this.#top, ...this.#original()]).flatMap((segment) => segment.field ?? []),
+    );
     return this.#headers;
   }
 
-  get prepended(): readonly string[] {
-    return this.#prepended;
+  get bodyReplaced(): boolean {
+    return this.#replaced !== undefined;
   }
 
-  /** Path of the spool file when the message did not fit the memory threshold. */
-  get spoolPath(): string | undefined {
-    return this.#body.kind === "file" ? this.#body.path : undefined;
+  get size(): number {
+    const bodyBytes = this.#replaced
+      ? CRLF.length + this.#replaced.size
+      : this.receivedSize - this.#headerBlock.length;
+    const segments = this.#segments ?? this.#top;
+    let headerBytes = this.#segments ? 0 : this.#headerBlock.length;
+    for (const segment of segments) headerBytes += Buffer.byteLength(segment.text, segment.encoding);
+    return headerBytes + bodyBytes;
   }
 
   prepend(name: string, value: string): void {
-    this.#prepended.unshift(formatHeaderField(name, value));
+    this.insertHeader(0, name, value);
   }
 
-  unprepend(name: string): number {
-    const prefix = `${name.toLowerCase()}:`;
-    const before = this.#prepended.length;
-    this.#prepended = this.#prepended.filter((field) => !field.toLowerCase().startsWith(prefix));
-    return before - this.#prepended.length;
+  addHeader(name: string, value: string): void {
+    this.#editable().push(written(name, value));
   }
 
-  removeHeader(predicate: (field: HeaderField) => boolean): number {
-    let count = 0;
-    for (const field of this.headers.fields) {
-      if (!predicate(field)) continue;
-      this.#removed.add(field);
-      count++;
+  insertHeader(index: number, name: string, value: string): void {
+    const segment = written(name, value);
+    if (index <= 0 && !this.#segments) {
+      this.#top.unshift(segment);
+      this.#headers = undefined;
+      return;
     }
-    if (count > 0) this.#headers = new HeaderList(this.#original().fields.filter((field) => !this.#removed.has(field)));
-    return count;
+    const segments = this.#editable();
+    if (index <= 0) {
+      segments.unshift(segment);
+      return;
+    }
+    let fieldIndex = 0;
+    const at = segments.findIndex((entry) => entry.field !== undefined && fieldIndex++ === index);
+    if (at === -1) segments.push(segment);
+    else segments.splice(at, 0, segment);
+  }
+
+  changeHeader(name: string, occurrence: number, value: string | null): void {
+    const lower = name.toLowerCase();
+    const segments = this.#editable();
+    let seen = 0;
+    const at = segments.findIndex((segment) => sameName(segment.field, lower) && ++seen === occurrence);
+    if (at === -1) {
+      if (value !== null) segments.push(written(name, value));
+      return;
+    }
+    if (value === null) segments.splice(at, 1);
+    else segments[at] = written(segments[at]!.field!.name, value);
+  }
+
+  removeHeader(which: string | ((field: HeaderField) => boolean), occurrence?: number): number {
+    const lower = typeof which === "string" ? which.toLowerCase() : "";
+    const matches =
+      typeof which === "string" ? (field: HeaderField) => field.name.toLowerCase() === lower : which;
+    // Look before editing: a removal that finds nothing, or only fields put on top, keeps the cheap path.
+    if (!this.headers.fields.some(matches)) return 0;
+    if (!this.#segments && occurrence === undefined && !this.#original().some((s) => s.field && matches(s.field))) {
+      const before = this.#top.length;
+      this.#top = this.#top.filter((segment) => !matches(segment.field!));
+      this.#headers = undefined;
+      return before - this.#top.length;
+    }
+    const segments = this.#editable();
+    let seen = 0;
+    let removed = 0;
+    for (let index = 0; index < segments.length; index++) {
+      const field = segments[index]!.field;
+      if (!field || !matches(field)) continue;
+      seen++;
+      if (occurrence !== undefined && seen !== occurrence) continue;
+      segments.splice(index--, 1);
+      removed++;
+    }
+    return removed;
+  }
+
+  async replaceBody(source: BodySource): Promise<void> {
+    const spooled = await spoolBody(source, this.#storage);
+    this.#cleanups.push(spooled.discard);
+    this.#replaced = { body: spooled.body, size: spooled.size };
   }
 
   original(): Readable {
-    if (this.#body.kind === "file") return createReadStream(this.#body.path, { highWaterMark: 256 * 1024 });
-    return Readable.from(this.#body.chunks, { objectMode: false });
+    return readBody(this.#received);
   }
 
   stream(): Readable {
-    const header = Buffer.from(this.#prepended.join(""), "utf8");
-    const original = this.original();
-    const fields = this.#original().fields;
-    const removed = new Set(this.#removed);
+    const received = this.#received;
+    const replaced = this.#replaced;
+    if (!this.#segments && !replaced) {
+      // Nothing but fields on top: those, then the received bytes as they are.
+      const top = this.#top;
+      if (top.length === 0) return readBody(received);
+      const header = Buffer.from(top.map((segment) => segment.text).join(""), "utf8");
+      return Readable.from(
+        (async function* () {
+          yield header;
+          yield* readBody(received);
+        })(),
+        { objectMode: false },
+      );
+    }
+    const header = Buffer.concat(
+      (this.#segments ?? [...this.#top, ...this.#original()]).map((segment) =>
+        Buffer.from(segment.text, segment.encoding),
+      ),
+    );
+    const bodyStart = this.#headerBlock.length;
     return Readable.from(
       (async function* () {
-        if (header.length > 0) yield header;
-        if (removed.size === 0) {
-          yield* original;
-          return;
+        yield header;
+        if (replaced) {
+          yield CRLF;
+          yield* readBody(replaced.body);
+        } else {
+          yield* readBody(received, bodyStart);
         }
-        yield* withoutFields(original, fields, removed);
       })(),
       { objectMode: false },
     );
   }
-}
 
-/**
- * Yields `original` without the byte ranges of the `removed` fields. The fields were parsed from
- * these very bytes, in order, so each one's raw text is found at a line start after the previous
- * field; only the header block (at most the 1 MiB core parses) is buffered.
- */
-async function* withoutFields(
-  original: AsyncIterable<Buffer>,
-  fields: readonly HeaderField[],
-  removed: ReadonlySet<HeaderField>,
-): AsyncGenerator<Buffer> {
-  const last = fields.findLastIndex((field) => removed.has(field));
-  const buffered: Buffer[] = [];
-  let text = "";
-  let position = 0;
-  let index = 0;
-  const ranges: [number, number][] = [];
-  let located = false;
-  for await (const chunk of original) {
-    if (located) {
-      yield chunk;
-      continue;
-    }
-    buffered.push(chunk);
-    text += chunk.toString("latin1");
-    while (index <= last) {
-      const field = fields[index]!;
-      let at = text.indexOf(field.raw, position);
-      while (at > 0 && text[at - 1] !== "\n") at = text.indexOf(field.raw, at + 1);
-      if (at === -1) break; // not all of it has arrived yet
-      if (removed.has(field)) ranges.push([at, at + field.raw.length]);
-      position = at + field.raw.length;
-      index++;
-    }
-    if (index > last) {
-      located = true;
-      const all = Buffer.concat(buffered);
-      let from = 0;
-      for (const [start, end] of ranges) {
-        if (start > from) yield all.subarray(from, start);
-        from = end;
-      }
-      if (from < all.length) yield all.subarray(from);
-    }
+  /** The received header block as latin1 text (one char per byte), for core's cheap checks. */
+  rawHeaderText(): string {
+    return this.#headerBlock.toString("latin1");
   }
-  if (!located) throw new Error("a removed header field was not found in the message bytes");
+
+  /** Removes replacement bodies spooled to disk (core calls this when the transaction ends). */
+  async dispose(): Promise<void> {
+    for (const cleanup of this.#cleanups.splice(0)) await cleanup();
+  }
 }

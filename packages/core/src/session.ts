@@ -1,6 +1,7 @@
 // The objects hooks see. A Session lives as long as the connection; a Transaction from MAIL FROM
 // until the reply to DATA (or RSET). Both carry a typed result store for plugins to share results.
 import type { Results } from "./result-key.ts";
+import type { Refusal } from "./verdict.ts";
 
 export type ListenerTls = "none" | "starttls" | "implicit";
 
@@ -70,7 +71,20 @@ export interface Recipient extends Address {
   readonly route: string;
   /** DSN NOTIFY and ORCPT (RFC 3461), when given. */
   readonly dsn: { readonly notify?: readonly string[]; readonly orcpt?: string } | undefined;
+  /**
+   * The address given at RCPT TO that this recipient comes from: itself, or the alias, list or
+   * forward it was expanded from (for DSNs and logs: RFC 3461's ORCPT); for a recipient a data
+   * hook added, the address added.
+   */
+  readonly original: string;
+  /** The subaddress detail a directory split off ("news" for alice+news@…), for stores that file by it. */
+  readonly detail: string | undefined;
 }
+
+/** What addRecipient() did. */
+export type AddRecipientOutcome =
+  | { readonly ok: true; readonly recipients: readonly Recipient[] }
+  | { readonly ok: false; readonly refusal: Refusal; readonly plugin: string | undefined };
 
 export interface Transaction {
   /** The queue ID, also written into the Received header and the 250 reply. */
@@ -88,11 +102,25 @@ export interface Transaction {
   readonly smtpUtf8: boolean;
   /** DSN RET and ENVID (RFC 3461). */
   readonly dsn: { readonly ret: string | null; readonly envid: string | null } | undefined;
+  /** Set once a data hook quarantined the message. */
+  readonly quarantined: { readonly reason: string } | undefined;
   /**
-   * Moves an accepted recipient to another route (e.g. quarantine) before `queue` runs; queue
-   * groups are formed after every data hook. No effect once queueing has begun.
+   * Moves an accepted recipient to another route before `queue` runs; queue groups are formed
+   * after every data hook. Throws once queueing has begun.
    */
   reroute(recipient: Recipient, route: string): void;
+  /**
+   * Adds a recipient (milter SMFIR_ADDRCPT). Without a route, the rcptTo hooks decide as for an
+   * RCPT TO command (an alias expands, nobody claiming it refuses it). Duplicates collapse.
+   */
+  addRecipient(address: string, options?: { route?: string }): Promise<AddRecipientOutcome>;
+  /** Removes every recipient with this address (SMFIR_DELRCPT). Returns how many. */
+  removeRecipient(address: string): number;
+  /**
+   * Holds the message: every recipient's group is stored under the server's quarantine route
+   * (`quarantineRoute`, default "quarantine") instead of its own. A later plugin may still refuse it.
+   */
+  quarantine(reason: string): void;
 }
 
 /** Recipients of one transaction that share a route; `queue` runs once per group. */

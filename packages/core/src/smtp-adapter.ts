@@ -11,7 +11,7 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
-import type { SmtpReply } from "./reply.ts";
+import { coreReplies, type SmtpReply, tooManyClients } from "./reply.ts";
 
 export interface ConnectionAdapter {
   greetingDelayMs: number;
@@ -37,7 +37,7 @@ function adapt(connection: SMTPConnection, adapter: ConnectionAdapter): void {
   const send = connection.send;
   connection.send = function sendKeepingEnhancedStatus(code, data, context) {
     if (code === 538 && typeof data === "string" && !enhancedStatusPrefix.test(data)) {
-      data = "5.7.11 Encryption required: issue STARTTLS before AUTH";
+      data = coreReplies.encryptionRequired.message;
     }
     if (code === 250 && Array.isArray(data) && adapter.authAfterTls && !this.secure) {
       data = data.filter((line) => !/^AUTH /.test(line));
@@ -50,7 +50,8 @@ function adapt(connection: SMTPConnection, adapter: ConnectionAdapter): void {
     this._setListeners(() => {
       const options = this._server.options;
       if (options.maxClients && this._server.connections.size > options.maxClients) {
-        return this.send(421, `4.7.0 ${this.name} Too many connected clients, try again in a moment`);
+        const full = tooManyClients(this.name);
+        return this.send(full.code, full.message);
       }
       if (adapter.greetingDelayMs > 0) setTimeout(() => this.connectionReady(), adapter.greetingDelayMs).unref();
       else this.connectionReady();
@@ -72,7 +73,7 @@ function adapt(connection: SMTPConnection, adapter: ConnectionAdapter): void {
           callback();
         },
         () => {
-          this.send(451, "4.3.0 Temporary local problem, try again later");
+          this.send(coreReplies.hookFailed.code, coreReplies.hookFailed.message);
           callback();
         },
       );

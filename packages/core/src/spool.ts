@@ -1,14 +1,12 @@
 // Receives the DATA stream: counts bytes against the size limit, applies the bare CR / bare LF
-// policy and the 998-octet line limit (smtp-server passes both through), finds and parses the
-// header block once, and keeps the body in memory up to a threshold, on disk above it. The input
-// is always read to its end, so smtp-server can send the reply for a refused message.
-import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
-import { join } from "node:path";
+// policy, the 998-octet line limit and the NUL policy (smtp-server passes all three through),
+// finds the header block, and keeps the message in memory up to a threshold, on disk above it
+// (spool-body.ts). The input is always read to its end, so smtp-server can send the reply for a
+// refused message.
 import type { Readable } from "node:stream";
 import { noteTransientBytes } from "./buffer-reclaim.ts";
-import { HeaderList, parseHeaderBlock } from "./headers.ts";
 import { SpooledMessage } from "./message.ts";
+import { SpoolWriter } from "./spool-body.ts";
 
 export type BareNewlinePolicy = "reject" | "normalize";
 
@@ -19,9 +17,15 @@ export interface SpoolOptions {
   bareNewlines: BareNewlinePolicy;
   /** RFC 5322 §2.1.1: 998 octets without the CRLF. */
   maxLineLength: number;
+  /** Bytes read so far, updated as they arrive (the minimum DATA rate reads it). */
+  progress?: { received: number } | undefined;
 }
 
-export type SpoolProblem = "size" | "bare-newline" | "line-length";
+/**
+ * Why a message was refused while it arrived. NUL is refused: RFC 5322 §2.3 does not allow it in
+ * a message, 8BITMIME does not carry it (RFC 6152 §3), and IMAP stores cannot hand it to readers.
+ */
+export type SpoolProblem = "size" | "bare-newline" | "line-length" | "nul";
 
 export type SpoolOutcome =
   | { ok: true; message: SpooledMessage; discard(): Promise<void> }
@@ -48,6 +52,7 @@ class LineChecker {
   #lineLength = 0;
   bare = false;
   tooLong = false;
+  nul = false;
   readonly maxLineLength: number;
 
   constructor(maxLineLength: number) {
@@ -56,6 +61,7 @@ class LineChecker {
 
   check(chunk: Buffer): void {
     if (chunk.length === 0) return;
+    if (chunk.indexOf(0) !== -1) this.nul = true;
     // A CR ending the previous chunk must be followed by LF here.
     if (this.#previousWasCR && chunk[0] !== LF) this.bare = true;
     let cr = chunk.indexOf(CR);
@@ -87,9 +93,7 @@ class LineChecker {
 
 export async function spoolMessage(input: Readable, options: SpoolOptions): Promise<SpoolOutcome> {
   const checker = new LineChecker(options.maxLineLength);
-  const memory: Buffer[] = [];
-  let file: FileHandle | undefined;
-  let filePath: string | undefined;
+  const writer = new SpoolWriter(options);
   let size = 0;
   /** Bytes read from the client, kept or not (size stops counting past the size limit). */
   let received = 0;
@@ -98,13 +102,6 @@ export async function spoolMessage(input: Readable, options: SpoolOptions): Prom
   const headerChunks: Buffer[] = [];
   let headerBytes = 0;
   let headerBlock: Buffer | undefined;
-
-  const discard = async () => {
-    memory.length = 0;
-    await file?.close().catch(() => undefined);
-    file = undefined;
-    if (filePath) await rm(filePath, { force: true });
-  };
 
   const collectHeader = (data: Buffer) => {
     if (headerBlock !== undefined) return;
@@ -133,18 +130,7 @@ export async function spoolMessage(input: Readable, options: SpoolOptions): Prom
       return;
     }
     collectHeader(data);
-    if (file) {
-      await file.write(data);
-      return;
-    }
-    memory.push(data);
-    if (size > options.memoryThreshold) {
-      await mkdir(options.spoolDir, { recursive: true });
-      filePath = join(options.spoolDir, `${Date.now()}-${randomBytes(6).toString("hex")}.eml`);
-      file = await open(filePath, "w", 0o600);
-      for (const buffered of memory) await file.write(buffered);
-      memory.length = 0;
-    }
+    await writer.write(data);
   };
 
   try {
@@ -152,6 +138,7 @@ export async function spoolMessage(input: Readable, options: SpoolOptions): Prom
       // Only a large message's buffers pile up faster than young-generation collections return
       // them; forcing full collections for the bytes of small ones cost ~30 µs per 10 KB message.
       received += raw.length;
+      if (options.progress) options.progress.received = received;
       if (received > options.memoryThreshold) noteTransientBytes(raw.length);
       if (problem) continue; // keep reading to the end, store nothing more
       let chunk = raw;
@@ -163,6 +150,7 @@ export async function spoolMessage(input: Readable, options: SpoolOptions): Prom
       checker.check(chunk);
       if (checker.bare) problem = "bare-newline";
       else if (checker.tooLong) problem = "line-length";
+      else if (checker.nul) problem = "nul";
       else await store(chunk);
     }
     if (!problem && carryCR) {
@@ -172,19 +160,21 @@ export async function spoolMessage(input: Readable, options: SpoolOptions): Prom
     checker.finish();
     if (!problem && checker.bare) problem = "bare-newline";
   } catch (error) {
-    await discard();
+    await writer.discard();
     throw error;
   }
 
   if (problem) {
-    await discard();
-    return { ok: false, problem, size, discard };
+    await writer.discard();
+    return { ok: false, problem, size, discard: writer.discard };
   }
-  if (file) await file.close();
-  file = undefined;
+  const body = await writer.finish();
+  // No empty line: the whole message is header (a header block cut at 1 MiB stays as it is).
   headerBlock ??= Buffer.concat(headerChunks);
-  const block = headerBlock;
-  const headers = () => (block.length > 0 ? parseHeaderBlock(block) : new HeaderList([]));
-  const body = filePath ? ({ kind: "file", path: filePath } as const) : ({ kind: "memory", chunks: memory } as const);
-  return { ok: true, message: new SpooledMessage(body, size, headers), discard };
+  const message = new SpooledMessage(body, size, headerBlock, options);
+  const discard = async () => {
+    await message.dispose();
+    await writer.discard();
+  };
+  return { ok: true, message, discard };
 }

@@ -5,12 +5,34 @@
 /** An RFC 3463 enhanced status code such as "5.7.1". */
 export type EnhancedStatus = `${2 | 4 | 5}.${number}.${number}`;
 
+/** One address a recipient resolves to (rcptTo: aliases, lists, forwarding). */
+export interface Expansion {
+  readonly address: string;
+  /** The route that delivers this address ("local", "relay" or a custom name). */
+  readonly route: string;
+  /** The subaddress detail split off on the way ("news" for alice+news@…), for stores that file by it. */
+  readonly detail?: string;
+}
+
 export interface AcceptVerdict {
   readonly kind: "accept";
   /** rcptTo only: the route that claims the recipient ("local", "relay" or a custom name). */
   readonly route?: string;
+  /**
+   * rcptTo only: the recipient resolves to these addresses instead of itself, each with its own
+   * route (an alias, a list, a forward). Core collapses duplicates, bounds the size
+   * (`limits.maxExpansion`) and keeps the address given at RCPT TO as each one's `original`.
+   */
+  readonly expand?: readonly Expansion[];
   /** Optional text for the 2xx reply. */
   readonly text?: string;
+}
+
+/** data only: answer 250 and store nothing (the milter "discard" action). */
+export interface DiscardVerdict {
+  readonly kind: "discard";
+  /** Why, for the logs and observers; the client is told only "queued". */
+  readonly reason: string;
 }
 
 export interface RefusalVerdict<Kind extends "reject" | "defer" | "disconnect"> {
@@ -24,6 +46,8 @@ export type RejectVerdict = RefusalVerdict<"reject">;
 export type DeferVerdict = RefusalVerdict<"defer">;
 export type DisconnectVerdict = RefusalVerdict<"disconnect">;
 export type Verdict = AcceptVerdict | RejectVerdict | DeferVerdict | DisconnectVerdict;
+/** A verdict that refuses: what becomes a 4xx/5xx reply. */
+export type Refusal = RejectVerdict | DeferVerdict | DisconnectVerdict;
 
 const statusPattern = /^([245])\.(\d{1,3})\.(\d{1,3})$/;
 
@@ -64,8 +88,15 @@ function refusal<Kind extends "reject" | "defer" | "disconnect">(
   return { kind, status, code: basic, text: text.replace(/[\r\n\0]+/g, " ") };
 }
 
-export function accept(options: { route?: string; text?: string } = {}): AcceptVerdict {
+export function accept(
+  options: { route?: string; expand?: readonly Expansion[]; text?: string } = {},
+): AcceptVerdict {
   return { kind: "accept", ...options };
+}
+
+/** data hooks only: the client is told the message was queued, and nothing is stored. */
+export function discard(reason = "discarded by policy"): DiscardVerdict {
+  return { kind: "discard", reason: reason.replace(/[\r\n\0]+/g, " ") };
 }
 
 /** A permanent refusal (5xx): the client must not retry. */
@@ -84,8 +115,8 @@ export function disconnect(status: EnhancedStatus, text: string, code?: number):
   return refusal("disconnect", "4 or 5", status, text, basic);
 }
 
-export function isVerdict(value: unknown): value is Verdict {
+export function isVerdict(value: unknown): value is Verdict | DiscardVerdict {
   if (typeof value !== "object" || value === null) return false;
   const kind = (value as { kind?: unknown }).kind;
-  return kind === "accept" || kind === "reject" || kind === "defer" || kind === "disconnect";
+  return kind === "accept" || kind === "reject" || kind === "defer" || kind === "disconnect" || kind === "discard";
 }

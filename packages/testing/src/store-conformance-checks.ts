@@ -116,12 +116,21 @@ function witness(): { plugin: Plugin; seen: Map<string, Witnessed>; beforeStore:
       async queue(_transaction, message) {
         const hash = createHash("sha256");
         let size = 0;
+        // Only fields were put on top, so the final message is those fields + the received bytes.
+        const prefixLength = message.size - message.receivedSize;
+        const prefix: Buffer[] = [];
         for await (const chunk of message.stream()) {
-          hash.update(chunk as Buffer);
-          size += (chunk as Buffer).length;
+          const bytes = chunk as Buffer;
+          if (size < prefixLength) prefix.push(bytes.subarray(0, prefixLength - size));
+          hash.update(bytes);
+          size += bytes.length;
         }
         const subject = message.headers.get("subject") ?? "";
-        seen.set(subject.trim(), { sha256: hash.digest("hex"), size, prepended: message.prepended.join("") });
+        seen.set(subject.trim(), {
+          sha256: hash.digest("hex"),
+          size,
+          prepended: Buffer.concat(prefix).toString("utf8"),
+        });
         await beforeStore.listener?.();
         return undefined;
       },

@@ -132,7 +132,7 @@ describe("the conformance checks fail stores that break the contract", () => {
           name: "leaky-store",
           hooks: {
             async queue(transaction, message, group, context) {
-              const queue = store.plugin.hooks.queue as Hooks["queue"];
+              const queue = store.plugin.hooks?.queue as Hooks["queue"];
               const verdict = await queue(transaction, message, group, context);
               if (broken) throw new Error("failed after writing");
               return verdict;

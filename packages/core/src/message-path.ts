@@ -1,0 +1,204 @@
+// End of DATA: spool the message, apply the trust boundary (loop limit, forged
+// Authentication-Results), write the Received field, run the data hooks (which may rewrite it),
+// then have every route group stored before answering 250. Nothing is acknowledged that no
+// storage plugin made durable.
+import type { Logger } from "pino";
+import { removeAuthResultsOf } from "./auth-results.ts";
+import type { ServerConfig } from "./config.ts";
+import { spoolRefused, transactionEnded, type TransactionOutcome } from "./core-events.ts";
+import type { EventChannel } from "./events.ts";
+import type { HookRunner } from "./hook-runner.ts";
+import type { Hooks } from "./hooks.ts";
+import type { SpooledMessage } from "./message.ts";
+import { receivedHeader } from "./received.ts";
+import { coreReplies, queued, replyError, replyFor, type SmtpReply } from "./reply.ts";
+import type { Recipient, RouteGroup } from "./session.ts";
+import type { SessionState, TransactionState } from "./session-state.ts";
+import { type SpoolOutcome, type SpoolProblem, spoolMessage } from "./spool.ts";
+
+const spoolReplies: Record<SpoolProblem, SmtpReply> = {
+  size: coreReplies.tooBig,
+  "bare-newline": coreReplies.bareNewline,
+  "line-length": coreReplies.lineTooLong,
+  nul: coreReplies.nulByte,
+};
+
+export function groupByRoute(recipients: readonly Recipient[]): RouteGroup[] {
+  const groups = new Map<string, Recipient[]>();
+  for (const recipient of recipients) {
+    const group = groups.get(recipient.route) ?? [];
+    group.push(recipient);
+    groups.set(recipient.route, group);
+  }
+  return [...groups].map(([route, members]) => ({ route, recipients: members }));
+}
+
+/** Header lines named `name` in a raw header block: cheaper than parsing it, for every message. */
+function countFieldLines(block: string, name: RegExp): number {
+  return block.match(name)?.length ?? 0;
+}
+const receivedLine = /^received[ \t]*:/gim;
+const authResultsLine = /^authentication-results[ \t]*:/im;
+
+export interface MessagePathDependencies {
+  readonly config: ServerConfig;
+  readonly authservId: string;
+  readonly hooks: HookRunner<Hooks>;
+  readonly events: EventChannel;
+  readonly logger: Logger;
+  /** Reports a refusal (log line and observers). */
+  readonly refused: (
+    session: SessionState,
+    stage: "data" | "queue",
+    plugin: string | undefined,
+    reply: SmtpReply,
+  ) => void;
+  /** Closes the connection after the reply when the reply says so. */
+  readonly closeAfterReply: (session: SessionState, reply: SmtpReply) => void;
+}
+
+/** Thrown out of receive(): smtp-server sends `responseCode` and the message as the reply. */
+type ReplyError = ReturnType<typeof replyError>;
+
+export function createMessagePath(dependencies: MessagePathDependencies) {
+  const { config, hooks, events, logger, refused, closeAfterReply, authservId } = dependencies;
+  const bindings = (transaction: TransactionState) => ({ session: transaction.session.id, queueId: transaction.id });
+
+  const ended = (
+    transaction: TransactionState,
+    outcome: TransactionOutcome,
+    reply: SmtpReply | undefined,
+    message: SpooledMessage | undefined,
+    groups: readonly RouteGroup[] = [],
+    reason?: string,
+  ) => {
+    transaction.ended = true;
+    if (!events.observed(transactionEnded)) return;
+    events.emit(transactionEnded, {
+      transaction,
+      outcome,
+      reply,
+      size: message?.receivedSize,
+      groups,
+      recipients: transaction.recipients,
+      reason,
+      durationMs: performance.now() - transaction.startedAt,
+    });
+  };
+
+  /** Refuses with `reply` (closing when it says so) and reports the transaction refused. */
+  const refuse = (
+    transaction: TransactionState,
+    stage: "data" | "queue",
+    plugin: string | undefined,
+    reply: SmtpReply,
+    message: SpooledMessage | undefined,
+  ): ReplyError => {
+    refused(transaction.session, stage, plugin, reply);
+    closeAfterReply(transaction.session, reply);
+    ended(transaction, "refused", reply, message);
+    return replyError(reply);
+  };
+
+  /** Runs after the spool: every step that can refuse the message, then storage. */
+  const process = async (transaction: TransactionState, message: SpooledMessage): Promise<string> => {
+    const session = transaction.session;
+    // The trust boundary, before any plugin sees the message.
+    const rawHeader = message.rawHeaderText();
+    if (countFieldLines(rawHeader, receivedLine) > config.limits.maxReceived) {
+      throw refuse(transaction, "data", undefined, coreReplies.tooManyHops, message);
+    }
+    if (authResultsLine.test(rawHeader)) {
+      const removed = removeAuthResultsOf(message, authservId);
+      if (removed > 0) {
+        logger.info({ session: session.id, queueId: transaction.id, removed }, "removed forged Authentication-Results");
+      }
+    }
+    message.prepend("Received", receivedHeader(config.hostname, transaction));
+
+    const data = await hooks.first("data", [transaction, message], bindings(transaction));
+    const verdict = data.result;
+    if (verdict && verdict.kind !== "accept" && verdict.kind !== "discard") {
+      throw refuse(transaction, "data", data.plugin, replyFor(verdict), message);
+    }
+    // A data hook that removed every recipient discarded the message, as with a milter.
+    const discarded =
+      verdict?.kind === "discard"
+        ? verdict.reason
+        : transaction.recipients.length === 0
+          ? "every recipient was removed"
+          : undefined;
+    if (discarded !== undefined) {
+      logger.info({ session: session.id, queueId: transaction.id, plugin: data.plugin, reason: discarded }, "discarded");
+      session.transactionCount++;
+      const reply = { code: 250, message: queued(transaction.id), close: false };
+      ended(transaction, "discarded", reply, message, [], discarded);
+      return reply.message;
+    }
+
+    // Every route group must be stored by a plugin that made it durable before we say 250.
+    transaction.queueing = true;
+    const groups = transaction.quarantined
+      ? [{ route: config.quarantineRoute, recipients: transaction.recipients }]
+      : groupByRoute(transaction.recipients);
+    for (const group of groups) {
+      const stored = await hooks.first("queue", [transaction, message, group], bindings(transaction));
+      const answer = stored.result;
+      if (!answer || answer.kind !== "accept") {
+        throw refuse(transaction, "queue", stored.plugin, answer ? replyFor(answer) : coreReplies.notStored, message);
+      }
+    }
+    session.transactionCount++;
+    logger.info(
+      {
+        session: session.id,
+        queueId: transaction.id,
+        from: transaction.mailFrom.address,
+        recipients: transaction.recipients.length,
+        size: message.receivedSize,
+        ...(transaction.quarantined ? { quarantined: transaction.quarantined.reason } : {}),
+      },
+      "queued",
+    );
+    ended(transaction, "queued", { code: 250, message: queued(transaction.id), close: false }, message, groups);
+    return queued(transaction.id);
+  };
+
+  return {
+    /** Receives DATA for the session's transaction; resolves with the 250 text or throws the reply. */
+    async receive(
+      stream: NodeJS.ReadableStream,
+      session: SessionState,
+      transaction: TransactionState,
+      progress?: { received: number },
+    ) {
+      let spooled: SpoolOutcome | undefined;
+      try {
+        spooled = await spoolMessage(stream as never, {
+          progress,
+          maxSize: config.limits.maxMessageSize,
+          memoryThreshold: config.limits.memoryThreshold,
+          spoolDir: config.spoolDir,
+          bareNewlines: config.limits.bareNewlines,
+          maxLineLength: config.limits.maxLineLength,
+        });
+        if (!spooled.ok) {
+          const reply = spoolReplies[spooled.problem];
+          if (events.observed(spoolRefused)) {
+            events.emit(spoolRefused, { session, transaction, problem: spooled.problem, size: spooled.size });
+          }
+          throw refuse(transaction, "data", undefined, reply, undefined);
+        }
+        return await process(transaction, spooled.message);
+      } catch (error) {
+        if ((error as Partial<ReplyError>).responseCode) throw error;
+        // Not a reply: the client went away mid-DATA, or a bug. Never an acknowledgement.
+        logger.error({ session: session.id, queueId: transaction.id, err: error }, "DATA failed");
+        if (!transaction.ended) ended(transaction, "refused", coreReplies.hookFailed, undefined);
+        throw replyError(coreReplies.hookFailed);
+      } finally {
+        await spooled?.discard();
+      }
+    },
+  };
+}
