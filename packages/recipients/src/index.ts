@@ -6,8 +6,40 @@ import { type RecipientsOptions, recipientsOptionsSchema } from "./options.ts";
 import { decideRecipient, type RecipientDecision } from "./policy.ts";
 import { networkList } from "./relay-networks.ts";
 
+// The recipient directory (issue 15): resolvers, expansion, SRS and lookup backends. The plugin
+// above is wired to it once core's recipient expansion lands (issue 13).
+export type { AliasMap } from "./alias-map.ts";
+export { aliasMapSchema, loadAliasYaml } from "./alias-map.ts";
+export type { AliasEntry } from "./aliases-file.ts";
+export { loadAliasesFile, parseAliases } from "./aliases-file.ts";
+export type { Directory, OpenDirectoryContext } from "./directory.ts";
+export { openDirectory } from "./directory.ts";
+export type { DirectoryErrorCode } from "./directory-error.ts";
+export { DirectoryError } from "./directory-error.ts";
+export type { DirectoryOptions, LookupOptions, ResolvedDirectoryOptions } from "./directory-options.ts";
+export { directoryOptionsSchema } from "./directory-options.ts";
+export type { DovecotLookupOptions } from "./dovecot-userdb.ts";
+export { dovecotLookup } from "./dovecot-userdb.ts";
+export type { DroppedTarget, Expansion, ExpansionRules, Target } from "./expansion.ts";
+export { expandRecipient } from "./expansion.ts";
+export { refusalFor } from "./expansion-reply.ts";
+export type { LdapLookupOptions } from "./ldap-lookup.ts";
+export { ldapLookup } from "./ldap-lookup.ts";
+export type { LookupResultKind } from "./lookup-answer.ts";
+export type { CachedResolver, CacheStats, LookupCacheOptions } from "./lookup-cache.ts";
+export { cachedResolver } from "./lookup-cache.ts";
+export type { MailAddress } from "./mail-address.ts";
+export { parseMailAddress } from "./mail-address.ts";
+export { mailboxList } from "./mailbox-list.ts";
 export type { RecipientsOptions } from "./options.ts";
 export type { RecipientDecision } from "./policy.ts";
+export type { LookupParameter, PostgresLookupOptions } from "./postgres-lookup.ts";
+export { postgresLookup } from "./postgres-lookup.ts";
+export type { Resolution, Resolver } from "./resolution.ts";
+export { firstAnswer, withSubaddress } from "./resolver-chain.ts";
+export type { Srs, SrsOptions, SrsReversal, SrsSeparator } from "./srs.ts";
+export { createSrs, isSrsLocalPart } from "./srs.ts";
+export { srsResolver } from "./srs-resolver.ts";
 
 /** Every RCPT TO of the transaction this plugin decided on, in order (on `transaction.results`). */
 export const recipientDecisions: ResultKey<readonly RecipientDecision[]> =

@@ -1,0 +1,34 @@
+// The errors of the recipient directory: a lookup that failed (the backend is down, refused the
+// query, answered something unusable) or took too long. They travel inside `tempfail` results; the
+// plugin answers 451 4.3.0 for them and logs the cause.
+import { PosternError, type PosternErrorCode } from "@postern/core";
+
+export type DirectoryErrorCode =
+  /** The backend could not answer: connection refused, query error, bind refused … */
+  | "RECIPIENTS_LOOKUP_FAILED"
+  /** The backend did not answer within its `timeoutMs`. */
+  | "RECIPIENTS_LOOKUP_TIMEOUT"
+  /** The backend answered with data that names no single mailbox (two users with one address). */
+  | "RECIPIENTS_LOOKUP_AMBIGUOUS";
+
+export class DirectoryError extends PosternError {
+  /** Which backend failed, e.g. `ldap ldap://127.0.0.1:389`. */
+  readonly backend: string;
+
+  constructor(code: DirectoryErrorCode, backend: string, message: string, options: { cause?: unknown } = {}) {
+    // The cast goes when core's error base is open to package codes (issue 13, "open error base").
+    super(code as string as PosternErrorCode, `${backend}: ${message}`, {
+      plugin: "@postern/recipients",
+      hook: "rcptTo",
+      ...options,
+    });
+    this.backend = backend;
+  }
+
+  /** Wraps whatever a backend threw, keeping a DirectoryError as it is. */
+  static from(backend: string, error: unknown): DirectoryError {
+    if (error instanceof DirectoryError) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    return new DirectoryError("RECIPIENTS_LOOKUP_FAILED", backend, message, { cause: error });
+  }
+}
