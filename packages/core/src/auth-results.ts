@@ -16,15 +16,29 @@ export interface AuthResultEntry {
   readonly method: AuthMethod;
   /** One resinfo as RFC 8601 §2.2 writes it, e.g. "spf=pass smtp.mailfrom=example.org". */
   readonly text: string;
+  /** The result keyword ("pass", "fail" …), for plugins that build on it (DMARC reads SPF's and DKIM's). */
+  readonly result?: string;
+  /** The properties (RFC 8601 §2.3), e.g. { "smtp.mailfrom": "example.org" }, { "header.d": "example.org" }. */
+  readonly properties?: Readonly<Record<string, string>>;
 }
 
 /** Every resinfo recorded for the transaction, in the order recorded. */
 export const authResults = resultKey<readonly AuthResultEntry[]>("authentication-results");
 
-/** Records the entries of one method, replacing any it recorded before. */
-export function recordAuthResults(transaction: Transaction, method: AuthMethod, texts: readonly string[]): void {
+/** Records the entries of one method (text, or text with its result and properties), replacing any it recorded before. */
+export function recordAuthResults(
+  transaction: Transaction,
+  method: AuthMethod,
+  entries: readonly (string | Omit<AuthResultEntry, "method">)[],
+): void {
   const others = (transaction.results.get(authResults) ?? []).filter((entry) => entry.method !== method);
-  transaction.results.set(authResults, [...others, ...texts.map((text) => ({ method, text }))]);
+  const recorded = entries.map((entry) => (typeof entry === "string" ? { method, text: entry } : { method, ...entry }));
+  transaction.results.set(authResults, [...others, ...recorded]);
+}
+
+/** The entries one method recorded (e.g. "spf"), in order. */
+export function authResultsOf(transaction: Transaction, method: AuthMethod): readonly AuthResultEntry[] {
+  return (transaction.results.get(authResults) ?? []).filter((entry) => entry.method === method);
 }
 
 const rank = (method: AuthMethod) => {

@@ -13,6 +13,7 @@ export type { AuthMethod, AuthResultEntry } from "./auth-results.ts";
 export {
   authMethods,
   authResults,
+  authResultsOf,
   authResultsValue,
   authservIdOf,
   recordAuthResults,

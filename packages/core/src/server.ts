@@ -71,9 +71,11 @@ function buildRunners(config: ServerConfig, options: HookRunnerOptions): Map<Any
 export function createServer(input: ServerConfigInput, options: CreateServerOptions = {}): PosternServer {
   const config = parseServerConfig(input);
   const logger = options.logger ?? createLogger({ level: config.log.level });
-  const resolver =
+  const given =
     options.resolver ??
     createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs, cacheTtlMs: config.dns.cacheTtlMs });
+  // Bound once: plugins hand `resolver.resolve` to mailauth as a detached function.
+  const resolver: DnsResolver = { resolve: given.resolve.bind(given), reverse: given.reverse.bind(given) };
   const events = createEventChannel(logger);
   const runners = buildRunners(config, { logger, events, defaultTimeoutMs: config.limits.hookTimeoutMs });
   const hooks = runners.get(smtpHooks) as HookRunner<Hooks>;

@@ -2,16 +2,18 @@
 // under the typed `dkimResult` key, dkim entries in Authentication-Results), and signs relayed
 // or authenticated mail with the From domain's keys just before it is stored or sent.
 import {
+  type AuthResultEntry,
   defer,
   type HookContext,
   type Message,
   type Plugin,
   parseOptions,
+  recordAuthResults,
   resultKey,
   type ServerContext,
   type Transaction,
+  writeAuthenticationResults,
 } from "@postern/core";
-import { mailauthResolver, recordAuthResults, writeAuthenticationResults } from "@postern/spf";
 import { z } from "zod";
 import { fromDomainOf, keysFor, loadSigningKeys, type SigningKey } from "./keys.ts";
 import { signMessage } from "./sign.ts";
@@ -85,6 +87,16 @@ const optionsSchema = z
 
 export type DkimOptions = z.input<typeof optionsSchema>;
 
+/** The dkim entries of Authentication-Results, with each signature's result and d= for DMARC. */
+export function dkimEntries(result: DkimResult): readonly (string | Omit<AuthResultEntry, "method">)[] {
+  if (result.signatures.length === 0) return result.authResults;
+  return result.signatures.map((signature) => ({
+    text: signature.authResults,
+    result: signature.result,
+    properties: signature.domain ? { "header.d": signature.domain } : ({} as Record<string, string>),
+  }));
+}
+
 export default function dkim(options: DkimOptions = {}) {
   const config = parseOptions(optionsSchema, options, "@postern/dkim");
   let server: ServerContext | undefined;
@@ -138,16 +150,16 @@ export default function dkim(options: DkimOptions = {}) {
         const verify = config.verify;
         if (verify === false) return undefined;
         if (verify.skipAuthenticated && transaction.session.user !== undefined) return undefined;
-        const { hostname, resolver } = context();
+        const { authservId, resolver } = context();
         const result = await verifyDkim(message.original(), {
-          resolver: mailauthResolver(resolver),
+          resolver: resolver.resolve,
           minKeyBits: verify.minKeyBits,
           rejectRsaSha1: verify.rejectRsaSha1,
           sender: transaction.mailFrom.address,
         });
         transaction.results.set(dkimResult, result);
-        recordAuthResults(transaction, "dkim", result.authResults);
-        writeAuthenticationResults(transaction, message, hostname);
+        recordAuthResults(transaction, "dkim", dkimEntries(result));
+        writeAuthenticationResults(transaction, message, authservId);
         return undefined;
       },
       // Signing waits for the queue hook: every data hook (Authentication-Results, DMARC, other

@@ -1,7 +1,7 @@
 // DKIM verification (RFC 6376, RFC 8463 for ed25519) with mailauth, over the message bytes as
 // received: every DKIM-Signature is checked, key records come through core's resolver.
 import type { Readable } from "node:stream";
-import type { MailauthResolver } from "@postern/spf";
+import type { DnsResolver } from "@postern/core";
 import { type DKIMResult, type DKIMVerifyResult, dkimVerify } from "mailauth";
 
 export type DkimResultKeyword = "pass" | "fail" | "neutral" | "policy" | "temperror" | "permerror" | "none";
@@ -41,7 +41,8 @@ export interface DkimResult {
 }
 
 export interface DkimVerifyInput {
-  resolver: MailauthResolver;
+  /** Core's resolver.resolve (dns.promises.resolve's shape, as mailauth takes it). */
+  resolver: DnsResolver["resolve"];
   minKeyBits: number;
   rejectRsaSha1: boolean;
   sender: string;

@@ -2,7 +2,7 @@
 // for forwarders over the final message with our Authentication-Results as the AAR payload.
 import type { Message } from "@postern/core";
 import type { SigningKey } from "@postern/dkim";
-import type { MailauthResolver } from "@postern/spf";
+import type { DnsResolver } from "@postern/core";
 import type { ARCData, ARCResult, DKIMVerifyResult } from "mailauth";
 import { createSeal, arc as validateArc } from "mailauth/lib/arc/index.js";
 
@@ -22,7 +22,7 @@ export interface ArcResult {
 
 export async function verifyArc(
   verification: DKIMVerifyResult,
-  options: { resolver: MailauthResolver; minKeyBits: number },
+  options: { resolver: DnsResolver["resolve"]; minKeyBits: number },
 ): Promise<ArcResult> {
   const data = (verification.arc ?? { chain: [] }) as unknown as ARCData;
   const validation = await validateArc(data, { resolver: options.resolver, minBitLength: options.minKeyBits });

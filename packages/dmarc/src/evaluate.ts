@@ -1,7 +1,7 @@
 // DMARC (RFC 9989) with mailauth: the DNS Tree Walk for the policy and the Organizational
 // Domain, and alignment of the SPF and DKIM results other plugins already computed.
 import type { DkimResult } from "@postern/dkim";
-import type { MailauthResolver, SpfResult } from "@postern/spf";
+import type { DnsResolver } from "@postern/core";
 import { evaluateDmarc } from "mailauth/lib/dmarc/index.js";
 import type { ArcResult } from "./arc.ts";
 
@@ -31,17 +31,18 @@ export interface DmarcResult {
 const policies = new Set(["none", "quarantine", "reject"]);
 
 export async function evaluate(input: {
-  spf: SpfResult | undefined;
+  /** Domains whose SPF check passed (the MAIL FROM domain, or HELO's for the null sender). */
+  spfPassDomains: readonly string[];
   dkim: DkimResult;
   arc: ArcResult | undefined;
-  resolver: MailauthResolver;
+  resolver: DnsResolver["resolve"];
 }): Promise<DmarcResult> {
-  const { spf, dkim } = input;
+  const { dkim } = input;
   const outcome = await evaluateDmarc({
     headerFrom: [...dkim.headerFrom],
     fromFields: dkim.fromFields,
     // Only a passing SPF identity can align (RFC 9989 §4.4); for the null sender it is HELO's.
-    spfDomains: spf?.result === "pass" ? [spf.domain] : [],
+    spfDomains: [...input.spfPassDomains],
     dkimDomains: dkim.signatures
       .filter((signature) => signature.result === "pass" && signature.domain)
       .map((signature) => ({ domain: signature.domain!, underSized: signature.unsignedBodyBytes })),

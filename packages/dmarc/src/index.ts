@@ -1,29 +1,26 @@
 // @postern/dmarc — DMARC (RFC 9989) and ARC (RFC 8617) at DATA on mailauth. It reads the SPF
-// and DKIM results @postern/spf and @postern/dkim already computed (and computes them itself only
-// when those plugins are not configured), enforces the domain's policy as configured, and adds the
+// and DKIM results @postern/spf and @postern/dkim already recorded (SPF as a structured
+// Authentication-Results entry in core, DKIM under dkim's typed key), computing them itself only
+// when those plugins are not configured, enforces the domain's policy as configured, and adds the
 // dmarc and arc entries of the one Authentication-Results field. Optionally it ARC-seals mail it
 // forwards.
 import {
+  authResultsOf,
+  authResultsValue,
   defer,
   type HookContext,
   type Message,
   type Plugin,
   parseOptions,
+  recordAuthResults,
   reject,
   resultKey,
   type ServerContext,
   type Transaction,
-} from "@postern/core";
-import { type DkimResult, dkimResult, loadSigningKeys, type SigningKey, verifyDkim } from "@postern/dkim";
-import {
-  authResultsValue,
-  checkSpf,
-  mailauthResolver,
-  recordAuthResults,
-  type SpfResult,
-  spfResult,
   writeAuthenticationResults,
-} from "@postern/spf";
+} from "@postern/core";
+import { type DkimResult, dkimEntries, dkimResult, loadSigningKeys, type SigningKey, verifyDkim } from "@postern/dkim";
+import { spf as mailauthSpf } from "mailauth";
 import { z } from "zod";
 import { type ArcResult, sealMessage, verifyArc } from "./arc.ts";
 import { type DmarcPolicy, type DmarcResult, evaluate } from "./evaluate.ts";
@@ -109,7 +106,8 @@ function enforcement(config: Config, result: DmarcResult): "accept" | "quarantin
 function quarantine(config: Config, transaction: Transaction, message: Message, result: DmarcResult): void {
   const { header, route } = config.quarantineAs;
   if (header) {
-    message.unprepend(header);
+    // Only our own mark counts: a copy the sender wrote is removed.
+    message.removeHeader(header);
     message.prepend(header, `DMARC policy of ${result.policyDomain ?? result.fromDomain} (p=${result.policy}) failed`);
   }
   if (route) {
@@ -127,47 +125,54 @@ export default function dmarc(options: DmarcOptions = {}) {
     return server;
   };
 
-  /** SPF and DKIM from their plugins; computed here only when those are not configured. */
+  /**
+   * SPF and DKIM as their plugins recorded them; computed here only when those are not configured
+   * (SPF with mailauth directly, so this plugin does not depend on @postern/spf).
+   */
   const inputs = async (
     transaction: Transaction,
     message: Message,
-  ): Promise<{ spf: SpfResult | undefined; dkim: DkimResult }> => {
+  ): Promise<{ spfPassDomains: string[]; dkim: DkimResult }> => {
     const { hostname, resolver } = context();
     const session = transaction.session;
-    let spf = transaction.results.get(spfResult);
-    if (!spf && !session.remoteAddress.startsWith("unix")) {
-      spf = await checkSpf({
-        sender: transaction.mailFrom.address,
+    if (authResultsOf(transaction, "spf").length === 0 && !session.remoteAddress.startsWith("unix")) {
+      const outcome = await mailauthSpf({
+        sender: transaction.mailFrom.address || undefined,
         ip: session.remoteAddress,
         helo: session.heloName,
-        hostname,
-        resolver: mailauthResolver(resolver),
-        maxLookups: 10,
-        maxVoidLookups: 2,
-        timeoutMs: 20_000,
+        mta: hostname,
+        resolver: resolver.resolve,
+        maxElapsedTime: 20_000,
       });
-      transaction.results.set(spfResult, spf);
-      recordAuthResults(transaction, "spf", [spf.authResults]);
+      const identity = transaction.mailFrom.address ? "smtp.mailfrom" : "smtp.helo";
+      recordAuthResults(transaction, "spf", [
+        { text: outcome.info, result: outcome.status.result, properties: { [identity]: outcome.domain } },
+      ]);
     }
     let dkim = transaction.results.get(dkimResult);
     if (!dkim) {
       dkim = await verifyDkim(message.original(), {
-        resolver: mailauthResolver(resolver),
+        resolver: resolver.resolve,
         minKeyBits: 1024,
         rejectRsaSha1: true,
         sender: transaction.mailFrom.address,
       });
       transaction.results.set(dkimResult, dkim);
-      recordAuthResults(transaction, "dkim", dkim.authResults);
+      recordAuthResults(transaction, "dkim", dkimEntries(dkim));
     }
-    return { spf, dkim };
+    // Only a passing SPF identity can align (RFC 9989 §4.4); for the null sender it is HELO's.
+    const spfPassDomains = authResultsOf(transaction, "spf").flatMap((entry) => {
+      const domain = entry.properties?.["smtp.mailfrom"] ?? entry.properties?.["smtp.helo"];
+      return entry.result === "pass" && domain ? [domain.replace(/^.*@/, "")] : [];
+    });
+    return { spfPassDomains, dkim };
   };
 
   const seal = async (transaction: Transaction, message: Message, { log }: HookContext) => {
     const arc = transaction.results.get(arcResult);
     const key = sealKey!;
     try {
-      const fields = arc ? await sealMessage(message, arc, key, authResultsValue(transaction, context().hostname)) : [];
+      const fields = arc ? await sealMessage(message, arc, key, authResultsValue(transaction, context().authservId)) : [];
       // Prepended newest-first: the ARC-Seal ends up on top, as mailauth orders the set.
       for (const [name, value] of [...fields].reverse()) message.prepend(name, value);
       if (fields.length > 0) transaction.results.set(arcSealed, { instance: arc!.instance + 1, domain: key.domain });
@@ -191,18 +196,18 @@ export default function dmarc(options: DmarcOptions = {}) {
     hooks: {
       async data(transaction, message) {
         if (config.skipAuthenticated && transaction.session.user !== undefined) return undefined;
-        const { hostname, resolver } = context();
-        const { spf, dkim } = await inputs(transaction, message);
+        const { authservId, resolver } = context();
+        const { spfPassDomains, dkim } = await inputs(transaction, message);
         let arc: ArcResult | undefined;
         if (config.arc.verify) {
           arc = await verifyArc(dkim.verification, {
-            resolver: mailauthResolver(resolver),
+            resolver: resolver.resolve,
             minKeyBits: config.arc.minKeyBits,
           });
           transaction.results.set(arcResult, arc);
           recordAuthResults(transaction, "arc", [arc.authResults]);
         }
-        const result = await evaluate({ spf, dkim, arc, resolver: mailauthResolver(resolver) });
+        const result = await evaluate({ spfPassDomains, dkim, arc, resolver: resolver.resolve });
         let chosen = enforcement(config, result);
         let override: DmarcDisposition["override"];
         if (
@@ -224,7 +229,7 @@ export default function dmarc(options: DmarcOptions = {}) {
         ]);
         // The quarantine mark goes first, so our Authentication-Results stays the topmost field.
         if (chosen === "quarantine") quarantine(config, transaction, message, result);
-        writeAuthenticationResults(transaction, message, hostname);
+        writeAuthenticationResults(transaction, message, authservId);
         const domain = result.policyDomain ?? result.fromDomain;
         switch (chosen) {
           case "reject":

@@ -1,7 +1,7 @@
 // One SPF evaluation with mailauth (RFC 7208): the MAIL FROM identity, or the HELO identity for
 // the null sender (§2.4), with the lookup limits (§4.6.4) and all DNS through core's resolver.
 import { spf as mailauthSpf } from "mailauth";
-import type { MailauthResolver } from "./resolver.ts";
+import type { DnsResolver } from "@postern/core";
 
 export const spfResults = ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"] as const;
 export type SpfResultKeyword = (typeof spfResults)[number];
@@ -35,7 +35,8 @@ export interface SpfCheckInput {
   ip: string;
   helo: string | undefined;
   hostname: string;
-  resolver: MailauthResolver;
+  /** Core's resolver.resolve (dns.promises.resolve's shape, as mailauth takes it). */
+  resolver: DnsResolver["resolve"];
   maxLookups: number;
   maxVoidLookups: number;
   timeoutMs: number;

@@ -1,26 +1,22 @@
 // @postern/spf — SPF (RFC 7208) at MAIL FROM on mailauth: a result per transaction under the
 // typed `spfResult` key, a policy per result, a Received-SPF field and the spf entry of the
 // Authentication-Results field.
-import { defer, type Plugin, parseOptions, reject, resultKey, type ServerContext, type Verdict } from "@postern/core";
-import { z } from "zod";
-import { recordAuthResults, writeAuthenticationResults } from "./authentication-results.ts";
-import { checkSpf, type SpfResult } from "./check.ts";
-import { mailauthResolver } from "./resolver.ts";
-
-export type { AuthMethod, AuthResultEntry } from "./authentication-results.ts";
-export {
-  authMethods,
-  authResults,
-  authResultsValue,
-  authservIdOf,
+import {
+  defer,
+  type Plugin,
+  parseOptions,
   recordAuthResults,
-  removeForgedAuthResults,
+  reject,
+  resultKey,
+  type ServerContext,
+  type Verdict,
   writeAuthenticationResults,
-} from "./authentication-results.ts";
+} from "@postern/core";
+import { z } from "zod";
+import { checkSpf, type SpfResult } from "./check.ts";
+
 export type { SpfCheckInput, SpfResult, SpfResultKeyword } from "./check.ts";
 export { checkSpf, spfResults } from "./check.ts";
-export type { MailauthResolver } from "./resolver.ts";
-export { mailauthResolver } from "./resolver.ts";
 
 /** The SPF result of the transaction, set at MAIL FROM. */
 export const spfResult = resultKey<SpfResult>("spf");
@@ -89,7 +85,7 @@ export default function spf(options: SpfOptions = {}) {
           ip: session.remoteAddress,
           helo: session.heloName,
           hostname,
-          resolver: mailauthResolver(resolver),
+          resolver: resolver.resolve,
           maxLookups: config.maxLookups,
           maxVoidLookups: config.maxVoidLookups,
           timeoutMs: config.timeoutMs,
@@ -100,12 +96,16 @@ export default function spf(options: SpfOptions = {}) {
       async data(transaction, message) {
         const result = transaction.results.get(spfResult);
         if (!result) return undefined;
-        if (config.receivedSpf) {
-          message.unprepend("Received-SPF");
-          message.prepend("Received-SPF", result.receivedSpf);
-        }
-        recordAuthResults(transaction, "spf", [result.authResults]);
-        writeAuthenticationResults(transaction, message, context().hostname);
+        if (config.receivedSpf) message.prepend("Received-SPF", result.receivedSpf);
+        // Structured too, so DMARC reads the result and the domain without depending on this plugin.
+        recordAuthResults(transaction, "spf", [
+          {
+            text: result.authResults,
+            result: result.result,
+            properties: { [result.identity === "helo" ? "smtp.helo" : "smtp.mailfrom"]: result.domain },
+          },
+        ]);
+        writeAuthenticationResults(transaction, message, context().authservId);
         return undefined;
       },
     },
