@@ -21,12 +21,21 @@ export async function startFaultServer(
 ): Promise<FaultServer> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), `postern-fault-${name}-`)));
   const port = options.port ?? (await freePort());
+  const built = await build(dir);
   const config = {
     hostname: `mx.${name}.test`,
-    listeners: [{ address: "127.0.0.1", port, socketTimeoutMs: 60_000 }],
     spoolDir: join(dir, "spool"),
     log: { level: "warn" },
-    ...(await build(dir)),
+    ...built,
+    // One listener on the chosen port; build() may set its other options.
+    listeners: [
+      {
+        address: "127.0.0.1",
+        socketTimeoutMs: 60_000,
+        ...((built.listeners as Record<string, unknown>[] | undefined)?.[0] ?? {}),
+        port,
+      },
+    ],
   };
   const process = await startPostern(await writeConfig(dir, config));
   return {
