@@ -4,13 +4,14 @@ import { accept, defer, type Plugin, parseOptions } from "@postern/core";
 import type { Registry } from "prom-client";
 import { ConnectionPool } from "./connection-pool.ts";
 import { Deliverer } from "./delivery.ts";
-import { type OutboundHooks, outboundHooksOf } from "./extension.ts";
+import { outboundHooks } from "./delivery-hooks.ts";
 import { OutboundMetrics } from "./metrics.ts";
 import { MtaStsPolicies } from "./mta-sts.ts";
 import { type OutboundOptions, outboundOptionsSchema, type ResolvedOutboundOptions } from "./options.ts";
 import { FsQueueStore } from "./queue/fs-store.ts";
 import { PgQueueStore } from "./queue/pg-store.ts";
 import type { MessageEnvelope, QueueStore } from "./queue/store.ts";
+import { ownAddressTest } from "./own-address.ts";
 import { Router } from "./routing.ts";
 import { DeliveryRunner } from "./runner.ts";
 import { signMessage } from "./signer.ts";
@@ -19,12 +20,13 @@ export type {
   BouncedEvent,
   DeferredEvent,
   DeliveryEvent,
-  OutboundExtension,
+  OutboundDeliveryEvent,
+  OutboundHookHandlers,
   OutboundHooks,
   RouteContext,
   RouteDecision,
-} from "./extension.ts";
-export { outboundHooksKey, withOutboundHooks } from "./extension.ts";
+} from "./delivery-hooks.ts";
+export { outboundDelivery, outboundHooks } from "./delivery-hooks.ts";
 export type { OutboundOptions, RelayTarget, RelayTargetInput, TlsLevel } from "./options.ts";
 export { outboundOptionsSchema } from "./options.ts";
 export type { FsQueueStoreOptions } from "./queue/fs-store.ts";
@@ -101,6 +103,9 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
 
   const plugin: OutboundPlugin = {
     name: "@postern/outbound",
+    // Outbound runs the delivery hooks; the operator's `hooks` option is its own first handler.
+    defines: [outboundHooks],
+    handles: options.hooks ? [outboundHooks.handlers(options.hooks)] : [],
     store,
     metrics: metrics.registry,
 
@@ -115,9 +120,7 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
     async setup(context) {
       await store.open();
       const log = context.logger.child({ plugin: "@postern/outbound" });
-      const hooks = [options.hooks, ...context.plugins.map(outboundHooksOf)].filter(
-        (entry): entry is OutboundHooks => entry !== undefined,
-      );
+      const hooks = context.runner(outboundHooks);
       const mtaSts = options.mtaSts.enabled
         ? new MtaStsPolicies({
             resolver: context.resolver,
@@ -127,7 +130,14 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
             recheckMs: options.mtaSts.recheckMs,
           })
         : undefined;
-      const router = new Router({ options, resolver: context.resolver, hooks, mtaSts, log });
+      const router = new Router({
+        options,
+        resolver: context.resolver,
+        hooks,
+        mtaSts,
+        log,
+        isOwnAddress: ownAddressTest(context.listening),
+      });
       pool = new ConnectionPool({
         reuse: options.connections.reuse,
         maxMessages: options.connections.maxMessages,
@@ -152,6 +162,7 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
         deliverer,
         options,
         hooks,
+        events: context.events,
         metrics,
         log,
         hostname: context.hostname,
@@ -182,7 +193,7 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
         }));
         try {
           let body: Buffer | ReturnType<typeof message.stream> = message.stream();
-          let size = message.size + Buffer.byteLength(message.prepended.join(""));
+          let size = message.size;
           if (options.signer) {
             const chunks: Buffer[] = [];
             for await (const chunk of message.stream()) chunks.push(chunk as Buffer);

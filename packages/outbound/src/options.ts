@@ -1,7 +1,7 @@
 // The plugin's options: one zod schema, so a bad option is reported as one line naming the key.
 import type { Registry } from "prom-client";
 import { z } from "zod";
-import type { OutboundHooks } from "./extension.ts";
+import type { OutboundHookHandlers } from "./delivery-hooks.ts";
 import type { QueueStore } from "./queue/store.ts";
 import type { MessageSigner } from "./signer.ts";
 
@@ -160,9 +160,12 @@ export const outboundOptionsSchema = z.object({
       shutdownTimeoutMs: duration.default(10_000),
     })
     .prefault({}),
-  /** Plugin-side hooks: route, delivered, deferred, bounced. Plugins can also carry them, see withOutboundHooks. */
+  /**
+   * The operator's delivery hooks: route, delivered, deferred, bounced (functions, or
+   * { handler, order, timeoutMs }). Plugins add theirs with `handles: [outboundHooks.handlers({ … })]`.
+   */
   hooks: z
-    .custom<OutboundHooks>((value) => typeof value === "object" && value !== null, {
+    .custom<OutboundHookHandlers>((value) => typeof value === "object" && value !== null, {
       error: "expected an object of hook functions { route, delivered, deferred, bounced }",
     })
     .optional(),

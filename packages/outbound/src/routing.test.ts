@@ -1,8 +1,8 @@
 // Routing decisions against a real DNS server (the test kit's fake zone) through core's resolver.
-import { createLogger, createResolver } from "@postern/core";
+import { createEventChannel, createLogger, createResolver, HookRunner } from "@postern/core";
 import { type FakeDns, startFakeDns } from "@postern/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { OutboundHooks } from "./extension.ts";
+import { type OutboundHookHandlers, outboundHooks } from "./delivery-hooks.ts";
 import { type OutboundOptions, outboundOptionsSchema } from "./options.ts";
 import type { MessageEnvelope } from "./queue/store.ts";
 import { Router } from "./routing.ts";
@@ -36,13 +36,23 @@ const message: MessageEnvelope = {
   kind: "relay",
 };
 
-function router(options: OutboundOptions = {}, hooks: OutboundHooks[] = []): Router {
+function router(
+  options: OutboundOptions = {},
+  hooks: OutboundHookHandlers[] = [],
+  isOwnAddress: (address: string, port: number) => boolean = () => false,
+): Router {
+  const logger = createLogger({ level: "silent" });
   return new Router({
     options: outboundOptionsSchema.parse(options),
     resolver: createResolver({ servers: dns.servers, timeoutMs: 2000, cacheTtlMs: 0 }),
-    hooks,
+    hooks: new HookRunner(
+      outboundHooks,
+      hooks.map((declarations, index) => ({ plugin: `test:${index}`, declarations })),
+      { logger, events: createEventChannel(logger), defaultTimeoutMs: 2000 },
+    ),
     mtaSts: undefined,
-    log: createLogger({ level: "silent" }),
+    log: logger,
+    isOwnAddress,
   });
 }
 
@@ -111,7 +121,7 @@ describe("routing", () => {
   });
 
   it("lets the first route hook with a decision choose, before static routes and the smarthost", async () => {
-    const hooks: OutboundHooks[] = [
+    const hooks: OutboundHookHandlers[] = [
       { route: () => undefined },
       {
         route: (context) =>
@@ -134,5 +144,33 @@ describe("routing", () => {
       source: "smarthost",
       hops: [{ address: "192.0.2.50", port: 2587 }],
     });
+  });
+
+  it("as a backup MX, uses only the MX hosts preferred over itself, and bounces when it is the best", async () => {
+    // We are c.many.test (preference 20): only a and b (10) may take the mail.
+    const backup = router({}, [], (address, port) => address === "192.0.2.3" && port === 25);
+    const result = await plan(backup, "many.test");
+    if (result.kind !== "deliver") throw new Error(`expected hosts, got ${JSON.stringify(result)}`);
+    expect(new Set(result.hops.map((hop) => hop.name))).toEqual(new Set(["a.many.test", "b.many.test"]));
+    // We are a.many.test, the most preferred: nobody else may be tried, the message loops.
+    const primary = router({}, [], (address) => address === "192.0.2.1");
+    expect(await plan(primary, "many.test")).toMatchObject({
+      kind: "bounce",
+      reply: { status: "5.4.6", text: "mail for many.test loops back to myself" },
+    });
+    // Another port on the same address is another server (a test sink, a second instance).
+    const otherPort = router({}, [], (address, port) => address === "192.0.2.1" && port === 2525);
+    expect(await plan(otherPort, "many.test")).toMatchObject({ kind: "deliver" });
+  });
+
+  it("defers (fail closed) when a route hook throws, instead of choosing a next hop", async () => {
+    const r = router({ smarthost: { host: "relay.example" } }, [
+      {
+        route: () => {
+          throw new Error("routing table unavailable");
+        },
+      },
+    ]);
+    expect(await plan(r, "anything.test")).toMatchObject({ kind: "defer", reply: { status: "4.3.0" } });
   });
 });

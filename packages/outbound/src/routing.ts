@@ -1,10 +1,12 @@
 // Where mail for a domain goes next. In order: route hooks, a static route for the domain, the
 // smarthost, an address literal, and otherwise the domain's MX records (RFC 5321 §5.1): sorted
 // by preference with ties shuffled, the domain itself when there is no MX (implicit MX), and an
-// immediate bounce for a null MX (RFC 7505). MTA-STS narrows and hardens MX routes.
+// immediate bounce for a null MX (RFC 7505). MTA-STS narrows and hardens MX routes. A next hop
+// that is this server itself is never used: as Postfix does, only MX hosts more preferred than our
+// own are tried, and with none the message bounces (5.4.6, mail loops back to myself).
 import { isIP } from "node:net";
-import type { DnsResolver, Logger } from "@postern/core";
-import type { OutboundHooks, RouteContext, RouteDecision } from "./extension.ts";
+import type { DnsResolver, HookRunner, Logger } from "@postern/core";
+import type { OutboundHooks, RouteContext, RouteDecision } from "./delivery-hooks.ts";
 import { type MtaStsPolicies, mxAllowed } from "./mta-sts.ts";
 import { type RelayTarget, type ResolvedOutboundOptions, relayTargetSchema, type TlsLevel } from "./options.ts";
 import type { DeliveryReply } from "./queue/store.ts";
@@ -55,7 +57,9 @@ const codeOf = (error: unknown) => String((error as { code?: unknown })?.code ??
 export interface RouterOptions {
   options: ResolvedOutboundOptions;
   resolver: DnsResolver;
-  hooks: readonly OutboundHooks[];
+  hooks: HookRunner<OutboundHooks>;
+  /** True for an address and port one of our own listeners is bound to. */
+  isOwnAddress: (address: string, port: number) => boolean;
   mtaSts: MtaStsPolicies | undefined;
   log: Logger;
 }
@@ -63,7 +67,8 @@ export interface RouterOptions {
 export class Router {
   readonly #options: ResolvedOutboundOptions;
   readonly #resolver: DnsResolver;
-  readonly #hooks: readonly OutboundHooks[];
+  readonly #hooks: HookRunner<OutboundHooks>;
+  readonly #isOwnAddress: (address: string, port: number) => boolean;
   readonly #mtaSts: MtaStsPolicies | undefined;
   readonly #log: Logger;
 
@@ -71,17 +76,28 @@ export class Router {
     this.#options = options.options;
     this.#resolver = options.resolver;
     this.#hooks = options.hooks;
+    this.#isOwnAddress = options.isOwnAddress;
     this.#mtaSts = options.mtaSts;
     this.#log = options.log;
   }
 
   async plan(context: RouteContext): Promise<RoutePlan> {
+    const plan = await this.#plan(context);
+    if (plan.kind !== "deliver") return plan;
+    // MX hosts are ordered by preference: from the first that is us on, none may be used.
+    const firstOwn = plan.hops.findIndex((hop) => this.#isOwnAddress(hop.address, hop.port));
+    if (firstOwn === -1) return plan;
+    const ownPriority = plan.hops[firstOwn]!.priority;
+    const hops = plan.hops.filter((hop) => hop.priority < ownPriority && !this.#isOwnAddress(hop.address, hop.port));
+    if (hops.length > 0) return { ...plan, hops };
+    this.#log.error({ domain: context.domain, hop: plan.hops[firstOwn]!.name }, "mail loops back to myself");
+    return { kind: "bounce", reply: localReply("5.4.6", `mail for ${context.domain} loops back to myself`) };
+  }
+
+  async #plan(context: RouteContext): Promise<RoutePlan> {
     const { domain } = context;
-    for (const hooks of this.#hooks) {
-      if (!hooks.route) continue;
-      const decision = await hooks.route(context);
-      if (decision) return this.#fromDecision(decision, context);
-    }
+    const { result: decision } = await this.#hooks.first("route", [context], { queueId: context.message.id });
+    if (decision) return this.#fromDecision(decision, context);
     const route = this.#options.routes[domain];
     if (route) return this.#toTarget(route, "static", domain);
     if (this.#options.smarthost) return this.#toTarget(this.#options.smarthost, "smarthost", domain);

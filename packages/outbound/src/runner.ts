@@ -5,11 +5,11 @@
 
 import { randomBytes } from "node:crypto";
 import { hostname as osHostname } from "node:os";
-import type { Logger } from "@postern/core";
+import type { EventChannel, HookRunner, Logger } from "@postern/core";
 import { newQueueId } from "@postern/core";
 import type { Deliverer, DeliveryJob, RecipientResult } from "./delivery.ts";
 import { buildDsn, type DsnRecipient, has8bit, readOriginal } from "./dsn.ts";
-import type { OutboundHooks } from "./extension.ts";
+import { type OutboundHooks, outboundDelivery } from "./delivery-hooks.ts";
 import type { OutboundMetrics } from "./metrics.ts";
 import type { ResolvedOutboundOptions } from "./options.ts";
 import type {
@@ -47,7 +47,8 @@ export interface RunnerOptions {
   store: QueueStore;
   deliverer: Deliverer;
   options: ResolvedOutboundOptions;
-  hooks: readonly OutboundHooks[];
+  hooks: HookRunner<OutboundHooks>;
+  events: EventChannel;
   metrics: OutboundMetrics;
   log: Logger;
   hostname: string;
@@ -65,7 +66,8 @@ export class DeliveryRunner {
   readonly #store: QueueStore;
   readonly #deliverer: Deliverer;
   readonly #options: ResolvedOutboundOptions;
-  readonly #hooks: readonly OutboundHooks[];
+  readonly #hooks: HookRunner<OutboundHooks>;
+  readonly #events: EventChannel;
   readonly #metrics: OutboundMetrics;
   readonly #log: Logger;
   readonly #hostname: string;
@@ -86,6 +88,7 @@ export class DeliveryRunner {
     this.#deliverer = options.deliverer;
     this.#options = options.options;
     this.#hooks = options.hooks;
+    this.#events = options.events;
     this.#metrics = options.metrics;
     this.#log = options.log;
     this.#hostname = options.hostname;
@@ -381,16 +384,11 @@ export class DeliveryRunner {
 
   async #emit<Name extends "delivered" | "deferred" | "bounced">(
     name: Name,
-    event: Parameters<NonNullable<OutboundHooks[Name]>>[0],
+    event: Parameters<OutboundHooks[Name]>[0],
   ): Promise<void> {
-    for (const hooks of this.#hooks) {
-      const hook = hooks[name] as ((event: unknown) => unknown) | undefined;
-      if (!hook) continue;
-      try {
-        await hook.call(hooks, event);
-      } catch (error) {
-        this.#log.warn({ err: (error as Error).message, hook: name }, "outbound hook failed (ignored)");
-      }
+    if (this.#events.observed(outboundDelivery)) {
+      this.#events.emit(outboundDelivery, { outcome: name, ...event } as never);
     }
+    await this.#hooks.all(name, [event] as never, { queueId: event.message.id });
   }
 }

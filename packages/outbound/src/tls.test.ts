@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { type AddressInfo, createServer as createTcpServer, type Server as TcpServer } from "node:net";
 import { getCACertificates, setDefaultCACertificates } from "node:tls";
+import type { Plugin } from "@postern/core";
 import {
   buildMessage,
   createTestCertificate,
@@ -15,7 +16,7 @@ import {
 } from "@postern/testing";
 import nodemailer from "nodemailer";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { withOutboundHooks } from "./extension.ts";
+import { outboundHooks, type RouteContext } from "./delivery-hooks.ts";
 import { type OutboundHarness, startOutbound } from "./test/harness.ts";
 import { type MxSink, type SinkOptions, startSink } from "./test/mx-sink.ts";
 
@@ -330,13 +331,15 @@ describe("smarthost, static routes and the route hook", () => {
 
   it("sends a domain to its static route, and a route hook's decision wins over both", async () => {
     const [routed, hooked] = await sinksOnOnePort({ host: `${net}.11` }, { host: `${net}.12` });
-    const router = withOutboundHooks(
-      { name: "test:router", hooks: { rcptTo: () => undefined } },
-      {
-        route: (context) =>
-          context.domain === "hooked.test" ? { type: "relay", host: `${net}.12`, port: hooked!.port } : undefined,
-      },
-    );
+    const router: Plugin = {
+      name: "test:router",
+      handles: [
+        outboundHooks.handlers({
+          route: (context: RouteContext) =>
+            context.domain === "hooked.test" ? { type: "relay", host: `${net}.12`, port: hooked!.port } : undefined,
+        }),
+      ],
+    };
     harness = await startOutbound(
       dns,
       { port: 25, routes: { "routed.test": { host: `${net}.11`, port: routed!.port } } },

@@ -5,14 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Plugin } from "@postern/core";
 import { claimRecipients, type FakeDns, startTestServer, type TestServer } from "@postern/testing";
-import type { BouncedEvent, DeferredEvent, DeliveryEvent, OutboundHooks } from "../extension.ts";
+import type { BouncedEvent, DeferredEvent, DeliveryEvent, OutboundHookHandlers } from "../delivery-hooks.ts";
 import outbound, { type OutboundOptions, type OutboundPlugin } from "../index.ts";
 
 type EventMap = { delivered: DeliveryEvent; deferred: DeferredEvent; bounced: BouncedEvent };
 export type EventName = keyof EventMap;
 
 export interface Recorder {
-  readonly hooks: OutboundHooks;
+  readonly hooks: OutboundHookHandlers;
   readonly events: { name: EventName; event: DeliveryEvent }[];
   /** The first event (past or future) of that kind matching `match`. */
   wait<Name extends EventName>(
@@ -38,9 +38,9 @@ export function recorder(): Recorder {
   return {
     events,
     hooks: {
-      delivered: (event) => push("delivered", event),
-      deferred: (event) => push("deferred", event),
-      bounced: (event) => push("bounced", event),
+      delivered: (event: DeliveryEvent) => push("delivered", event),
+      deferred: (event: DeferredEvent) => push("deferred", event),
+      bounced: (event: BouncedEvent) => push("bounced", event),
     },
     wait(name, match = () => true, timeoutMs = 15_000) {
       const found = events.find((entry) => entry.name === name && match(entry.event as never));
