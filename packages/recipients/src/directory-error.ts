@@ -28,7 +28,12 @@ export class DirectoryError extends PosternError {
   /** Wraps whatever a backend threw, keeping a DirectoryError as it is. */
   static from(backend: string, error: unknown): DirectoryError {
     if (error instanceof DirectoryError) return error;
-    const message = error instanceof Error ? error.message : String(error);
+    // ldapts names its errors by result (InvalidCredentialsError) and leaves the message nearly
+    // empty; pg puts everything in the message. Both are kept.
+    const message =
+      error instanceof Error
+        ? [error.name !== "Error" ? error.name : "", error.message.trim()].filter(Boolean).join(": ")
+        : String(error);
     return new DirectoryError("RECIPIENTS_LOOKUP_FAILED", backend, message, { cause: error });
   }
 }
