@@ -50,6 +50,8 @@ export interface FaultLoadOptions {
   pauseMs?: number;
   /** Runs after the greeting, instead of a plain EHLO (e.g. STARTTLS and AUTH); returns the client to use. */
   open?: (client: RawSmtpClient) => Promise<RawSmtpClient>;
+  /** QUIT and connect again after this many messages (default: keep the connection). */
+  messagesPerConnection?: number;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -144,7 +146,12 @@ export function startFaultLoad(options: FaultLoadOptions): FaultLoad {
             continue;
           }
         }
-        while (!stopped) {
+        for (let onThisConnection = 0; !stopped; onThisConnection++) {
+          if (onThisConnection === options.messagesPerConnection) {
+            client.write("QUIT\r\n");
+            await read(client, "QUIT");
+            break;
+          }
           const recipient = options.recipients[counter++ % options.recipients.length]!;
           const messageId = `<${options.tag}.${index}.${sequence}.${randomBytes(4).toString("hex")}@load.test>`;
           const size = options.size?.(sequence) ?? 1000 + ((sequence * 7919 + index * 104_729) % 8000);

@@ -33,11 +33,19 @@ export async function writeConfig(dir: string, config: Record<string, unknown>):
 }
 
 /** Starts `postern start -c <configFile>` and resolves once it listens. */
-export async function startPostern(configFile: string, timeoutMs = 60_000): Promise<PosternProcess> {
-  const child = spawn(process.execPath, ["--conditions=dev-source", cli, "start", "-c", configFile], {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, NODE_OPTIONS: "" },
-  });
+export async function startPostern(
+  configFile: string,
+  timeoutMs = 60_000,
+  options: { nodeArgs?: string[]; env?: Record<string, string> } = {},
+): Promise<PosternProcess> {
+  const child = spawn(
+    process.execPath,
+    ["--conditions=dev-source", ...(options.nodeArgs ?? []), cli, "start", "-c", configFile],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, NODE_OPTIONS: "", ...options.env },
+    },
+  );
   let output = "";
   child.stderr!.setEncoding("utf8");
   child.stderr!.on("data", (chunk: string) => {
