@@ -76,7 +76,7 @@ describe("mailboxes and aliases", () => {
     }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toBe(
-      "aliases.map.domainAliases.example.net: gmail.example is not one of the local domains",
+      "@postern/recipients.aliases.map.domainAliases.example.net: gmail.example is not one of the local domains",
     );
     directory = undefined;
   });
@@ -224,5 +224,25 @@ describe("alias files", () => {
       (caught: unknown) => caught as ConfigError,
     );
     expect((bad as ConfigError).message).toMatch(/bad\.yaml: aliases\.x@example\.com: expected an address or a list/);
+  });
+});
+
+describe("SRS bounces", () => {
+  it("sends a bounce to our SRS address back to the original sender; a forged one is unknown, catch-all or not", async () => {
+    await writeFile(join(dir, "srs.secret"), "new-secret-123\nold-secret-456\n");
+    await open({
+      domains: ["example.com", "example.org"],
+      srs: { domain: "example.org", secretsFile: "srs.secret" },
+      aliases: { map: { catchAll: { "example.org": "carol@example.org" } } },
+    });
+    const srs = directory!.srs!;
+    const rewritten = srs.forward("Sender@Origin.example");
+    expect(rewritten).toMatch(/^SRS0=.{4}=..=Origin\.example=Sender@example\.org$/);
+    expect(await targets(rewritten)).toEqual(["forward:Sender@origin.example"]);
+    const forged = rewritten.replace(/^SRS0=.{4}=/, "SRS0=AAAA=");
+    expect(await targets(forged)).toBe("unknown");
+    // Not SRS-shaped: the catch-all of the SRS domain still applies.
+    expect(await targets("someone@example.org")).toEqual(["local:carol@example.org"]);
+    expect(directory!.resolvers).toEqual(["srs", "aliases", "mailboxes", "catch-all"]);
   });
 });

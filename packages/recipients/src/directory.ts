@@ -41,7 +41,7 @@ export interface OpenDirectoryContext {
   now?: () => number;
 }
 
-async function aliasEntries(files: readonly string[], map: AliasMap | undefined, baseDir: string) {
+async function aliasEntries(files: readonly string[], map: AliasMap | undefined, baseDir: string, prefix: string) {
   const entries: AliasSourceEntry[] = [];
   const domainAliases: { from: string; to: string; key: string; file?: string }[] = [];
   const catchAll: { domain: string; targets: readonly string[]; key: string; file?: string }[] = [];
@@ -66,7 +66,7 @@ async function aliasEntries(files: readonly string[], map: AliasMap | undefined,
       }
     }
   }
-  if (map) addMap(map, { prefix: "aliases.map." });
+  if (map) addMap(map, { prefix: `${prefix}.aliases.map.` });
   return { entries, domainAliases, catchAll };
 }
 
@@ -103,7 +103,7 @@ export async function openDirectory(input: DirectoryOptions, context: OpenDirect
   const options = parseOptions(directoryOptionsSchema, input, prefix);
   const baseDir = context.baseDir ?? process.cwd();
   const localDomains = new Set(options.domains);
-  const sources = await aliasEntries(options.aliases.files, options.aliases.map, baseDir);
+  const sources = await aliasEntries(options.aliases.files, options.aliases.map, baseDir, prefix);
   const table = buildAliasTable({ ...sources, localDomains });
 
   let srs: Srs | undefined;
