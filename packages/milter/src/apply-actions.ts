@@ -1,0 +1,71 @@
+// The one place where milter changes meet the server's message-rewriting API. `MessageEditor` is
+// that API as planned for core contract 2 (issue 13), declared here so this package typechecks
+// before core has it; when it lands, core's message/transaction objects are adapted to it here
+// (or core's own type replaces this interface) and nothing else in the package changes.
+import type { Hooks } from "@postern/core";
+import type { MilterAction } from "./actions.ts";
+
+/** What a data hook may answer (core contract 2 adds its discard verdict to these). */
+export type DataVerdict = Exclude<Awaited<ReturnType<Hooks["data"]>>, undefined | void>;
+
+export interface MessageEditor {
+  /** Appends a field at the end of the header block (SMFIR_ADDHEADER). */
+  addHeader(name: string, value: string): void;
+  /** Inserts a field at `index`, 0 = top (SMFIR_INSHEADER). */
+  insertHeader(index: number, name: string, value: string): void;
+  /** Changes the `occurrence`-th field (1-based) called `name`; null removes it (SMFIR_CHGHEADER). */
+  changeHeader(name: string, occurrence: number, value: string | null): void;
+  /** Removes every field called `name`, or only its `occurrence`-th. */
+  removeHeader(name: string, occurrence?: number): void;
+  /** Replaces the body; the source is spooled and streamed, never held whole. */
+  replaceBody(source: AsyncIterable<Buffer> | Buffer | string): Promise<void>;
+  /** Adds a recipient; its route is resolved through the rcptTo hooks when omitted. */
+  addRecipient(address: string, options?: { route?: string }): Promise<void>;
+  removeRecipient(address: string): void;
+  quarantine(reason: string): void;
+  /** The data-hook verdict that answers 250 to the client and stores nothing. */
+  discard(text?: string): DataVerdict;
+}
+
+/** Applies one milter's changes in the order the milter asked for them. */
+export async function applyActions(editor: MessageEditor, actions: readonly MilterAction[]): Promise<void> {
+  try {
+    for (const action of actions) {
+      switch (action.kind) {
+        case "addHeader":
+          editor.addHeader(action.name, action.value);
+          break;
+        case "insertHeader":
+          editor.insertHeader(action.index, action.name, action.value);
+          break;
+        case "changeHeader":
+          editor.changeHeader(action.name, action.occurrence, action.value);
+          break;
+        case "replaceBody":
+          await editor.replaceBody(action.body.source());
+          break;
+        case "addRecipient":
+          await editor.addRecipient(action.address);
+          break;
+        case "removeRecipient":
+          editor.removeRecipient(action.address);
+          break;
+        case "quarantine":
+          editor.quarantine(action.reason);
+          break;
+      }
+    }
+  } finally {
+    await discardSpooled(actions);
+  }
+}
+
+/** The verdict for a milter's SMFIR_DISCARD. */
+export function discardVerdict(editor: MessageEditor, text?: string): DataVerdict {
+  return editor.discard(text);
+}
+
+/** Removes what the actions spooled (replacement bodies) once applied or abandoned. */
+export async function discardSpooled(actions: readonly MilterAction[]): Promise<void> {
+  for (const action of actions) if (action.kind === "replaceBody") await action.body.discard();
+}
