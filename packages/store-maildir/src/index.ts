@@ -1,10 +1,12 @@
 // @postern/store-maildir — durable local delivery into Maildir (readable by Dovecot). Takes the
 // route groups named in `routes` in the queue hook and answers accept() only once the message is
-// fsynced in new/ of every recipient's mailbox.
+// durable in new/ of every recipient's mailbox (file and directory entry).
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { accept, defer, type Plugin, parseOptions, reject } from "@postern/core";
-import { deliver } from "./deliver.ts";
+import { type DeliveryContext, deliver } from "./deliver.ts";
+import { DirectorySync } from "./directory-sync.ts";
+import { KnownMailboxes } from "./known-mailboxes.ts";
 import { mailboxPath } from "./mailbox-path.ts";
 import { type MaildirOptions, maildirOptionsSchema } from "./options.ts";
 import { checkRoot } from "./root-check.ts";
@@ -21,6 +23,9 @@ export default function maildir(options: MaildirOptions): Plugin {
   const root = resolve(resolved.root);
   const routes = new Set(resolved.routes);
   let defaultDomain = hostname();
+  // Shared by this store's deliveries: mailboxes already made, and one fsync per new/ directory
+  // for all deliveries that entered it meanwhile (group commit).
+  const context: DeliveryContext = { known: new KnownMailboxes(), directories: new DirectorySync() };
 
   return {
     name: pluginName,
@@ -49,7 +54,7 @@ export default function maildir(options: MaildirOptions): Plugin {
         }
 
         try {
-          const delivered = await deliver([...mailboxes], message.stream(), signal);
+          const delivered = await deliver([...mailboxes], message.stream(), signal, context);
           log.info(
             { name: delivered.name, size: delivered.size, mailboxes: delivered.paths.length },
             "stored in Maildir",
