@@ -11,9 +11,10 @@ import {
   startTestServer,
   type TestServer,
 } from "@postern/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import lmtp, { type LmtpOptions } from "./index.ts";
-import { type Dovecot, startDovecot } from "./test-dovecot.ts";
+import { type Dovecot, startDovecot, withoutReturnPath } from "./test-dovecot.ts";
+import { type CuttingProxy, startCuttingProxy } from "./test-proxy.ts";
 
 const alice = "alice@example.test";
 const bob = "bob@example.test";
@@ -169,6 +170,81 @@ describe("when some recipients fail", () => {
     const server = await serve(lmtp({ socket: `${dovecot.dir}/no-such-socket` }));
     const error = await refusal(server.send({ to: alice, raw: buildMessage() }));
     expect(error.response).toMatch(/^451 4\.4\.1 Mailbox server not reachable/);
+  });
+});
+
+describe("sessions reused across messages (through a proxy that counts connections)", () => {
+  let proxy: CuttingProxy;
+  beforeAll(async () => {
+    proxy = await startCuttingProxy(dovecot.lmtpPort);
+  });
+  afterAll(async () => {
+    await proxy.close();
+  });
+  const viaProxy = (options: Partial<LmtpOptions> = {}) => lmtp({ host: "127.0.0.1", port: proxy.port, ...options });
+  /** Messages in a Maildir as Postern handed them over (Dovecot's Return-Path taken off). */
+  const stored = async (user: string) => (await dovecot.readMaildir(user)).map(withoutReturnPath);
+
+  it("delivers messages one after another over one session, each byte-exact", async () => {
+    const before = proxy.connections;
+    const server = await serve(viaProxy());
+    const sent = Array.from({ length: 5 }, (_, n) => awkwardMessage(`reused ${n}`, alice));
+    for (const raw of sent) expect((await server.send({ to: [alice, bob], raw })).response).toMatch(/^250 /);
+    expect(proxy.connections - before).toBe(1);
+    for (const user of [alice, bob]) {
+      const copies = await stored(user);
+      expect(copies).toHaveLength(5);
+      for (const [n, copy] of copies.entries()) {
+        expect(copy.subarray(copy.length - sent[n]!.length).equals(sent[n]!)).toBe(true);
+      }
+    }
+  });
+
+  it("shares at most `max` sessions among many deliveries at once; every message arrives once", async () => {
+    const before = proxy.connections;
+    const server = await serve(viaProxy({ connections: { max: 3 } }));
+    const sent = Array.from({ length: 24 }, (_, n) =>
+      buildMessage({ subject: `concurrent ${n}`, text: `body ${n}\n` }),
+    );
+    const replies = await Promise.all(sent.map((raw, n) => server.send({ to: n % 2 ? alice : bob, raw })));
+    for (const result of replies) expect(result.response).toMatch(/^250 /);
+    expect(proxy.connections - before).toBeLessThanOrEqual(3);
+    const subjects = [...(await stored(alice)), ...(await stored(bob))].map((copy) =>
+      /^Subject: (.*)$/m.exec(copy.toString("latin1"))?.[1]?.trim(),
+    );
+    expect(subjects.sort()).toEqual(sent.map((_, n) => `concurrent ${n}`).sort());
+  });
+
+  it("resets the session after Dovecot refused every recipient, and delivers the next message on it", async () => {
+    const before = proxy.connections;
+    const server = await serve(viaProxy());
+    const error = await refusal(server.send({ to: "nobody@example.test", raw: buildMessage() }));
+    expect(error.response).toMatch(/^550 5\.1\.1 /);
+    const raw = buildMessage({ subject: "after the refusal" });
+    expect((await server.send({ to: alice, raw })).response).toMatch(/^250 /);
+    expect(proxy.connections - before).toBe(1);
+    expect(await stored(alice)).toHaveLength(1);
+  });
+
+  it("a full mailbox (452 after the message) leaves the session usable for the next message", async () => {
+    await dovecot.setUsers([{ address: alice }, { address: bob, quotaBytes: 1 }]);
+    const before = proxy.connections;
+    const server = await serve(viaProxy());
+    const error = await refusal(server.send({ to: [alice, bob], raw: buildMessage({ subject: "bob is full" }) }));
+    expect(error.response).toMatch(/^450 4\.2\.2 /);
+    expect((await server.send({ to: alice, raw: buildMessage({ subject: "next" }) })).response).toMatch(/^250 /);
+    expect(proxy.connections - before).toBe(1);
+    expect(await stored(alice)).toHaveLength(2);
+  });
+
+  it("opens a new session when the idle one was closed on the server's side", async () => {
+    const before = proxy.connections;
+    const server = await serve(viaProxy());
+    expect((await server.send({ to: alice, raw: buildMessage({ subject: "first" }) })).response).toMatch(/^250 /);
+    proxy.closeConnections();
+    expect((await server.send({ to: alice, raw: buildMessage({ subject: "second" }) })).response).toMatch(/^250 /);
+    expect(proxy.connections - before).toBe(2);
+    await vi.waitFor(async () => expect(await stored(alice)).toHaveLength(2));
   });
 });
 

@@ -3,9 +3,9 @@
 // the LMTP server stored the message for every recipient (LMTP answers each recipient on its own;
 // see verdict.ts for how those answers become one SMTP reply).
 import { createHash } from "node:crypto";
-import { Transform } from "node:stream";
 import { defer, type Plugin, parseOptions } from "@postern/core";
-import { deliverOverLmtp, LmtpConnectionError } from "./lmtp-client.ts";
+import { LmtpConnectionError, type RecipientOutcome } from "./lmtp-client.ts";
+import { LmtpPool } from "./lmtp-pool.ts";
 import { type LmtpOptions, lmtpOptionsSchema } from "./options.ts";
 import { RetryMemory } from "./retry-memory.ts";
 import { combineOutcomes } from "./verdict.ts";
@@ -23,19 +23,6 @@ async function digestOriginal(stream: AsyncIterable<Buffer>): Promise<string> {
   return hash.digest("hex");
 }
 
-/** Passes the stream through, hashing everything after the first `skip` bytes. */
-function hashingAfter(skip: number, hash: ReturnType<typeof createHash>): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      const start = Math.max(0, skip - seen);
-      if (start < chunk.length) hash.update(start === 0 ? chunk : chunk.subarray(start));
-      seen += chunk.length;
-      callback(null, chunk);
-    },
-  });
-}
-
 export default function lmtp(options: LmtpOptions): Plugin {
   const resolved = parseOptions(lmtpOptionsSchema, options, pluginName);
   const routes = new Set(resolved.routes);
@@ -46,13 +33,28 @@ export default function lmtp(options: LmtpOptions): Plugin {
           maxEntries: resolved.retryMemory.maxEntries,
           ttlMs: resolved.retryMemory.ttlHours * 3_600_000,
         });
-  let lhloName = resolved.lhloName ?? "localhost";
   const target = { host: resolved.host, port: resolved.port, socket: resolved.socket };
+  const newPool = (lhloName: string) =>
+    new LmtpPool(
+      {
+        target,
+        lhloName,
+        connectTimeoutMs: resolved.connectTimeoutMs,
+        socketTimeoutMs: resolved.socketTimeoutMs,
+      },
+      resolved.connections,
+    );
+  // Made in setup, once the server's hostname (the LHLO name by default) is known.
+  let pool: LmtpPool | undefined;
 
   return {
     name: pluginName,
     setup(server) {
-      lhloName = resolved.lhloName ?? server.hostname;
+      pool?.close();
+      pool = newPool(resolved.lhloName ?? server.hostname);
+    },
+    close() {
+      pool?.close();
     },
     hooks: {
       async queue(transaction, message, group, { signal, log }) {
@@ -64,7 +66,7 @@ export default function lmtp(options: LmtpOptions): Plugin {
         // A retry of a message deferred earlier: skip recipients that already have it.
         let digest: string | undefined;
         let alreadyDelivered: string[] = [];
-        if (memory?.mightHave(mailFrom, message.size)) {
+        if (memory?.mightHave(mailFrom, message.receivedSize)) {
           digest = await digestOriginal(message.original() as AsyncIterable<Buffer>);
           alreadyDelivered = recipients.filter((r) => memory.has(RetryMemory.key(digest!, mailFrom, r)));
         }
@@ -72,20 +74,15 @@ export default function lmtp(options: LmtpOptions): Plugin {
         if (alreadyDelivered.length > 0) log.info({ alreadyDelivered }, "retry: skipping recipients delivered before");
         if (pending.length === 0) return combineOutcomes([], alreadyDelivered);
 
-        const hash = digest ? undefined : createHash("sha256");
-        const prependedBytes = Buffer.byteLength(message.prepended.join(""), "utf8");
-        const source = hash ? message.stream().pipe(hashingAfter(prependedBytes, hash)) : message.stream();
-        let outcomes: Awaited<ReturnType<typeof deliverOverLmtp>>;
+        const source = message.stream();
+        pool ??= newPool(resolved.lhloName ?? "localhost");
+        let outcomes: RecipientOutcome[];
         try {
-          outcomes = await deliverOverLmtp({
-            target,
-            lhloName,
+          outcomes = await pool.deliver({
             mailFrom,
             recipients: pending,
             message: source,
             eightBit: transaction.bodyType.toLowerCase() === "8bitmime",
-            connectTimeoutMs: resolved.connectTimeoutMs,
-            socketTimeoutMs: resolved.socketTimeoutMs,
             signal,
           });
         } catch (error) {
@@ -103,11 +100,12 @@ export default function lmtp(options: LmtpOptions): Plugin {
         if (failed.length > 0) log.warn({ failed, delivered }, "LMTP refused some recipients");
         else log.info({ delivered: delivered.length }, "delivered over LMTP");
         if (memory && failed.length > 0 && delivered.length > 0) {
-          digest ??= hash!.digest("hex");
+          // Keyed by the bytes as received: the fields this server adds differ on every attempt.
+          digest ??= await digestOriginal(message.original() as AsyncIterable<Buffer>);
           memory.remember(
             delivered.map((r) => RetryMemory.key(digest!, mailFrom, r)),
             mailFrom,
-            message.size,
+            message.receivedSize,
           );
         }
         return combineOutcomes(outcomes, alreadyDelivered);

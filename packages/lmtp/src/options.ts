@@ -17,6 +17,11 @@ export interface LmtpOptions {
   /** Longest silence of the LMTP server during a delivery. Default 120 s. */
   socketTimeoutMs?: number;
   /**
+   * Sessions kept open to the LMTP server and reused for later messages. Defaults: at most 10
+   * open, closed after 10 s idle or 100 messages. `{ maxMessages: 1 }` is one connection per message.
+   */
+  connections?: { max?: number; idleTimeoutMs?: number; maxMessages?: number };
+  /**
    * Remembers recipients already delivered when a message is deferred because of others, so the
    * sender's retry reaches only those (no duplicates). In memory, per node; false turns it off.
    */
@@ -35,6 +40,13 @@ export const lmtpOptionsSchema = z
     lhloName: z.string().min(1).optional(),
     connectTimeoutMs: z.number().int().positive().default(10_000),
     socketTimeoutMs: z.number().int().positive().default(120_000),
+    connections: z
+      .strictObject({
+        max: z.number({ error: "expected the most sessions open at once, e.g. 10" }).int().min(1).default(10),
+        idleTimeoutMs: z.number().int().positive().default(10_000),
+        maxMessages: z.number().int().min(1).default(100),
+      })
+      .default({ max: 10, idleTimeoutMs: 10_000, maxMessages: 100 }),
     retryMemory: z
       .union([
         z.literal(false),

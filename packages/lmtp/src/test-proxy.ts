@@ -4,26 +4,39 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 
 export interface CuttingProxy {
   readonly port: number;
-  /** When set, connections are cut after this many bytes from the client (mid-DATA for big messages). */
+  /**
+   * When set, every connection — open ones too (the plugin reuses sessions) — is cut once this
+   * many more bytes came from the client (mid-DATA for big messages).
+   */
   cutAfterBytes: number | undefined;
+  /** Connections accepted so far. */
+  readonly connections: number;
+  /** Closes every open connection now, as a server timing out its idle clients would. */
+  closeConnections(): void;
   close(): Promise<void>;
 }
 
 export async function startCuttingProxy(targetPort: number): Promise<CuttingProxy> {
   const sockets = new Set<Socket>();
-  const proxy = { cutAfterBytes: undefined as number | undefined };
+  /** Bytes each open connection forwarded since cutAfterBytes was last set. */
+  const counters = new Set<{ forwarded: number }>();
+  const proxy = { cutAfterBytes: undefined as number | undefined, connections: 0 };
   const server: Server = createServer((client) => {
     const upstream = connect({ port: targetPort, host: "127.0.0.1" });
+    proxy.connections++;
     sockets.add(client);
     sockets.add(upstream);
-    const limit = proxy.cutAfterBytes;
-    let forwarded = 0;
+    const counter = { forwarded: 0 };
+    counters.add(counter);
     const cut = () => {
+      counters.delete(counter);
       client.destroy();
       upstream.destroy();
     };
     client.on("data", (chunk: Buffer) => {
-      forwarded += chunk.length;
+      counter.forwarded += chunk.length;
+      const limit = proxy.cutAfterBytes;
+      const forwarded = counter.forwarded;
       if (limit !== undefined && forwarded > limit) {
         // Forward up to the limit, then both sides lose the connection.
         upstream.write(chunk.subarray(0, Math.max(0, chunk.length - (forwarded - limit))), cut);
@@ -52,6 +65,13 @@ export async function startCuttingProxy(targetPort: number): Promise<CuttingProx
     },
     set cutAfterBytes(value) {
       proxy.cutAfterBytes = value;
+      for (const counter of counters) counter.forwarded = 0;
+    },
+    get connections() {
+      return proxy.connections;
+    },
+    closeConnections() {
+      for (const socket of sockets) socket.destroy();
     },
     async close() {
       for (const socket of sockets) socket.destroy();
