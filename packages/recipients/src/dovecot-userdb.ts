@@ -131,10 +131,9 @@ export function dovecotLookup(options: DovecotLookupOptions): Resolver {
     return connection;
   };
 
-  const ask = async (user: string): Promise<Reply> => {
+  const ask = async (user: string, id: number): Promise<Reply> => {
     const current = open();
     await current.ready;
-    const id = nextId++;
     return new Promise<Reply>((resolve, reject) => {
       current.pending.set(id, { resolve, reject });
       current.socket.write(`USER\t${id}\t${tabEscape(user)}\tservice=${tabEscape(service)}\n`);
@@ -146,7 +145,9 @@ export function dovecotLookup(options: DovecotLookupOptions): Resolver {
     async resolve(address: MailAddress): Promise<Resolution> {
       const user = options.username === "localPart" ? address.localPart : address.address;
       try {
-        const reply = await withDeadline(name, timeoutMs, ask(user));
+        const id = nextId++;
+        // A reply that comes after the deadline has nobody waiting for it: forget the request.
+        const reply = await withDeadline(name, timeoutMs, ask(user, id)).finally(() => connection?.pending.delete(id));
         if (reply.kind === "notfound") return { kind: "unknown" };
         if (reply.kind === "fail") {
           return { kind: "tempfail", cause: new DirectoryError("RECIPIENTS_LOOKUP_FAILED", name, reply.reason) };

@@ -77,8 +77,9 @@ export async function expandRecipient(recipient: string, rules: ExpansionRules):
 
 function deliverOne(mailbox: string, rules: ExpansionRules, via: string[]): Expansion {
   const parsed = parseMailAddress(mailbox);
-  const address = parsed?.address ?? mailbox;
   const local = parsed === undefined || rules.isLocalDomain(parsed.domain);
+  // A local mailbox in its normalized form; a remote one as configured (its local part's case kept).
+  const address = local ? (parsed?.address ?? mailbox) : parsed!.original;
   return {
     kind: "deliver",
     targets: [

@@ -3,7 +3,7 @@
 // each escaped (RFC 4515) so an address cannot change the filter. One connection, bound on first
 // use and re-bound after a reconnect; a search that fails or takes longer than timeoutMs is
 // "tempfail", and the next lookup connects again.
-import { Client, Filter } from "ldapts";
+import { Client, type Entry, Filter } from "ldapts";
 import { DirectoryError } from "./directory-error.ts";
 import { answerFrom, type LookupResultKind } from "./lookup-answer.ts";
 import { withDeadline } from "./lookup-deadline.ts";
@@ -36,6 +36,14 @@ export function expandFilter(template: string, address: MailAddress): string {
     const value = code === "s" ? address.address : code === "u" ? address.localPart : address.domain;
     return Filter.escape(value);
   });
+}
+
+/** The values of `attribute` in an entry; attribute names are case-insensitive (RFC 4512 §2.5). */
+function attributeValues(entry: Entry, attribute: string): string[] {
+  const key = Object.keys(entry).find((name) => name.toLowerCase() === attribute.toLowerCase());
+  const value = key === undefined ? undefined : entry[key];
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value : [value]).map((item) => item.toString());
 }
 
 export function ldapLookup(options: LdapLookupOptions): Resolver {
@@ -79,13 +87,7 @@ export function ldapLookup(options: LdapLookupOptions): Resolver {
             }),
           ),
         );
-        const values = searchEntries.flatMap((entry) => {
-          const value =
-            entry[attribute] ??
-            entry[Object.keys(entry).find((key) => key.toLowerCase() === attribute.toLowerCase()) ?? ""];
-          if (value === undefined) return [];
-          return (Array.isArray(value) ? value : [value]).map((item) => item.toString());
-        });
+        const values = searchEntries.flatMap((entry) => attributeValues(entry, attribute));
         return answerFrom(name, address, searchEntries.length > 0, values, result);
       } catch (error) {
         // A broken connection or a failed bind: start over on the next lookup.

@@ -3,10 +3,10 @@
 import { describe, expect, it } from "vitest";
 import { dovecotLookup } from "./dovecot-userdb.ts";
 import { ldapLookup } from "./ldap-lookup.ts";
-import { conformanceMailboxes, conformanceTeam, describeLookupConformance } from "./lookup-conformance.ts";
 import { parseMailAddress } from "./mail-address.ts";
 import { postgresLookup } from "./postgres-lookup.ts";
 import { type DovecotUserdb, startDovecotUserdb } from "./test-dovecot-userdb.ts";
+import { conformanceMailboxes, conformanceTeam, describeLookupConformance } from "./test-lookup-conformance.ts";
 import { admin, databaseUrl, dropSchema, uniqueSchema } from "./test-postgres.ts";
 import { readerDn, readerPassword, type Slapd, startSlapd, suffix } from "./test-slapd.ts";
 import { type DownableProxy, startDownableProxy } from "./test-tcp-proxy.ts";

@@ -29,13 +29,21 @@ export interface PostgresLookupOptions {
   applicationName?: string;
 }
 
+/** host:port/database for logs, never the password. */
+function describeServer(connectionString: string): string {
+  try {
+    const url = new URL(connectionString);
+    return `${url.host || "localhost"}${url.pathname}`;
+  } catch {
+    return "(connection string)";
+  }
+}
+
 export function postgresLookup(options: PostgresLookupOptions): Resolver {
   const timeoutMs = options.timeoutMs ?? 5_000;
   const parameters = options.parameters ?? ["address"];
   const result = options.result ?? "mailbox";
-  const url = new URL(options.connectionString);
-  url.password = "";
-  const name = `postgres ${url.host}${url.pathname}`;
+  const name = `postgres ${describeServer(options.connectionString)}`;
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.poolSize ?? 4,

@@ -2,7 +2,7 @@
 // process, with users in a passwd-file and its auth-userdb socket in a temp folder — the ideas of
 // @postern/lmtp's test-dovecot.ts, cut down to what a userdb lookup needs. stop/start take the
 // user database down and bring it back on the same socket.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -98,8 +98,10 @@ service auth {
       // Dovecot re-reads the file on a later lookup, not at once: wait until its userdb fails.
       const deadline = Date.now() + 10_000;
       while (Date.now() < deadline) {
-        const lookup = spawnSync("doveadm", ["-c", conf, "user", "probe@example.com"], { encoding: "utf8" });
-        if (/failed/i.test(lookup.stderr) && !/doesn't exist/.test(lookup.stderr)) return;
+        const stderr = await new Promise<string>((resolve) => {
+          execFile("doveadm", ["-c", conf, "user", "probe@example.com"], (_, __, output) => resolve(String(output)));
+        });
+        if (/failed/i.test(stderr) && !/doesn't exist/.test(stderr)) return;
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
       throw new Error("Dovecot kept answering from the unreadable users file");
