@@ -54,9 +54,10 @@ describe("postern check", () => {
     expect(result.stdout).toContain("postern.yaml: valid");
     expect(result.stdout).toMatch(/127\.0\.0\.1:2526 +tls none +auth none/);
     expect(result.stdout).toMatch(/127\.0\.0\.1:2587 +tls none +auth optional/);
-    expect(result.stdout).toMatch(/^ {2}rcptTo +@postern\/recipients$/m);
-    expect(result.stdout).toMatch(/^ {2}queue +@postern\/store-maildir$/m);
-    expect(result.stdout).toMatch(/^ {2}connect +\(none\)$/m);
+    expect(result.stdout).toMatch(/^ {2}smtp\.rcptTo +first +@postern\/recipients \(30s\)$/m);
+    expect(result.stdout).toMatch(/^ {2}smtp\.queue +first +@postern\/store-maildir \(30s\)$/m);
+    expect(result.stdout).toMatch(/^ {2}smtp\.connect +first +\(none\)$/m);
+    expect(result.stdout).toMatch(/^ {2}smtp\.close +all +\(none\)$/m);
   });
 
   it("validates a postern.config.ts that default-exports defineConfig, honouring hook order", async () => {
@@ -87,11 +88,28 @@ export default defineConfig({
       ["core", "recipients"],
     );
     const result = await runCli(["check"], dir);
-    expect(result.stderr).toBe("");
+    // It stores nothing: valid, with that said as a warning.
+    expect(stderrLines(result.stderr)).toEqual([
+      "postern.config.ts: warning: plugins: no plugin stores mail (queue), so every message is deferred with 451 4.3.0; add @postern/store-maildir or another store",
+      "postern check: 0 errors, 1 warning",
+    ]);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("postern.config.ts: valid");
     expect(result.stdout).toMatch(/127\.0\.0\.1:2527 +tls none +auth none/);
-    expect(result.stdout).toMatch(/^ {2}rcptTo +block-list, @postern\/recipients$/m);
+    expect(result.stdout).toMatch(/^ {2}smtp\.rcptTo +first +block-list \(pre, 30s\), @postern\/recipients \(30s\)$/m);
+  });
+
+  it("lists outbound's delivery hooks with the SMTP hooks, each handler with its order and deadline", async () => {
+    const dir = await configDir({
+      "postern.yaml": `${validYaml}  - package: "@postern/outbound"
+    options: { queue: { type: fs, dir: ./queue }, worker: { enabled: false } }
+`,
+    });
+    const result = await runCli(["check"], dir);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^ {2}smtp\.queue +first +@postern\/store-maildir \(30s\), @postern\/outbound \(30s\)$/m);
+    expect(result.stdout).toMatch(/^ {2}outbound\.route +first +\(none\)$/m);
+    expect(result.stdout).toMatch(/^ {2}outbound\.bounced +all +\(none\)$/m);
   });
 
   it("loads a plugin package installed next to the config before looking in the app", async () => {
@@ -106,9 +124,9 @@ export default defineConfig({
         'export default (options) => ({ name: "acme-greylist " + options.minutes + "m", hooks: { rcptTo() {} } });\n',
     });
     const result = await runCli(["check", "-c", "postern.yaml"], dir);
-    expect(result.stderr).toBe("");
+    expect(result.stderr).toContain("warning: plugins: no plugin stores mail");
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/^ {2}rcptTo +acme-greylist 5m$/m);
+    expect(result.stdout).toMatch(/^ {2}smtp\.rcptTo +first +acme-greylist 5m \(30s\)$/m);
   });
 
   describe("a broken config ends as one stderr line naming the file and the key, exit 1", () => {

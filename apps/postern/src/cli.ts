@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "./command.ts";
 import { commands } from "./commands/index.ts";
-import { errorLine } from "./error-line.ts";
+import { errorLines } from "./error-line.ts";
 import { UsageError } from "./usage-error.ts";
 
 function version(): string {
@@ -46,7 +46,7 @@ async function runCommand(command: Command, argv: string[]): Promise<number> {
       );
       return 2;
     }
-    process.stderr.write(`${errorLine(error)}\n`);
+    for (const line of errorLines(error)) process.stderr.write(`${line}\n`);
     return 1;
   }
 }
@@ -77,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(`${errorLine(error)}\n`);
+    for (const line of errorLines(error)) process.stderr.write(`${line}\n`);
     process.exit(1);
   },
 );

@@ -11,6 +11,8 @@ import { readYamlConfig } from "./yaml-config.ts";
 
 export interface LoadedConfigFile {
   input: unknown;
+  /** Problems found while reading (YAML: every plugin entry that could not be made). */
+  errors: ConfigError[];
   /** The error (whose key is relative to the config's top) located in this file. */
   locate(error: ConfigError): ConfigError;
 }
@@ -22,6 +24,12 @@ function firstLine(text: string): string {
   return text.split("\n", 1)[0]!.trim();
 }
 
+/** Node's "Cannot find package 'x' imported from …" names the package; say what to install. */
+function missingPackage(error: unknown): string | undefined {
+  if ((error as { code?: unknown }).code !== "ERR_MODULE_NOT_FOUND") return undefined;
+  return /Cannot find package '([^']+)'/.exec((error as Error).message)?.[1];
+}
+
 async function loadModuleConfig(location: ConfigFileLocation): Promise<LoadedConfigFile> {
   const file = location.displayName;
   let module: { default?: unknown };
@@ -30,12 +38,23 @@ async function loadModuleConfig(location: ConfigFileLocation): Promise<LoadedCon
   } catch (error) {
     // A plugin factory called inside the config refused its options: the key names the plugin.
     if (error instanceof ConfigError) throw error.inFile(file);
+    const missing = missingPackage(error);
+    if (missing) {
+      throw new ConfigError(
+        "",
+        `cannot find package "${missing}"; install it next to ${file} (npm install ${missing})`,
+        {
+          file,
+          cause: error,
+        },
+      );
+    }
     throw new ConfigError("", `cannot load the file: ${firstLine((error as Error).message)}`, { file, cause: error });
   }
   if (module.default === undefined) {
     throw new ConfigError("", "expected a default export: export default defineConfig({ … })", { file });
   }
-  return { input: module.default, locate: (error) => error.inFile(file) };
+  return { input: module.default, errors: [], locate: (error) => error.inFile(file) };
 }
 
 function unreadable(file: string, error: unknown): ConfigError {
@@ -64,6 +83,7 @@ export async function loadConfigFile(location: ConfigFileLocation): Promise<Load
   const yaml = await readYamlConfig(text, location);
   return {
     input: yaml.input,
+    errors: yaml.errors,
     locate: (error) => withLine(error.inFile(file), yaml.lineOf(error.key)),
   };
 }

@@ -8,7 +8,7 @@ import { moduleResolve } from "import-meta-resolve";
 export type PluginModule = Record<string, unknown>;
 
 /** Export conditions this process was started with (--conditions / -C), e.g. dev-source in the repo. */
-function processConditions(): string[] {
+export function processConditions(): string[] {
   const args = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/).filter(Boolean)];
   const conditions: string[] = [];
   for (const [index, arg] of args.entries()) {
@@ -24,7 +24,7 @@ function isNotFound(error: unknown): boolean {
   return code === "ERR_MODULE_NOT_FOUND" || code === "ERR_PACKAGE_PATH_NOT_EXPORTED";
 }
 
-function isRelative(specifier: string): boolean {
+export function isRelativeSpecifier(specifier: string): boolean {
   return specifier.startsWith("./") || specifier.startsWith("../") || specifier.startsWith("/");
 }
 
@@ -36,7 +36,7 @@ export function resolvePlugin(specifier: string, configFile: string): string | u
   } catch (error) {
     if (!isNotFound(error)) throw error;
   }
-  if (isRelative(specifier)) return undefined;
+  if (isRelativeSpecifier(specifier)) return undefined;
   try {
     return import.meta.resolve(specifier);
   } catch (error) {

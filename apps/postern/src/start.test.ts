@@ -187,7 +187,7 @@ describe("postern start failing to start", () => {
     }
   });
 
-  it("reports an unreadable TLS file as one line naming the config file and exits 1", async () => {
+  it("reports missing TLS files, one line each naming the config file and the key, and exits 1", async () => {
     const cwd = await makeTempDir("start");
     await writeFile(
       join(cwd, "postern.yaml"),
@@ -195,9 +195,12 @@ describe("postern start failing to start", () => {
     );
     const result = await runCli(["start"], cwd);
     expect(result.code).toBe(1);
-    expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);
-    expect(result.stderr).toMatch(
-      /^postern\.yaml: .*cannot read the TLS (key|certificate) file \.\/missing\.(key|crt): ENOENT/,
-    );
+    expect(result.stderr.trimEnd().split("\n")).toEqual([
+      "postern.yaml: listeners.0.certificate: cannot read ./missing.crt (ENOENT)",
+      "postern.yaml: listeners.0.key: cannot read ./missing.key (ENOENT)",
+      "postern.yaml: warning: plugins: no plugin claims recipients (rcptTo), so every RCPT TO is refused with 550 5.7.1; add @postern/recipients",
+      "postern.yaml: warning: plugins: no plugin stores mail (queue), so every message is deferred with 451 4.3.0; add @postern/store-maildir or another store",
+      "postern start: 2 errors, 2 warnings",
+    ]);
   });
 });

@@ -1,15 +1,19 @@
 // postern.yaml: the same settings as postern.config.ts, said declaratively. Plugins are named by
 // package with their options, `{ package: "@postern/spf", options: { ... } }` (or just the package
 // name); each package's default export is called with the options, exactly as a TS config would.
+// Every entry is tried, so a file with three broken plugin entries reports all three.
 import { ConfigError, type Plugin } from "@postern/core";
 import { type Document, isNode, LineCounter, parseDocument } from "yaml";
 import type { ConfigFileLocation } from "./config-discovery.ts";
-import { pluginErrorInFile, withLine } from "./config-error-location.ts";
-import { importPlugin, resolvePlugin } from "./plugin-import.ts";
+import { keyWithinPlugin, pluginErrorInFile, withLine } from "./config-error-location.ts";
+import { importPlugin, isRelativeSpecifier, resolvePlugin } from "./plugin-import.ts";
+import { recordPluginOptions } from "./plugin-options.ts";
 
 export interface YamlConfig {
-  /** The settings with `plugins` already turned into plugin objects. */
+  /** The settings with `plugins` turned into plugin objects (those that could be made). */
   input: Record<string, unknown>;
+  /** Every plugin entry that could not be made, one error each, located in the file. */
+  errors: ConfigError[];
   /** The 1-based line of a dotted key path such as "listeners.0.port", when the file has it. */
   lineOf(key: string): number | undefined;
 }
@@ -36,6 +40,26 @@ function parseYaml(text: string, file: string): { document: Document; lines: Lin
     throw new ConfigError(where, `YAML syntax error: ${what}`, { file });
   }
   return { document, lines };
+}
+
+/** The one-line error for a factory that refused to be called without options. */
+async function optionsNeeded(
+  factory: (options?: unknown) => unknown,
+  name: string,
+  entryKey: string,
+  file: string,
+): Promise<ConfigError> {
+  // Calling it with an empty mapping makes its schema name the first option it needs.
+  let first = "";
+  try {
+    await factory({});
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      const key = keyWithinPlugin(error);
+      first = key ? `, e.g. ${key} (${error.expected.replace(/ \(got nothing\)$/, "")})` : "";
+    }
+  }
+  return new ConfigError(entryKey, `${name} needs options; add "options:" under this entry${first}`, { file });
 }
 
 async function instantiatePlugin(
@@ -71,7 +95,9 @@ async function instantiatePlugin(
     if (!url) {
       throw fail(
         `${entryKey}.package`,
-        `cannot find package "${name}"; install it next to ${file} (npm install ${name}) or check the name`,
+        isRelativeSpecifier(name)
+          ? `cannot find the module ${name} (relative to the folder of ${file})`
+          : `cannot find package "${name}"; install it next to ${file} (npm install ${name}) or check the name`,
       );
     }
     module = await importPlugin(url);
@@ -85,11 +111,15 @@ async function instantiatePlugin(
     throw fail(`${entryKey}.package`, `"${name}" has no default export to call; expected a Postern plugin package`);
   }
   const optionsKey = `${entryKey}.options`;
+  const options = spec.options ?? undefined;
   let plugin: unknown;
   try {
-    plugin = await (spec.options == null ? factory() : factory(spec.options));
+    plugin = await recordPluginOptions(name, options, () => (options === undefined ? factory() : factory(options)));
   } catch (error) {
     if (error instanceof ConfigError) {
+      if (options === undefined && keyWithinPlugin(error) === "") {
+        throw withLine(await optionsNeeded(factory as () => unknown, name, entryKey, file), lineOf(entryKey));
+      }
       const located = pluginErrorInFile(error, file, optionsKey);
       throw withLine(located, lineOf(located.key) ?? lineOf(optionsKey) ?? lineOf(entryKey));
     }
@@ -121,8 +151,14 @@ export async function readYamlConfig(text: string, location: ConfigFileLocation)
     );
   }
   const instances: Plugin[] = [];
+  const errors: ConfigError[] = [];
   for (const [index, entry] of entries.entries()) {
-    instances.push(await instantiatePlugin(entry, index, location, lineOf));
+    try {
+      instances.push(await instantiatePlugin(entry, index, location, lineOf));
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      errors.push(error);
+    }
   }
-  return { input: { ...settings, plugins: instances }, lineOf };
+  return { input: { ...settings, plugins: instances }, errors, lineOf };
 }

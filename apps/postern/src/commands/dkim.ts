@@ -2,10 +2,13 @@
 // DNS TXT record to publish, split into strings of at most 255 octets (a 2048-bit RSA key needs two).
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { formatTxtRecord, generateDkimKey } from "@postern/dkim";
+import { PosternError } from "@postern/core";
 import type { Command } from "../command.ts";
 import { parseCommandArgs } from "../command-args.ts";
+import { importOptional } from "../optional-package.ts";
 import { UsageError } from "../usage-error.ts";
+
+type DkimModule = typeof import("@postern/dkim");
 
 const options = {
   domain: { type: "string" },
@@ -37,6 +40,7 @@ async function keygen(argv: string[]): Promise<number> {
     throw new UsageError(`--bits must be 1024–8192 (2048 recommended), got "${values.bits}"`);
   }
 
+  const { formatTxtRecord, generateDkimKey } = await importOptional<DkimModule>("@postern/dkim", "postern dkim");
   const key = generateDkimKey({ algorithm: values.algorithm, bits });
   const directory = resolve(values.out);
   const keyFile = join(directory, `${domain}.${selector}.key`);
@@ -46,7 +50,11 @@ async function keygen(argv: string[]): Promise<number> {
     await writeFile(keyFile, key.privateKeyPem, { mode: 0o600, flag: "wx" });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "EEXIST") {
-      throw new Error(`${keyFile} already exists; choose another --selector or --out (keys are never overwritten)`);
+      throw new PosternError(
+        "POSTERN_DKIM_KEY_EXISTS",
+        `${keyFile} already exists; choose another --selector or --out (keys are never overwritten)`,
+        { cause: error },
+      );
     }
     throw error;
   }

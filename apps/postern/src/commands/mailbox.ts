@@ -1,11 +1,12 @@
 // `postern mailbox list|show|delete|prune`: read and tidy the mail @postern/store-postgres stored,
 // using the database and schema of the plugin in the config — from any machine that can reach the
 // database, with or without a server running.
-import { openPostgresMailStoreFor, type StoredMessage } from "@postern/store-postgres";
+import type { StoredMessage } from "@postern/store-postgres";
 import type { Command } from "../command.ts";
 import { parseCommandArgs } from "../command-args.ts";
 import { configRequestFrom } from "../config-args.ts";
 import { loadConfig } from "../load-config.ts";
+import { importOptional } from "../optional-package.ts";
 import { formatTable } from "../text-table.ts";
 import { UsageError } from "../usage-error.ts";
 
@@ -75,6 +76,10 @@ Options:
 
     const { config, source } = await loadConfig(configRequestFrom({ config: values.config }));
     const plugin = config.plugins.find((candidate) => candidate.name === "@postern/store-postgres");
+    const { openPostgresMailStoreFor } = await importOptional<typeof import("@postern/store-postgres")>(
+      "@postern/store-postgres",
+      "postern mailbox",
+    );
     const store = plugin && openPostgresMailStoreFor(plugin);
     if (!store) {
       process.stderr.write(`postern mailbox: ${source} has no @postern/store-postgres plugin\n`);

@@ -1,6 +1,8 @@
 // `postern queue`: the operator's view of @postern/outbound's delivery queue — list, show one
 // message, retry now, delete, stats. It opens the queue the config describes (the filesystem spool
 // or PostgreSQL); while a server owns a filesystem spool, retry and delete are handed to it.
+
+import { PosternError } from "@postern/core";
 import type { OutboundPlugin, QueuedMessage, QueueStore, RecipientRecord } from "@postern/outbound";
 import type { Command } from "../command.ts";
 import { parseCommandArgs } from "../command-args.ts";
@@ -224,7 +226,11 @@ ${configOptionsHelp}
       | OutboundPlugin
       | undefined;
     if (!plugin || typeof plugin.adminStore !== "function") {
-      throw new UsageError(`${source} has no @postern/outbound plugin, so there is no delivery queue`);
+      // Not a usage error (exit 2): the command line is fine, the config has no queue (exit 1).
+      throw new PosternError(
+        "POSTERN_NO_QUEUE",
+        `${source} has no @postern/outbound plugin, so there is no delivery queue`,
+      );
     }
     const store = plugin.adminStore();
     try {

@@ -1,10 +1,11 @@
 // `postern rate-limit show|reset <key>`: the Redis counters @postern/rate-limit keeps for a client,
 // user or domain, read with the Redis settings of the configured plugin; reset lifts the limits.
-import { type CounterState, RateLimitKeyError, rateLimitCounters } from "@postern/rate-limit";
+import type { CounterState } from "@postern/rate-limit";
 import type { Command } from "../command.ts";
 import { parseCommandArgs } from "../command-args.ts";
 import { configRequestFrom } from "../config-args.ts";
 import { loadConfig } from "../load-config.ts";
+import { importOptional } from "../optional-package.ts";
 import { formatTable } from "../text-table.ts";
 import { UsageError } from "../usage-error.ts";
 
@@ -64,6 +65,10 @@ Options:
     if (!key) throw new UsageError("expected a key, e.g. ip=192.0.2.1 or user=alice");
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
     const { config, source } = await loadConfig(configRequestFrom({ config: values.config }));
+    const { RateLimitKeyError, rateLimitCounters } = await importOptional<typeof import("@postern/rate-limit")>(
+      "@postern/rate-limit",
+      "postern rate-limit",
+    );
     const plugin = config.plugins.find((candidate) => candidate.name === "@postern/rate-limit");
     const counters = plugin && rateLimitCounters(plugin);
     if (!counters) {

@@ -1,37 +1,75 @@
-// `postern start`: loads the config (or the embedded default), starts the server and serves until
-// SIGTERM/SIGINT, then stops gracefully — transactions in flight finish, idle sessions get 421.
+// `postern start`: loads the config (or the embedded default), checks what the server depends on,
+// starts it and serves until SIGTERM/SIGINT, then stops gracefully — transactions in flight
+// finish, idle sessions get 421. SIGHUP reloads the TLS certificates (core does the reloading).
+import { constants } from "node:os";
 import { createServer, PosternError } from "@postern/core";
 import type { Command } from "../command.ts";
 import { parseCommandArgs } from "../command-args.ts";
 import { configOptions, configOptionsHelp, configRequestFrom } from "../config-args.ts";
 import { errorLine } from "../error-line.ts";
 import { loadConfig } from "../load-config.ts";
+import { reportPreflight } from "../preflight/report.ts";
+import { defaultSetupTimeoutMs, limitSetupTime } from "../setup-deadline.ts";
 import { watchShutdownSignals } from "../shutdown-signals.ts";
 import { UsageError } from "../usage-error.ts";
+
+const options = { ...configOptions, "setup-timeout": { type: "string" } } as const;
 
 function say(line: string): void {
   process.stderr.write(`postern: ${line}\n`);
 }
 
+function setupTimeoutMs(text: string | undefined): number {
+  if (text === undefined) return defaultSetupTimeoutMs;
+  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN;
+  if (!(seconds > 0 && seconds <= 3600)) {
+    throw new UsageError(`--setup-timeout: expected seconds, more than 0 and at most 3600 (got "${text}")`);
+  }
+  return Math.round(seconds * 1000);
+}
+
 export const start: Command = {
   name: "start",
   summary: "run the mail server (the config file, or the embedded default)",
-  usage: `Usage: postern start [-c <file>] [--domain <domain>]... [--listen <addr[:port]>] [--port <port>]
+  usage: `Usage: postern start [-c <file>] [--setup-timeout <seconds>] [--domain <domain>]... [--listen <addr[:port]>] [--port <port>]
 
-Starts the server and serves until SIGTERM or SIGINT, then stops gracefully: messages being
-received are finished, idle sessions get 421. A second signal stops at once.
+Checks what the server depends on (TLS files, the spool and Maildir roots, DKIM keys: the checks of
+\`postern check\` but the DNS probe), starts the server and serves until SIGTERM or SIGINT, then
+stops gracefully: messages being received are finished, idle sessions get 421. A second signal
+stops at once. SIGHUP reloads the TLS certificates.
 
 Without a config file the embedded default runs: it listens on 127.0.0.1:2525 (plaintext), accepts
 mail for localhost and every --domain, and stores it in ./data/maildir/<domain>/<user>/.
 
 Options:
 ${configOptionsHelp}
+  --setup-timeout <s>   how long each plugin's setup may take before start fails naming it
+                        (default ${defaultSetupTimeoutMs / 1000})
   -h, --help            show this help`,
 
   async run(argv) {
-    const { values, positionals } = parseCommandArgs(argv, configOptions);
+    const { values, positionals } = parseCommandArgs(argv, options);
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    const { config, source, file, summary } = await loadConfig(configRequestFrom(values));
+    const setupTimeout = setupTimeoutMs(values["setup-timeout"]);
+
+    // Until the server listens there is nothing to finish: a signal during start-up stops at once
+    // (a setup that hangs must not need a second signal).
+    let serving = false;
+    const shutdown = watchShutdownSignals((signal) => say(`${signal} again: stopping now`));
+    void shutdown.requested.then((signal) => {
+      if (serving) return;
+      say(`${signal} during start-up: stopping`);
+      process.exit(128 + constants.signals[signal]);
+    });
+
+    const loaded = await loadConfig(configRequestFrom(values));
+    const { config, source, file, summary } = loaded;
+    const verdict = await reportPreflight(loaded, { network: false, strict: false, command: "postern start" });
+    if (verdict.failed) {
+      shutdown.dispose();
+      return 1;
+    }
+    limitSetupTime(config.plugins, setupTimeout);
     const server = createServer(config);
     const logger = server.context.logger;
 
@@ -43,7 +81,6 @@ ${configOptionsHelp}
     };
     process.on("uncaughtException", onUncaught);
     process.on("unhandledRejection", onUncaught);
-    const shutdown = watchShutdownSignals((signal) => say(`${signal} again: stopping now`));
 
     try {
       await server.start();
@@ -55,6 +92,14 @@ ${configOptionsHelp}
       shutdown.dispose();
       return 1;
     }
+    serving = true;
+
+    // Without a handler SIGHUP would end the process (systemd's ExecReload sends it); with TLS
+    // listeners core reloads their certificates on it.
+    const reloads = config.tlsReload.onSighup && config.listeners.some((listener) => listener.tls !== "none");
+    const onHangup = () => say(reloads ? "SIGHUP: reloading the TLS certificates" : "SIGHUP: nothing to reload");
+    process.on("SIGHUP", onHangup);
+
     if (summary) say(summary);
     for (const [index, address] of server.addresses().entries()) {
       const listener = config.listeners[index]!;
@@ -65,6 +110,7 @@ ${configOptionsHelp}
     const signal = await shutdown.requested;
     say(`${signal} received: stopping (finishing messages in flight; send ${signal} again to stop at once)`);
     await server.stop();
+    process.off("SIGHUP", onHangup);
     shutdown.dispose();
     say("stopped");
     return 0;

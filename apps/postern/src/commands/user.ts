@@ -1,19 +1,16 @@
 // `postern user add|passwd|remove|list`: edits the password file @postern/auth reads. Every change
 // goes through updatePasswordFile — a lock, then a temp file, fsync and an atomic rename, mode
 // 0600 — so a running server (which re-reads the file when it changes) never sees half a file.
-import {
-  AuthError,
-  argon2Available,
-  defaultScryptCost,
-  type HashScheme,
-  hashPassword,
-  normalizeUsername,
-  readPasswordFile,
-  updatePasswordFile,
-} from "@postern/auth";
+import type { HashScheme } from "@postern/auth";
 import type { Command } from "../command.ts";
 import { parseCommandArgs } from "../command-args.ts";
+import { importOptional } from "../optional-package.ts";
 import { UsageError } from "../usage-error.ts";
+
+type AuthModule = typeof import("@postern/auth");
+
+/** @postern/auth's defaultScryptCost, for the help text (which must not need the package); a test keeps them equal. */
+export const shownScryptCost = 15;
 
 const options = {
   file: { type: "string", short: "f" },
@@ -69,7 +66,10 @@ async function readNewPassword(): Promise<string> {
   return password;
 }
 
-function hashOptions(values: { scheme?: string | undefined; cost?: string | undefined }) {
+function hashOptions(
+  { argon2Available }: AuthModule,
+  values: { scheme?: string | undefined; cost?: string | undefined },
+) {
   const scheme = (values.scheme ?? "scrypt") as HashScheme;
   if (scheme !== "scrypt" && scheme !== "argon2id") throw new UsageError('--scheme: expected "scrypt" or "argon2id"');
   if (scheme === "argon2id" && !argon2Available()) throw new UsageError("--scheme argon2id needs Node 24.7 or later");
@@ -100,7 +100,7 @@ up the change at the next AUTH.
 Options:
   -f, --file <path>   the password file (default: $POSTERN_PASSWORD_FILE); add creates it
   --scheme <scheme>   scrypt (default) or argon2id (Node 24.7+)
-  --cost <n>          scrypt cost as log2 of N, 10–20 (default ${defaultScryptCost}: 32 MiB per check)
+  --cost <n>          scrypt cost as log2 of N, 10–20 (default ${shownScryptCost}: 32 MiB per check)
   -h, --help          show this help`,
 
   async run(argv) {
@@ -119,6 +119,8 @@ Options:
       throw new UsageError("--scheme and --cost apply to add and passwd");
     }
 
+    const auth = await importOptional<AuthModule>("@postern/auth", "postern user");
+    const { AuthError, hashPassword, normalizeUsername, readPasswordFile, updatePasswordFile } = auth;
     try {
       switch (action) {
         case "list": {
@@ -129,9 +131,9 @@ Options:
         case "add":
         case "passwd": {
           const username = normalizeUsername(name!);
-          const hashing = hashOptions(values);
+          const hashing = hashOptions(auth, values);
           // Refuse a wrong name before asking for a password.
-          if (action === "passwd") await mustExist(file, username);
+          if (action === "passwd") await mustExist(auth, file, username);
           const hash = await hashPassword(await readNewPassword(), hashing);
           await updatePasswordFile(
             file,
@@ -172,7 +174,7 @@ Options:
   },
 };
 
-async function mustExist(file: string, username: string): Promise<void> {
+async function mustExist({ AuthError, readPasswordFile }: AuthModule, file: string, username: string): Promise<void> {
   if ((await readPasswordFile(file)).get(username) === undefined) {
     throw new AuthError("POSTERN_AUTH_NO_SUCH_USER", `${username} is not in ${file}`);
   }
