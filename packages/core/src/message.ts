@@ -23,6 +23,8 @@ export interface Message {
   readonly size: number;
   /** The header fields as they stand, top to bottom. */
   readonly headers: HeaderList;
+  /** The fields this server wrote (trace, Authentication-Results, filters') still in the header, top to bottom. */
+  readonly added: readonly HeaderField[];
   /** True once a data hook replaced the body. */
   readonly bodyReplaced: boolean;
   /** The message as it stands: the header section with every change, then the (possibly new) body. */
@@ -138,6 +140,12 @@ export class SpooledMessage implements Message {
       (this.#segments ?? [...this.#top, ...this.#original()]).flatMap((segment) => segment.field ?? []),
     );
     return this.#headers;
+  }
+
+  get added(): readonly HeaderField[] {
+    return (this.#segments ?? this.#top).flatMap((segment) =>
+      segment.encoding === "utf8" && segment.field ? [segment.field] : [],
+    );
   }
 
   get bodyReplaced(): boolean {

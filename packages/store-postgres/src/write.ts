@@ -158,6 +158,6 @@ async function writeStreamed(client: PoolClient, request: WriteRequest): Promise
 }
 
 export async function writeMessage(client: PoolClient, request: WriteRequest): Promise<Written> {
-  const finalSize = Buffer.byteLength(request.message.prepended.join(""), "utf8") + request.message.size;
+  const finalSize = request.message.size;
   return finalSize <= request.chunkSize ? writeSmall(client, request) : writeStreamed(client, request);
 }

@@ -25,4 +25,4 @@ export {
   storeConformanceChecks,
 } from "./store-conformance-checks.ts";
 export type { LogRecord, TestServer, TestServerOptions } from "./test-server.ts";
-export { startTestServer } from "./test-server.ts";
+export { runOrder, startTestServer } from "./test-server.ts";

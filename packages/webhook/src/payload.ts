@@ -37,7 +37,7 @@ export interface WebhookPayload {
   };
   /** Header fields Postern prepended (trace and authentication), newest first. */
   prepended: { name: string; value: string }[];
-  /** Values of the Authentication-Results fields Postern prepended. */
+  /** Values of the Authentication-Results fields Postern wrote. */
   authenticationResults: string[];
   message: {
     size: number;
@@ -58,16 +58,6 @@ export interface WebhookPayload {
   };
 }
 
-function unfold(field: string): { name: string; value: string } {
-  const colon = field.indexOf(":");
-  return {
-    name: field.slice(0, colon).trim(),
-    value: field
-      .slice(colon + 1)
-      .replace(/\r?\n(?=[ \t])/g, "")
-      .trim(),
-  };
-}
 
 function addresses(header: AddressObject | AddressObject[] | undefined): WebhookAddress[] {
   const list = header === undefined ? [] : Array.isArray(header) ? header : [header];
@@ -91,7 +81,8 @@ export async function buildPayload(
     skipTextToHtml: true,
     skipImageLinks: true,
   });
-  const prepended = message.prepended.map(unfold);
+  const added = new Set(message.added);
+  const prepended = message.added.map((field) => ({ name: field.name, value: field.value }));
   const session = transaction.session;
   const references = parsed.references === undefined ? [] : [parsed.references].flat();
   return {
@@ -124,8 +115,10 @@ export async function buildPayload(
       replyTo: addresses(parsed.replyTo),
       inReplyTo: parsed.inReplyTo ?? null,
       references,
-      // The message's own fields only: mailparser also sees the prepended ones at the top.
-      headers: parsed.headerLines.slice(prepended.length).map(({ line }) => unfold(line)),
+      // The message's own fields only, not those this server wrote.
+      headers: message.headers.fields
+        .filter((field) => !added.has(field))
+        .map((field) => ({ name: field.name, value: field.value })),
       text: parsed.text ?? null,
       html: typeof parsed.html === "string" ? parsed.html : null,
       attachments: parsed.attachments.map((attachment) => ({

@@ -66,7 +66,7 @@ describe("hook failures fail closed", () => {
 
     const hanging: Plugin = {
       name: "hangs",
-      hooks: { rcptTo: { timeoutMs: 200, handler: throwing.hooks.rcptTo as never } },
+      hooks: { rcptTo: { timeoutMs: 200, handler: throwing.hooks?.rcptTo as never } },
     };
     const second = await transactionUpTo([hanging], "wait@localhost");
     expect([second.rcpt.code, second.rcpt.enhanced]).toEqual([451, "4.4.3"]);

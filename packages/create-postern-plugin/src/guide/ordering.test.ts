@@ -1,5 +1,5 @@
 import { type Plugin, reject } from "@postern/core";
-import { claimRecipients, memoryQueue, startTestServer, type TestServer } from "@postern/testing";
+import { claimRecipients, memoryQueue, runOrder, startTestServer, type TestServer } from "@postern/testing";
 import { afterEach, describe, expect, it } from "vitest";
 
 // #region ordering
@@ -44,7 +44,7 @@ afterEach(async () => {
 describe("plugin order", () => {
   it("runs pre hooks first, then config order, then post hooks; the first verdict ends the chain", async () => {
     server = await startTestServer({ plugins: [...plugins, memoryQueue().plugin] });
-    expect(server.server.hookOrder().rcptTo).toEqual(["blocklist", "test:claim-recipients", "audit"]);
+    expect(runOrder(server.server, "rcptTo")).toEqual(["blocklist", "test:claim-recipients", "audit"]);
 
     const client = await server.connect();
     await client.read();
