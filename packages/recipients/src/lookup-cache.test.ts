@@ -38,11 +38,7 @@ function counting(answer: (address: string) => Resolution): CountingResolver {
 
 describe("lookup cache", () => {
   it("shares one query among concurrent lookups of one address", async () => {
-    const backend = counting(() => ({ kind: "mailbox", mailbox: "alice@example.com" })) as ReturnType<
-      typeof counting
-    > & {
-      hold(): void;
-    };
+    const backend = counting(() => ({ kind: "mailbox", mailbox: "alice@example.com" }));
     backend.hold();
     const cache = cachedResolver(backend);
     const pending = Promise.all([1, 2, 3].map(() => cache.resolve(at("alice@example.com"))));
