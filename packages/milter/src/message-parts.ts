@@ -12,7 +12,7 @@ export type MessagePart =
 const maxHeaderBlock = 1024 * 1024;
 
 export async function* messageParts(
-  source: AsyncIterable<Buffer | string>,
+  source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
   options: { chunkSize: number; leadingSpace: boolean },
 ): AsyncGenerator<MessagePart> {
   let head: Buffer = Buffer.alloc(0);
@@ -98,11 +98,9 @@ function* headerParts(block: Buffer, leadingSpace: boolean): Generator<MessagePa
     const name = field.subarray(0, colon).toString("latin1").trim();
     let value = field.subarray(colon + 1);
     if (value.subarray(-2).equals(Buffer.from("\r\n"))) value = value.subarray(0, -2);
-    if (!leadingSpace) {
-      let skip = 0;
-      while (value[skip] === 0x20 || value[skip] === 0x09) skip++;
-      value = value.subarray(skip);
-    }
+    // Without SMFIP_HDR_LEADSPC the milter expects the value after "Name: ": one separating space
+    // goes, so that "Name: " + value is the field's bytes again (what a signing milter rebuilds).
+    if (!leadingSpace && (value[0] === 0x20 || value[0] === 0x09)) value = value.subarray(1);
     yield { kind: "header", name, value };
   }
 }

@@ -194,7 +194,7 @@ export class MilterSession {
    * end of message ends the exchange there.
    */
   async message(
-    source: AsyncIterable<Buffer | string>,
+    source: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
     macros: {
       data: ReadonlyMap<string, string>;
       endOfHeaders: ReadonlyMap<string, string>;

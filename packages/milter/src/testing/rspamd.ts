@@ -32,6 +32,8 @@ rspamd_config:register_symbol({
       task:set_pre_result("reject", wanted .. " requested by the test")
     elseif wanted == "body" then
       task:set_message("From: <sender@example.org>\\r\\nSubject: body\\r\\n\\r\\nThe body rspamd wrote.\\r\\n")
+    elseif wanted == "large-body" then
+      task:set_message("From: <sender@example.org>\\r\\n\\r\\n" .. string.rep("0123456789abcdef\\r\\n", 20000))
     end
     return false
   end,
