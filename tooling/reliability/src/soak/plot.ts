@@ -12,7 +12,7 @@ const width = 900;
 const panelHeight = 170;
 const margin = { left: 70, right: 20, top: 28, bottom: 26 };
 
-const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+const escapeXml = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;");
 const format = (value: number) => (Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(1));
 
 export function renderSvg(samples: Sample[], title: string): string {
@@ -53,7 +53,7 @@ export function renderSvg(samples: Sample[], title: string): string {
     const x = (minute: number) => margin.left + (minute / maxMinute) * plotWidth;
     const y = (value: number) => top + margin.top + plotHeight - ((value - low) / (high - low)) * plotHeight;
     parts.push(
-      `<text x="${margin.left}" y="${top + 16}" font-size="13" font-weight="bold">${escape(panel.title)}</text>`,
+      `<text x="${margin.left}" y="${top + 16}" font-size="13" font-weight="bold">${escapeXml(panel.title)}</text>`,
       `<rect x="${margin.left}" y="${top + margin.top}" width="${plotWidth}" height="${plotHeight}" fill="none" stroke="#999"/>`,
       `<text x="${margin.left - 6}" y="${y(high) + 4}" font-size="11" text-anchor="end">${format(high)} ${panel.unit}</text>`,
       `<text x="${margin.left - 6}" y="${y(low) + 4}" font-size="11" text-anchor="end">${format(low)} ${panel.unit}</text>`,
@@ -64,7 +64,7 @@ export function renderSvg(samples: Sample[], title: string): string {
       const points = series.values.map((value, at) => `${x(minutes[at]!).toFixed(1)},${y(value).toFixed(1)}`).join(" ");
       parts.push(
         `<polyline fill="none" stroke="${series.color}" stroke-width="1.5" points="${points}"/>`,
-        `<text x="${margin.left + 200 + seriesIndex * 170}" y="${top + 16}" font-size="11" fill="${series.color}">${escape(series.name)}</text>`,
+        `<text x="${margin.left + 200 + seriesIndex * 170}" y="${top + 16}" font-size="11" fill="${series.color}">${escapeXml(series.name)}</text>`,
       );
     });
   });
@@ -72,7 +72,7 @@ export function renderSvg(samples: Sample[], title: string): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${margin.left}" y="20" font-size="14">${escape(title)}</text>`,
+    `<text x="${margin.left}" y="20" font-size="14">${escapeXml(title)}</text>`,
     ...parts,
     "</svg>",
     "",
