@@ -114,6 +114,7 @@ export class TransactionState implements Transaction {
         dsn,
         original: given.address,
         detail: entry.detail,
+        sender: entry.sender,
       };
       this.recipients.push(recipient);
       added.push(recipient);

@@ -79,6 +79,8 @@ export interface Recipient extends Address {
   readonly original: string;
   /** The subaddress detail a directory split off ("news" for alice+news@…), for stores that file by it. */
   readonly detail: string | undefined;
+  /** The envelope sender for delivering to this recipient (e.g. SRS when forwarding); MAIL FROM when undefined. */
+  readonly sender: string | undefined;
 }
 
 /** What addRecipient() did. */

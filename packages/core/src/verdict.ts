@@ -12,6 +12,11 @@ export interface Expansion {
   readonly route: string;
   /** The subaddress detail split off on the way ("news" for alice+news@…), for stores that file by it. */
   readonly detail?: string;
+  /**
+   * The envelope sender delivery uses for this address instead of the transaction's MAIL FROM —
+   * the SRS form when forwarding, so SPF passes at the next hop.
+   */
+  readonly sender?: string;
 }
 
 export interface AcceptVerdict {

@@ -182,45 +182,61 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
       async queue(transaction, message, group, context) {
         if (!options.queueRoutes.includes(group.route)) return undefined;
         // One transaction may carry several of our routes; each is its own queued message.
-        const id =
+        const groupId =
           group.route === options.queueRoutes[0]
             ? transaction.id
             : `${transaction.id}.${group.route.replace(/[^A-Za-z0-9_-]/g, "-")}`;
-        const recipients = group.recipients.map((recipient) => ({
-          address: recipient.address,
-          notify: recipient.dsn?.notify,
-          orcpt: recipient.dsn?.orcpt,
-        }));
+        // Recipients forwarded under another envelope sender (SRS) are their own queued message.
+        const bySender = new Map<string, typeof group.recipients>();
+        for (const recipient of group.recipients) {
+          const sender = recipient.sender ?? transaction.mailFrom.address;
+          bySender.set(sender, [...(bySender.get(sender) ?? []), recipient]);
+        }
+        let queuedCount = 0;
         try {
-          let body: Buffer | ReturnType<typeof message.stream> = message.stream();
-          let size = message.size;
-          if (options.signer) {
-            const chunks: Buffer[] = [];
-            for await (const chunk of message.stream()) chunks.push(chunk as Buffer);
-            body = await signMessage(options.signer, Buffer.concat(chunks), {
+          let part = 0;
+          for (const [from, members] of bySender) {
+            const id = part === 0 ? groupId : `${groupId}.${part}`;
+            part++;
+            const recipients = members.map((recipient) => ({
+              address: recipient.address,
+              notify: recipient.dsn?.notify,
+              // RFC 3461 §4.2: an expanded recipient's reports name the address the client gave.
+              orcpt:
+                recipient.dsn?.orcpt ??
+                (recipient.original !== recipient.address ? `rfc822;${recipient.original}` : undefined),
+            }));
+            let body: Buffer | ReturnType<typeof message.stream> = message.stream();
+            let size = message.size;
+            if (options.signer) {
+              const chunks: Buffer[] = [];
+              for await (const chunk of message.stream()) chunks.push(chunk as Buffer);
+              body = await signMessage(options.signer, Buffer.concat(chunks), {
+                id,
+                from,
+                recipients: recipients.map((recipient) => recipient.address),
+              });
+              size = body.length;
+            }
+            const envelope: MessageEnvelope = {
               id,
-              from: transaction.mailFrom.address,
-              recipients: recipients.map((recipient) => recipient.address),
-            });
-            size = body.length;
+              from,
+              createdAt: Date.now(),
+              size,
+              requireTls: transaction.requireTls,
+              smtpUtf8: transaction.smtpUtf8,
+              bodyType: transaction.bodyType.toLowerCase(),
+              dsn: transaction.dsn ? { ret: transaction.dsn.ret, envid: transaction.dsn.envid } : undefined,
+              kind: "relay",
+            };
+            await store.enqueue(envelope, recipients, body);
+            queuedCount += recipients.length;
           }
-          const envelope: MessageEnvelope = {
-            id,
-            from: transaction.mailFrom.address,
-            createdAt: Date.now(),
-            size,
-            requireTls: transaction.requireTls,
-            smtpUtf8: transaction.smtpUtf8,
-            bodyType: transaction.bodyType.toLowerCase(),
-            dsn: transaction.dsn ? { ret: transaction.dsn.ret, envid: transaction.dsn.envid } : undefined,
-            kind: "relay",
-          };
-          await store.enqueue(envelope, recipients, body);
         } catch (error) {
           context.log.error({ err: error }, "message not queued for delivery");
           return defer("4.3.0", "Message not queued for delivery, try again later");
         }
-        metrics.queued.inc(recipients.length);
+        metrics.queued.inc(queuedCount);
         runner?.wake();
         return accept();
       },

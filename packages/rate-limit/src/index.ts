@@ -6,6 +6,10 @@
 // calls of one hook run together under one deadline shorter than the hook's, so a slow or dead
 // Redis answers per `onError` instead of hanging the session.
 import {
+  authAttempted,
+  type IpAddress,
+  networkContains,
+  parseIpAddress,
   type HookContext,
   type Logger,
   type Message,
@@ -13,11 +17,11 @@ import {
   parseOptions,
   resultKey,
   type Session,
+  sessionClosed,
   type Transaction,
   type Verdict,
 } from "@postern/core";
 import type { Backend, ConnectionGauge, WindowCounter } from "./backend.ts";
-import { findNetwork, type IpAddress, parseClientAddress } from "./client-address.ts";
 import { rememberOptions } from "./counters.ts";
 import { memoryBackend } from "./memory-backend.ts";
 import { type LimitKind, type RateLimitOptions, type ResolvedRule, rateLimitOptionsSchema } from "./options.ts";
@@ -112,10 +116,10 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
   const stateOf = (session: Session): SessionLimits => {
     let state = sessions.get(session);
     if (!state) {
-      const client = parseClientAddress(session.remoteAddress);
+      const client = parseIpAddress(session.remoteAddress);
       state = {
         client,
-        allowedNetwork: client !== undefined && findNetwork(client, resolved.allowNetworks) !== undefined,
+        allowedNetwork: client !== undefined && resolved.allowNetworks.some((network) => networkContains(network, client)),
         slots: [],
         closed: false,
         authAttempt: undefined,
@@ -136,12 +140,16 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
     ...extra,
   });
 
-  /** AUTH attempts are counted as failures up front; one followed by an authenticated session is taken back. */
-  const settleAuth = (session: Session, state: SessionLimits) => {
-    const attempt = state.authAttempt;
+  /**
+   * AUTH attempts are counted as failures up front (the auth hook must refuse a client already
+   * over its limit); the observer takes the count back for an attempt that succeeded.
+   */
+  const settleAuth = (session: Session, accepted: boolean) => {
+    const state = sessions.get(session);
+    const attempt = state?.authAttempt;
+    if (!state || !attempt) return;
     state.authAttempt = undefined;
-    if (!attempt || session.user === undefined) return;
-    for (const { counter, key } of attempt) background(counter.reward(key, 1));
+    if (accepted) for (const { counter, key } of attempt) background(counter.reward(key, 1));
   };
 
   const takeSlot = async (state: SessionLimits, gauge: ConnectionGauge, key: string): Promise<boolean> => {
@@ -203,7 +211,6 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
 
   const auth = async (session: Session, username: string, context: HookContext) => {
     const state = stateOf(session);
-    settleAuth(session, state);
     if (state.allowedNetwork) return undefined;
     const checks = countChecks(ofKind("authFailures"), facts(session, state, { user: username }), 1);
     const verdict = await decide("auth", session, checks, context);
@@ -219,7 +226,6 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
   const mailFrom = async (transaction: Transaction, sender: string, context: HookContext) => {
     const session = transaction.session;
     const state = stateOf(session);
-    settleAuth(session, state);
     if (exempt(session, state)) return undefined;
     const keyFacts = facts(session, state, { sender });
     const checks = countChecks(
@@ -302,10 +308,11 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
     return decide("data", session, checks, context);
   };
 
-  const close = async (session: Session, context: HookContext) => {
+  /** The session ended: its concurrent-connection slots go back (an observer: it decides nothing). */
+  const sessionEnded = async (session: Session) => {
     const state = sessions.get(session);
     if (!state) return;
-    settleAuth(session, state);
+    state.authAttempt = undefined;
     state.closed = true;
     holding.delete(state);
     const slots = state.slots.splice(0);
@@ -314,7 +321,7 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
       await bounded(Promise.all(slots.map(({ gauge, key }) => background(gauge.release(key)))));
     } catch (cause) {
       // The Redis backend writes this node's exact counts back once Redis answers again.
-      reportOutage(context.log, storeError(cause), { stage: "close", backend: backend.kind });
+      reportOutage(serverLog!, storeError(cause), { stage: "close", backend: backend.kind });
     }
   };
 
@@ -324,6 +331,9 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
     name: pluginName,
     async setup(server) {
       serverLog = server.logger.child({ plugin: pluginName });
+      // Watching is not deciding: these run after the fact, on the observer channel.
+      server.events.on(authAttempted, ({ session, outcome }) => settleAuth(session, outcome === "accepted"));
+      server.events.on(sessionClosed, ({ session }) => sessionEnded(session));
       await backend.open(serverLog);
     },
     async close() {
@@ -352,7 +362,6 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
       data: pre((transaction: Transaction, message: Message, context: HookContext) =>
         data(transaction, message, context),
       ),
-      close: { handler: (session: Session, context: HookContext) => close(session, context), timeoutMs: hookTimeoutMs },
     },
   } satisfies Plugin;
   rememberOptions(plugin, resolved);

@@ -3,7 +3,7 @@
 // one ConfigError line naming the key, e.g. `@postern/rate-limit: limits.0.limit: expected …`.
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import { type Network, parseNetwork } from "./client-address.ts";
+import { type IpNetwork, parseIpNetwork } from "@postern/core";
 import { parseByteRate, parseDelay, parseRate } from "./units.ts";
 
 /** What a limit counts. */
@@ -87,7 +87,7 @@ export interface ResolvedRule {
   /** Window length in seconds; undefined for concurrent and recipientsPerMessage. */
   windowSeconds: number | undefined;
   /** When non-empty, only clients in these networks are counted. */
-  networks: readonly Network[];
+  networks: readonly IpNetwork[];
   tarpitMs: number;
   /** Where the rule sits in the options, for logs ("limits.2"). */
   path: string;
@@ -104,7 +104,7 @@ export interface ResolvedRedisOptions {
 export interface ResolvedOptions {
   rules: ResolvedRule[];
   prefixes: { ipv4: number; ipv6: number };
-  allowNetworks: readonly Network[];
+  allowNetworks: readonly IpNetwork[];
   allowUsers: ReadonlySet<string>;
   redis: ResolvedRedisOptions | undefined;
 }
@@ -142,7 +142,7 @@ const keysFor: Record<LimitKind, readonly KeyName[]> = {
 };
 
 const networkSchema = z.string().transform((value, context) => {
-  const network = parseNetwork(value);
+  const network = parseIpNetwork(value);
   if (network === undefined) {
     context.addIssue({
       code: "custom",

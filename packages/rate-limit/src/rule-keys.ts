@@ -1,10 +1,21 @@
 // Turns a rule's key names into the counter keys of one event: "ip=192.0.2.1",
 // "user=alice|recipientDomain=example.com". Values are normalized (lower-case, IDNs as punycode,
 // IPv6 grouped by prefix) and escaped so that no client-chosen value can spell another key.
-import { domainToASCII } from "node:url";
-import type { Session } from "@postern/core";
-import { addressKey, findNetwork, type IpAddress, parseClientAddress, parseNetwork } from "./client-address.ts";
+import {
+  addressKey,
+  type IpAddress,
+  type IpNetwork,
+  networkContains,
+  networkKey,
+  normalizeDomain,
+  parseIpAddress,
+  parseIpNetwork,
+  type Session,
+} from "@postern/core";
 import type { KeyName, ResolvedRule } from "./options.ts";
+
+const findNetwork = (client: IpAddress, networks: readonly IpNetwork[]) =>
+  networks.find((network) => networkContains(network, client));
 
 /** What is known about the event being counted. */
 export interface KeyFacts {
@@ -32,28 +43,23 @@ function escapeValue(value: string): string {
   return value.replace(/[%|=\s]/g, (char) => encodeURIComponent(char));
 }
 
+/** The domain part, normalized as core compares domains (what does not parse is only lower-cased). */
 function domainOf(address: string): string {
-  const domain = address.slice(address.lastIndexOf("@") + 1).toLowerCase();
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the test is "anything beyond ASCII"
-  return /[^\x00-\x7f]/.test(domain) ? domainToASCII(domain) || domain : domain;
-}
-
-function mailbox(address: string): string {
-  const at = address.lastIndexOf("@");
-  return at < 0 ? address.toLowerCase() : `${address.slice(0, at).toLowerCase()}@${domainOf(address)}`;
+  const domain = address.slice(address.lastIndexOf("@") + 1);
+  return normalizeDomain(domain) ?? domain.toLowerCase();
 }
 
 /** The value of one key name, or undefined when the event has none (the rule then does not apply). */
 function keyValue(key: Exclude<KeyName, "recipient" | "recipientDomain">, facts: KeyFacts, rule: ResolvedRule) {
   switch (key) {
     case "ip":
-      return facts.client ? addressKey(facts.client, facts.prefixes) : undefined;
+      return facts.client ? networkKey(facts.client, facts.prefixes) : undefined;
     case "network":
       return facts.client ? findNetwork(facts.client, rule.networks)?.text : undefined;
     case "helo":
       return facts.session.heloName ?? "(none)";
     case "sender":
-      return facts.sender === undefined ? undefined : facts.sender === "" ? "<>" : mailbox(facts.sender);
+      return facts.sender === undefined ? undefined : facts.sender === "" ? "<>" : addressKey(facts.sender);
     case "senderDomain":
       return facts.sender === undefined ? undefined : facts.sender === "" ? "<>" : domainOf(facts.sender);
     case "user":
@@ -81,7 +87,7 @@ export function keysFor(rule: ResolvedRule, facts: KeyFacts): string[] {
   for (const recipient of facts.recipients ?? []) {
     const recipientParts = rule.keys
       .filter((key) => recipientKeys.has(key))
-      .map((key) => `${key}=${escapeValue(key === "recipient" ? mailbox(recipient) : domainOf(recipient))}`);
+      .map((key) => `${key}=${escapeValue(key === "recipient" ? addressKey(recipient) : domainOf(recipient))}`);
     keys.add([base, ...recipientParts].filter(Boolean).join("|"));
   }
   return [...keys];
@@ -103,16 +109,16 @@ export function normalizeKeyPart(
   let normalized: string | undefined;
   switch (name) {
     case "ip": {
-      const address = value.includes("/") ? undefined : parseClientAddress(value);
-      normalized = address ? addressKey(address, prefixes) : parseNetwork(value)?.text;
+      const address = value.includes("/") ? undefined : parseIpAddress(value);
+      normalized = address ? networkKey(address, prefixes) : parseIpNetwork(value)?.text;
       break;
     }
     case "network":
-      normalized = parseNetwork(value)?.text;
+      normalized = parseIpNetwork(value)?.text;
       break;
     case "sender":
     case "recipient":
-      normalized = value === "<>" ? value : mailbox(value);
+      normalized = value === "<>" ? value : addressKey(value);
       break;
     case "senderDomain":
     case "recipientDomain":
