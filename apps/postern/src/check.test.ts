@@ -107,7 +107,9 @@ export default defineConfig({
     });
     const result = await runCli(["check"], dir);
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/^ {2}smtp\.queue +first +@postern\/store-maildir \(30s\), @postern\/outbound \(30s\)$/m);
+    expect(result.stdout).toMatch(
+      /^ {2}smtp\.queue +first +@postern\/store-maildir \(30s\), @postern\/outbound \(30s\)$/m,
+    );
     expect(result.stdout).toMatch(/^ {2}outbound\.route +first +\(none\)$/m);
     expect(result.stdout).toMatch(/^ {2}outbound\.bounced +all +\(none\)$/m);
   });

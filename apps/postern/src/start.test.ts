@@ -204,3 +204,69 @@ describe("postern start failing to start", () => {
     ]);
   });
 });
+
+describe("postern start never hangs before listening", () => {
+  const hangingPlugin =
+    'export default () => ({ name: "waits-forever", setup() { return new Promise(() => {}); }, hooks: {} });\n';
+  const configWith = (port: number, extra: string) => `listeners:
+  - port: ${port}
+plugins:
+${extra}  - package: "@postern/recipients"
+    options: { domains: [localhost] }
+  - package: "@postern/store-maildir"
+    options: { root: ./mail }
+`;
+
+  it("refuses a Maildir root on /proc at once, as one line", async () => {
+    const cwd = await makeTempDir("start");
+    await writeFile(
+      join(cwd, "postern.yaml"),
+      configWith(await freePort(), "").replace("root: ./mail", "root: /proc/postern-start-test"),
+    );
+    const result = await runCli(["start"], cwd);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trimEnd().split("\n")).toEqual([
+      "postern.yaml: plugins.1.options.root: /proc/postern-start-test is on proc, a kernel pseudo file system; expected a directory on a real disk for the Maildir root",
+      "postern start: 1 error, 0 warnings",
+    ]);
+  });
+
+  it("names the plugin whose setup does not finish in time and exits 1", async () => {
+    const cwd = await makeTempDir("start");
+    await writeFile(join(cwd, "waits-forever.mjs"), hangingPlugin);
+    await writeFile(join(cwd, "postern.yaml"), configWith(await freePort(), "  - ./waits-forever.mjs\n"));
+    const result = await runCli(["start", "--setup-timeout", "1"], cwd);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trimEnd().split("\n")).toEqual([
+      "postern.yaml: waits-forever failed to set up: its setup did not finish within 1 s (plugins.0); something it waits for does not answer — a directory on a network or pseudo file system, a server, a lock — or raise --setup-timeout if it is only slow",
+    ]);
+  });
+
+  it("stops on the first SIGTERM while a setup is still running", async () => {
+    const cwd = await makeTempDir("start");
+    await writeFile(join(cwd, "postern.yaml"), configWith(await freePort(), "  - ./waits-forever.mjs\n"));
+    // The plugin says when its setup started waiting, so the signal comes during start-up.
+    await writeFile(
+      join(cwd, "waits-forever.mjs"),
+      hangingPlugin.replace("setup() {", 'setup() { process.stderr.write("waiting in setup\\n");'),
+    );
+    const cli = startCli(["start"], cwd);
+    await cli.waitForStderr(/waiting in setup/);
+    process.kill(cli.pid, "SIGTERM");
+    const exit = await cli.exited();
+    expect(exit.code).toBe(128 + 15);
+    expect(exit.stderr).toContain("postern: SIGTERM during start-up: stopping");
+  });
+});
+
+describe("postern start and SIGHUP", () => {
+  it("keeps serving after SIGHUP (what systemd's reload sends), also without TLS listeners", async () => {
+    const { cli, port } = await startDefault();
+    process.kill(cli.pid, "SIGHUP");
+    await cli.waitForStderr(/SIGHUP: nothing to reload/);
+    const result = await sendMail({ port, to: "postmaster@localhost", raw: buildMessage({ subject: "after HUP" }) });
+    expect(result.response).toMatch(/^250 /);
+    process.kill(cli.pid, "SIGTERM");
+    expect((await cli.exited()).code).toBe(0);
+  });
+});

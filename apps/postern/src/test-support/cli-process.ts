@@ -32,10 +32,10 @@ export interface RunningCli {
   exited(timeoutMs?: number): Promise<CliResult>;
 }
 
-function spawnCli(args: string[], cwd: string): ChildProcess {
+function spawnCli(args: string[], cwd: string, entry: string): ChildProcess {
   // process.execPath: the Node running the tests, i.e. the `node` on PATH under pnpm (Node 24,
   // which strips types); a system Node 20 elsewhere on PATH could not run src/cli.ts.
-  const child = spawn(process.execPath, ["--conditions=dev-source", cliPath, ...args], {
+  const child = spawn(process.execPath, ["--conditions=dev-source", entry, ...args], {
     cwd,
     env: { ...process.env, NODE_OPTIONS: "" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -45,8 +45,9 @@ function spawnCli(args: string[], cwd: string): ChildProcess {
   return child;
 }
 
-export function startCli(args: string[], cwd: string): RunningCli {
-  const child = spawnCli(args, cwd);
+/** Starts `postern <args>` in `cwd`; `entry` is the script to run (src/cli.ts unless given). */
+export function startCli(args: string[], cwd: string, entry: string = cliPath): RunningCli {
+  const child = spawnCli(args, cwd, entry);
   let stdout = "";
   let stderr = "";
   const listeners = new Set<() => void>();
@@ -113,8 +114,8 @@ export function startCli(args: string[], cwd: string): RunningCli {
 }
 
 /** Runs a command that is expected to finish on its own (check, --help, …). */
-export function runCli(args: string[], cwd: string): Promise<CliResult> {
-  return startCli(args, cwd).exited(30_000);
+export function runCli(args: string[], cwd: string, entry: string = cliPath): Promise<CliResult> {
+  return startCli(args, cwd, entry).exited(30_000);
 }
 
 /** Kills every child still running (afterEach), by PID. */
