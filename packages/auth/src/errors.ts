@@ -1,4 +1,5 @@
 // Errors of @postern/auth as values with a stable code; messages tell the operator what to do.
+import { PosternError } from "@postern/core";
 
 export type AuthErrorCode =
   | "POSTERN_AUTH_PASSWORD_FILE_UNREADABLE"
@@ -9,12 +10,10 @@ export type AuthErrorCode =
   | "POSTERN_AUTH_NO_SUCH_USER"
   | "POSTERN_AUTH_HASH_UNSUPPORTED";
 
-export class AuthError extends Error {
-  readonly code: AuthErrorCode;
+export class AuthError extends PosternError {
+  declare readonly code: AuthErrorCode;
 
-  constructor(code: AuthErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, { cause: options.cause });
-    this.name = "AuthError";
-    this.code = code;
+  constructor(code: AuthErrorCode, message: string, options: { cause?: unknown; hook?: string } = {}) {
+    super(code, message, { ...options, plugin: "@postern/auth" });
   }
 }

@@ -2,6 +2,7 @@
 // host usually owns whole), so many failures within a window lock the client out of AUTH until the
 // window ends. It lives in this process's memory; @postern/rate-limit's `authFailures` rules count
 // across a cluster through Redis and can sit beside it.
+import { networkKey, parseIpAddress } from "@postern/core";
 
 export interface FailureFloorOptions {
   /** Failures per client within the window before AUTH is refused outright. */
@@ -14,19 +15,8 @@ const maxTracked = 100_000;
 
 /** The counting key of a client address: IPv4 as is, IPv4-mapped IPv6 as IPv4, other IPv6 per /64. */
 export function clientKey(address: string): string {
-  const plain = address.replace(/%.*$/, "").toLowerCase();
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(plain);
-  if (mapped) return mapped[1]!;
-  if (!plain.includes(":")) return plain;
-  const [head = "", tail] = plain.split("::");
-  const left = head ? head.split(":") : [];
-  const right = tail ? tail.split(":") : [];
-  const groups =
-    tail === undefined
-      ? left
-      : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
-  const prefix = groups.slice(0, 4).map((group) => Number.parseInt(group || "0", 16).toString(16));
-  return `${prefix.join(":")}::/64`;
+  const parsed = parseIpAddress(address);
+  return parsed ? networkKey(parsed, { ipv4: 32, ipv6: 64 }) : address.toLowerCase();
 }
 
 export class FailureFloor {

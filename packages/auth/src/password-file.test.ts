@@ -173,8 +173,8 @@ describe("the failure floor", () => {
     expect(clientKey("::ffff:192.0.2.7")).toBe("192.0.2.7");
     expect(clientKey("2001:db8:1:2:aaaa::1")).toBe("2001:db8:1:2::/64");
     expect(clientKey("2001:DB8:1:2:bbbb:cccc:dddd:eeee")).toBe("2001:db8:1:2::/64");
-    expect(clientKey("2001:db8::1")).toBe("2001:db8:0:0::/64");
-    expect(clientKey("fe80::1%eth0")).toBe("fe80:0:0:0::/64");
+    expect(clientKey("2001:db8::1")).toBe("2001:db8::/64");
+    expect(clientKey("fe80::1%eth0")).toBe("fe80::/64");
   });
 
   it("locks a client out after the limit until the window ends", () => {

@@ -4,14 +4,16 @@
 // result is on `session.results` under the typed `dnsblResult` key for other plugins.
 import {
   type DnsResolver,
+  IpNetworkList,
   type Logger,
   type Plugin,
+  parseIpAddress,
+  parseIpNetwork,
   parseOptions,
   type ResultKey,
   resultKey,
   type Session,
 } from "@postern/core";
-import { inRanges, parseClientAddress, parseRange } from "./client-address.ts";
 import { headerValue } from "./header.ts";
 import { lookUpClient } from "./lookup.ts";
 import { type DnsblOptions, dnsblOptionsSchema } from "./options.ts";
@@ -28,7 +30,7 @@ const pluginName = "@postern/dnsbl";
 
 export default function dnsbl(options: DnsblOptions): Plugin {
   const resolved = parseOptions(dnsblOptionsSchema, options, pluginName);
-  const allowlist = resolved.allowlist.map((text) => parseRange(text)!);
+  const allowlist = new IpNetworkList(resolved.allowlist.map((text) => parseIpNetwork(text)!));
   const headerName = resolved.header;
   let resolver: DnsResolver | undefined;
   let hostname = "localhost";
@@ -36,10 +38,10 @@ export default function dnsbl(options: DnsblOptions): Plugin {
   const lookups = new WeakMap<Session, Promise<DnsblResult | undefined>>();
 
   const lookUp = async (session: Session, log: Logger): Promise<DnsblResult | undefined> => {
-    const address = parseClientAddress(session.remoteAddress);
+    const address = parseIpAddress(session.remoteAddress);
     if (!address) return undefined; // not an IP client; nothing a DNSBL could list
     if (!resolver) throw new Error(`${pluginName} was used before setup() gave it the server's resolver`);
-    const result: DnsblResult = inRanges(address, allowlist)
+    const result: DnsblResult = allowlist.contains(address)
       ? { ip: address.toString(), status: "allowlisted", score: 0, threshold: resolved.threshold, zones: [] }
       : await lookUpClient(resolver, address, resolved.zones, resolved.threshold);
     session.results.set(dnsblResult, result);

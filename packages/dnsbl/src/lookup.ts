@@ -1,8 +1,7 @@
 // Asks the lists about one client, all lists at once, through the server's resolver (so the
 // configured DNS servers, deadline and cache apply). A lookup never throws: every failure becomes
 // an "error" entry, and the policy decides later whether an error may block mail.
-import type { DnsResolver } from "@postern/core";
-import { type IpAddress, queryName } from "./client-address.ts";
+import { type DnsResolver, type IpAddress, reversedName } from "@postern/core";
 import type { ResolvedZone } from "./options.ts";
 import type { DnsblResult, DnsblZoneResult } from "./result.ts";
 
@@ -26,7 +25,7 @@ export async function lookUpClient(
 }
 
 async function lookUpZone(resolver: DnsResolver, address: IpAddress, zone: ResolvedZone): Promise<DnsblZoneResult> {
-  const name = queryName(address, zone.zone);
+  const name = reversedName(address, zone.zone);
   let answers: string[];
   try {
     answers = ((await resolver.resolve(name, "A")) as string[]).slice().sort();

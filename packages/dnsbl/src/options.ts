@@ -1,6 +1,6 @@
 // The options of dnsbl(), validated when the config loads.
 import { z } from "zod";
-import { parseRange } from "./client-address.ts";
+import { parseIpNetwork } from "@postern/core";
 
 export interface DnsblZone {
   /** The zone queried, e.g. "zen.spamhaus.org". */
@@ -81,7 +81,7 @@ const zoneSchema = z.unknown().transform((value, context): ZoneEntry => {
   return z.NEVER;
 });
 
-const ipRange = z.string().refine((text) => parseRange(text) !== undefined, {
+const ipRange = z.string().refine((text) => parseIpNetwork(text) !== undefined, {
   error: 'expected an IP address or a CIDR range such as "192.0.2.0/24"',
 });
 
