@@ -3,6 +3,7 @@
 import type { Command } from "../command.ts";
 import { check } from "./check.ts";
 import { dkim } from "./dkim.ts";
+import { dnsCommand } from "./dns.ts";
 import { mailbox } from "./mailbox.ts";
 import { queue } from "./queue.ts";
 import { rateLimit } from "./rate-limit.ts";
@@ -14,6 +15,7 @@ export const commands: readonly Command[] = [
   start,
   check,
   dkim,
+  dnsCommand,
   queue,
   mailbox,
   rateLimit,
