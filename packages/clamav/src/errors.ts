@@ -1,6 +1,6 @@
-// Errors of @postern/clamav as values with a stable code, so the one log line a failed scan writes
-// names the cause (clamd down, slow, or answering an error).
-// (Core's PosternError takes only core's own codes today; see the README's "Not done".)
+// Errors of @postern/clamav: core's PosternError with a stable code of this package, so the one log
+// line a failed scan writes names the cause (clamd down, slow, or answering an error).
+import { PosternError } from "@postern/core";
 
 export type ClamavErrorCode =
   /** clamd could not be reached (refused, no such socket). */
@@ -12,14 +12,10 @@ export type ClamavErrorCode =
   /** clamd answered with an error (e.g. a database problem, or a limit of its own). */
   | "POSTERN_CLAMAV_SCAN_ERROR";
 
-export class ClamavError extends Error {
-  readonly code: ClamavErrorCode;
-  readonly plugin = "@postern/clamav";
-  readonly hook = "data";
+export class ClamavError extends PosternError {
+  declare readonly code: ClamavErrorCode;
 
   constructor(code: ClamavErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, { cause: options.cause });
-    this.name = "ClamavError";
-    this.code = code;
+    super(code, message, { plugin: "@postern/clamav", hook: "data", cause: options.cause });
   }
 }

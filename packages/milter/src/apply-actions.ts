@@ -1,9 +1,11 @@
 // The one place where milter changes meet the server's message-rewriting API. `MessageEditor` is
-// that API as planned for core contract 2 (issue 13), declared here so this package typechecks
-// before core has it; when it lands, core's message/transaction objects are adapted to it here
-// (or core's own type replaces this interface) and nothing else in the package changes.
-import type { Hooks } from "@postern/core";
+// that API as the milter needs it (the milter action set: fields, body, recipients, quarantine,
+// discard); coreEditor() maps it onto core's Message and Transaction (contract 2), and the tests
+// also drive applyActions() with a recording editor and changes captured from real milters.
+// Nothing else in the package touches the rewriting API.
+import { discard, type Hooks, type Message, type Transaction } from "@postern/core";
 import type { MilterAction } from "./actions.ts";
+import { MilterError } from "./errors.ts";
 
 /** What a data hook may answer (core contract 2 adds its discard verdict to these). */
 export type DataVerdict = Exclude<Awaited<ReturnType<Hooks["data"]>>, undefined | void>;
@@ -68,4 +70,37 @@ export function discardVerdict(editor: MessageEditor, text?: string): DataVerdic
 /** Removes what the actions spooled (replacement bodies) once applied or abandoned. */
 export async function discardSpooled(actions: readonly MilterAction[]): Promise<void> {
   for (const action of actions) if (action.kind === "replaceBody") await action.body.discard();
+}
+
+/**
+ * The editor on core's API: header and body changes go to the message, recipients and quarantine
+ * to the transaction, discard is core's verdict. Core applies each change at once, so the next
+ * milter (and every later plugin, and the store) sees it.
+ */
+export function coreEditor(transaction: Transaction, message: Message): MessageEditor {
+  return {
+    addHeader: (name, value) => message.addHeader(name, value),
+    insertHeader: (index, name, value) => message.insertHeader(index, name, value),
+    changeHeader: (name, occurrence, value) => message.changeHeader(name, occurrence, value),
+    removeHeader(name, occurrence) {
+      message.removeHeader(name, occurrence);
+    },
+    replaceBody: (source) => message.replaceBody(source),
+    async addRecipient(address, options) {
+      const outcome = await transaction.addRecipient(address, options);
+      if (outcome.ok) return;
+      // Nobody claims the address (or a plugin refused it): the change the milter asked for
+      // cannot be made, and passing the message on without it is not ours to decide.
+      const { code, status, text } = outcome.refusal;
+      throw new MilterError(
+        "POSTERN_MILTER_ACTION_FAILED",
+        `the milter added the recipient ${address}, which was refused: ${code} ${status} ${text}`,
+      );
+    },
+    removeRecipient(address) {
+      transaction.removeRecipient(address);
+    },
+    quarantine: (reason) => transaction.quarantine(reason),
+    discard: (text) => discard(text),
+  };
 }

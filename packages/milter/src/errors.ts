@@ -1,6 +1,7 @@
-// Errors of @postern/milter as values with a stable code, the milter they concern and the hook
-// (stage) where they happened, so one log line says what failed, where and why.
-// (Core's PosternError takes only core's own codes today; see the README's "Not done".)
+// Errors of @postern/milter: core's PosternError with a stable code of this package, the plugin,
+// the hook (stage) where it happened and the milter it concerns, so one log line says what failed,
+// where and why.
+import { PosternError } from "@postern/core";
 
 export type MilterErrorCode =
   /** The milter could not be reached (refused, no such socket, connect timeout). */
@@ -16,23 +17,18 @@ export type MilterErrorCode =
   /** A change the milter asked for could not be made (e.g. an added recipient nobody claims). */
   | "POSTERN_MILTER_ACTION_FAILED";
 
-export class MilterError extends Error {
-  readonly code: MilterErrorCode;
-  readonly plugin = "@postern/milter";
+export class MilterError extends PosternError {
+  declare readonly code: MilterErrorCode;
   /** The milter's configured name. */
   readonly milter: string | undefined;
-  readonly hook: string | undefined;
 
   constructor(
     code: MilterErrorCode,
     message: string,
     options: { milter?: string; hook?: string; cause?: unknown } = {},
   ) {
-    super(message, { cause: options.cause });
-    this.name = "MilterError";
-    this.code = code;
+    super(code, message, { plugin: "@postern/milter", hook: options.hook, cause: options.cause });
     this.milter = options.milter;
-    this.hook = options.hook;
   }
 }
 

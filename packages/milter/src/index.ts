@@ -14,8 +14,7 @@ import {
   type Transaction,
   type Verdict,
 } from "@postern/core";
-import { applyActions, type DataVerdict, discardSpooled, discardVerdict } from "./apply-actions.ts";
-import { coreEditor } from "./core-editor.ts";
+import { applyActions, coreEditor, type DataVerdict, discardSpooled, discardVerdict } from "./apply-actions.ts";
 import { asMilterError, type MilterError } from "./errors.ts";
 import { clientIp, connectMacros, heloMacros, mailMacros, messageMacros, rcptMacros } from "./macros.ts";
 import { MilterSession, type StageReply } from "./milter-session.ts";
@@ -213,6 +212,8 @@ export default function milter(options: MilterOptions): Plugin {
             const verdict = stageVerdict(reply, "connect");
             if (verdict) {
               log.info({ milter: state.milter.name, reply }, `milter ${state.milter.name} refused the connection`);
+              // The milters after it never heard of this connection: leave them out of it.
+              for (const later of states.slice(states.indexOf(state) + 1)) later.status = "done";
               return verdict;
             }
           }

@@ -54,6 +54,9 @@ export async function startClamd(options: { streamMaxLength?: string; startTimeo
       `StreamMaxLength ${options.streamMaxLength ?? "40M"}`,
       "Bytecode no",
       "SelfCheck 0",
+      // clamd remembers the hashes of clean files and skips scanning them again: off, so every
+      // scan in a test or a benchmark is a real one.
+      "DisableCache yes",
       "MaxThreads 4",
       "",
     ].join("\n"),
