@@ -1,6 +1,9 @@
-// Opens one smtp-server per listener: certificates checked before anything listens (a bad file is
-// one clear error), smtp-server's options from the listener's config, bound in config order.
-import type { AddressInfo } from "node:net";
+// The listening sockets and the smtp-server instances that serve them. The two are apart so that
+// a configuration reload can hand a bound socket to a new generation of handlers: the socket
+// stays bound (no refused connections, no port race), new connections go to the new handler, and
+// connections the old handler accepted finish there. Certificates are checked before anything
+// listens (a bad file is one clear error); smtp-server's options come from the listener's config.
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { SMTPServerOptions } from "smtp-server";
 import type { ListenerConfig, ServerConfig } from "./config.ts";
@@ -12,9 +15,19 @@ import type { ListenerInfo } from "./session.ts";
 import { AdaptedSmtpServer } from "./smtp-adapter.ts";
 import { ListenerTls } from "./tls-context.ts";
 
-export interface OpenListener {
-  readonly config: ListenerConfig;
+/** A bound socket; `handler` serves the connections it accepts from now on. */
+export interface BoundSocket {
+  /** The configured address and the bound port: what a reload matches listeners by (port 0 never matches). */
+  readonly key: string;
+  readonly server: NetServer;
   readonly info: ListeningAddress;
+  handler: AdaptedSmtpServer;
+}
+
+/** One listener of one generation: its config, its handler and its certificates. */
+export interface ListenerHandler {
+  readonly config: ListenerConfig;
+  readonly info: ListenerInfo;
   readonly server: AdaptedSmtpServer;
   readonly tls: ListenerTls | undefined;
 }
@@ -61,12 +74,13 @@ function smtpOptions(
   };
 }
 
-export async function openListeners(
+/** Builds the handlers of every configured listener (certificates loaded first); nothing listens yet. */
+export async function createHandlers(
   config: ServerConfig,
   protocol: ReturnType<typeof createProtocol>,
   resolver: DnsResolver,
   logger: Logger,
-): Promise<OpenListener[]> {
+): Promise<ListenerHandler[]> {
   const tlsContexts: (ListenerTls | undefined)[] = [];
   for (const listener of config.listeners) {
     tlsContexts.push(
@@ -81,40 +95,68 @@ export async function openListeners(
           }),
     );
   }
-  const open: OpenListener[] = [];
-  try {
-    for (const [index, listener] of config.listeners.entries()) {
-      const info: ListenerInfo = { name: listenerName(listener), address: listener.address, port: listener.port, tls: listener.tls };
-      const tls = tlsContexts[index];
-      const server = new AdaptedSmtpServer(
-        { ...smtpOptions(config, listener, tls, resolver), ...protocol.callbacksFor(info, listener) },
-        { ...protocol.adapterFor(info), greetingDelayMs: listener.greetingDelayMs, authAfterTls: !listener.allowInsecureAuth },
+  return config.listeners.map((listener, index) => {
+    const info: ListenerInfo = {
+      name: listenerName(listener),
+      address: listener.address,
+      port: listener.port,
+      tls: listener.tls,
+    };
+    const tls = tlsContexts[index];
+    const server = new AdaptedSmtpServer(
+      { ...smtpOptions(config, listener, tls, resolver), ...protocol.callbacksFor(info, listener) },
+      {
+        ...protocol.adapterFor(info),
+        greetingDelayMs: listener.greetingDelayMs,
+        authAfterTls: !listener.allowInsecureAuth,
+      },
+    );
+    tls?.attach(server);
+    server.on("error", (error: Error) => logger.warn({ err: error, listener: info.name }, "connection error"));
+    return { config: listener, info, server, tls };
+  });
+}
+
+/** Binds one socket whose connections go to `handler` (and to whichever handler replaces it). */
+export async function bindSocket(handler: ListenerHandler, index: number, logger: Logger): Promise<BoundSocket> {
+  const listener = handler.config;
+  const server = createNetServer();
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) =>
+      reject(
+        new PosternError(
+          "POSTERN_LISTEN_FAILED",
+          `listeners.${index}: cannot listen on ${listener.address}:${listener.port}: ${error.code ?? error.message}`,
+          { cause: error },
+        ),
       );
-      tls?.attach(server);
-      server.on("error", (error: Error) => logger.warn({ err: error, listener: info.name }, "connection error"));
-      await new Promise<void>((resolve, reject) => {
-        const onError = (error: NodeJS.ErrnoException) =>
-          reject(
-            new PosternError(
-              "POSTERN_LISTEN_FAILED",
-              `listeners.${index}: cannot listen on ${listener.address}:${listener.port}: ${error.code ?? error.message}`,
-              { cause: error },
-            ),
-          );
-        server.server.once("error", onError);
-        server.listen(listener.port, listener.address, () => {
-          server.server.off("error", onError);
-          resolve();
-        });
-      });
-      const bound = server.server.address() as AddressInfo;
-      open.push({ config: listener, info: { ...info, port: bound.port }, server, tls });
-      logger.info({ listener: info.name, address: bound.address, port: bound.port, tls: listener.tls }, "listening");
-    }
-  } catch (error) {
-    // What did bind must not stay bound behind a failed start.
-    await Promise.all(open.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
-    throw error;
-  }
-  return open;
+    server.once("error", onError);
+    server.listen(listener.port, listener.address, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+  const bound = server.address() as AddressInfo;
+  const socket: BoundSocket = {
+    key: `${listener.address}:${bound.port}`,
+    server,
+    info: { ...handler.info, port: bound.port },
+    handler: handler.server,
+  };
+  // smtp-server's own net.Server never listens: it is handed the connections (its 'connection'
+  // listener does the PROXY header, the implicit TLS handshake and the session).
+  server.on("connection", (connection: Socket) => socket.handler.server.emit("connection", connection));
+  server.on("error", (error: Error) => logger.error({ err: error, listener: handler.info.name }, "listener error"));
+  logger.info(
+    { listener: handler.info.name, address: bound.address, port: bound.port, tls: listener.tls },
+    "listening",
+  );
+  return socket;
+}
+
+/** Stops accepting on the sockets; resolves once every connection they accepted has closed. */
+export function closeSockets(sockets: readonly BoundSocket[]): Promise<void> {
+  return Promise.all(sockets.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())))).then(
+    () => undefined,
+  );
 }
