@@ -14,6 +14,7 @@ import {
   type HookDeclarations,
   type HookSet,
 } from "./hook-set.ts";
+import type { Submission, SubmissionOutcome } from "./local-submission.ts";
 import type { Message } from "./message.ts";
 import { coreReplies, type SmtpReply } from "./reply.ts";
 import type { Address, Credentials, ListenerInfo, Recipient, RouteGroup, Session, Transaction } from "./session.ts";
@@ -144,6 +145,13 @@ export interface ServerContext {
   hookTable(): HookInfo[];
   /** The addresses the listeners are bound to (empty until the server listens). */
   listening(): readonly ListeningAddress[];
+  /**
+   * Hands a message to this server itself (a delivery report for a local sender, a report a plugin
+   * writes): the rcptTo hooks route each recipient, the queue hooks store it; no client-facing and
+   * no data hooks run. Recipients nobody claims come back as refused, for the caller to deliver
+   * another way. Throws a PosternError (POSTERN_SUBMIT_REFUSED) when a store refused it.
+   */
+  submit(submission: Submission): Promise<SubmissionOutcome>;
 }
 
 export interface ListeningAddress {

@@ -101,7 +101,11 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
   };
 
   /** Runs after the spool: every step that can refuse the message, then storage. */
-  const process = async (transaction: TransactionState, message: SpooledMessage): Promise<string> => {
+  const process = async (
+    transaction: TransactionState,
+    message: SpooledMessage,
+    stages: { dataHooks: boolean } = { dataHooks: true },
+  ): Promise<string> => {
     const session = transaction.session;
     // The trust boundary, before any plugin sees the message.
     const rawHeader = message.rawHeaderText();
@@ -116,7 +120,9 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
     }
     message.prepend("Received", receivedHeader(config.hostname, transaction));
 
-    const data = await hooks.first("data", [transaction, message], bindings(transaction));
+    const data = stages.dataHooks
+      ? await hooks.first("data", [transaction, message], bindings(transaction))
+      : { result: undefined, plugin: undefined };
     const verdict = data.result;
     if (verdict && verdict.kind !== "accept" && verdict.kind !== "discard") {
       throw refuse(transaction, "data", data.plugin, replyFor(verdict), message);
@@ -165,6 +171,7 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
   };
 
   return {
+    process,
     /** Receives DATA for the session's transaction; resolves with the 250 text or throws the reply. */
     async receive(
       stream: NodeJS.ReadableStream,

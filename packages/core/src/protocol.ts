@@ -355,6 +355,8 @@ export function createProtocol(dependencies: ProtocolDependencies) {
 
   return {
     adapterFor,
+    messagePath,
+    claim,
     /** smtp-server's callbacks for one listener. */
     callbacksFor(info: ListenerInfo, listener: { sessionTimeoutMs: number; minDataRate: number; dataGraceMs: number }) {
       rates.set(info.name, { minDataRate: listener.minDataRate, dataGraceMs: listener.dataGraceMs });

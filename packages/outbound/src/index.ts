@@ -167,6 +167,7 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
         log,
         hostname: context.hostname,
         signer: options.signer,
+        submit: context.submit,
       });
       if (options.worker.enabled) runner.start();
       log.info({ store: store.kind, worker: options.worker.enabled ? runner.worker : false }, "outbound queue ready");

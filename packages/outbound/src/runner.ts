@@ -5,7 +5,7 @@
 
 import { randomBytes } from "node:crypto";
 import { hostname as osHostname } from "node:os";
-import type { EventChannel, HookRunner, Logger } from "@postern/core";
+import type { EventChannel, HookRunner, Logger, ServerContext } from "@postern/core";
 import { newQueueId } from "@postern/core";
 import type { Deliverer, DeliveryJob, RecipientResult } from "./delivery.ts";
 import { buildDsn, type DsnRecipient, has8bit, readOriginal } from "./dsn.ts";
@@ -53,6 +53,8 @@ export interface RunnerOptions {
   log: Logger;
   hostname: string;
   signer: MessageSigner | undefined;
+  /** Core's local submission: reports to a local sender are stored here, not sent out. */
+  submit: ServerContext["submit"];
 }
 
 interface Job {
@@ -72,6 +74,7 @@ export class DeliveryRunner {
   readonly #log: Logger;
   readonly #hostname: string;
   readonly #signer: MessageSigner | undefined;
+  readonly #submit: ServerContext["submit"];
   /** Claimed deliveries, running or waiting for their domain's turn. */
   #claimed = 0;
   readonly #running = new Set<Promise<void>>();
@@ -93,6 +96,7 @@ export class DeliveryRunner {
     this.#log = options.log;
     this.#hostname = options.hostname;
     this.#signer = options.signer;
+    this.#submit = options.submit;
     this.worker = options.options.worker.id ?? `${osHostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
   }
 
@@ -365,6 +369,16 @@ export class DeliveryRunner {
     });
     const id = newQueueId();
     if (this.#signer) bytes = await signMessage(this.#signer, bytes, { id, from: "", recipients: [message.from] });
+    // A sender of ours gets the report in their mailbox, whatever routes outbound has (a smarthost
+    // would lose it): the server's own rcptTo hooks decide, and only an address none of them
+    // claims goes out through this queue.
+    const local = await this.#submit({
+      from: "",
+      recipients: [message.from],
+      message: bytes,
+      declineRoutes: this.#options.queueRoutes,
+    });
+    if (local.queueId) return local.queueId;
     const envelope: MessageEnvelope = {
       id,
       from: "",
