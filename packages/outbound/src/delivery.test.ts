@@ -1,7 +1,9 @@
 // Delivery over real SMTP: mail accepted by a Postern server with route "relay" is queued and
 // delivered to smtp-server sinks on 127.0.10.x, which the fake DNS zone names as MX hosts.
-import { buildMessage, type FakeDns, startFakeDns } from "@postern/testing";
+import { accept, type Plugin } from "@postern/core";
+import { buildMessage, type FakeDns, memoryQueue, startFakeDns } from "@postern/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { outboundHooks } from "./delivery-hooks.ts";
 import { type OutboundHarness, startOutbound } from "./test/harness.ts";
 import { type MxSink, startSink } from "./test/mx-sink.ts";
 
@@ -119,6 +121,51 @@ describe("delivery to MX hosts", () => {
     expect(text).toContain("Subject: Quarterly figures");
     expect(text).toContain("Hello from the Postern test kit.");
     expect(text).toMatch(/--=_postern_[0-9a-f]+--\r\n$/);
+  });
+
+  it("stores the report to a local sender locally, even with a smarthost for everything else", async () => {
+    const [smarthost] = await sinksOnOnePort({
+      host: `${net}.6`,
+      rcpt: (address) => (address === "nobody@example.test" ? { code: 550, message: "5.1.1 No such user here" } : undefined),
+    });
+    const mailbox = memoryQueue({ routes: ["local"] });
+    const ours: Plugin = {
+      name: "test:local-domain",
+      hooks: {
+        rcptTo: {
+          order: "pre",
+          handler: (_tx, recipient) => (recipient.address.endsWith("@local.test") ? accept({ route: "local" }) : undefined),
+        },
+      },
+    };
+    harness = await startOutbound(
+      dns,
+      { port: 25, smarthost: { host: `${net}.6`, port: smarthost!.port } },
+      { plugins: [ours, mailbox.plugin] },
+    );
+    await harness.server.send({ from: "alice@local.test", to: ["nobody@example.test"], raw: buildMessage() });
+    const bounced = await harness.events.wait("bounced");
+    expect(bounced.dsnId).toBeDefined();
+    await expect.poll(() => mailbox.messages.length).toBe(1);
+    const report = mailbox.messages[0]!;
+    expect(report).toMatchObject({ from: "", recipients: ["alice@local.test"], route: "local", queueId: bounced.dsnId });
+    expect(report.bytes.toString()).toMatch(/^Final-Recipient: rfc822; nobody@example\.test\r$/m);
+    // The smarthost saw the failed attempt only, never the report.
+    expect(smarthost!.messages).toEqual([]);
+  });
+
+  it("bounces with 5.4.6 instead of delivering to itself when the next hop is its own listener", async () => {
+    const [origin] = await sinksOnOnePort({ host: `${net}.3` });
+    let ownPort = 0;
+    const selfRoute: Plugin = {
+      name: "test:route-to-self",
+      handles: [outboundHooks.handlers({ route: () => ({ type: "relay", host: "127.0.0.1", port: ownPort }) })],
+    };
+    harness = await startOutbound(dns, { port: origin!.port }, { plugins: [selfRoute] });
+    ownPort = harness.server.port;
+    await harness.server.send({ from: "sender@origin.test", to: ["someone@loop.test"], raw: buildMessage() });
+    const bounced = await harness.events.wait("bounced");
+    expect(bounced.reply).toMatchObject({ status: "5.4.6", text: "mail for loop.test loops back to myself" });
   });
 
   it("bounces at once for a domain with a null MX (RFC 7505), without connecting anywhere", async () => {
