@@ -5,16 +5,16 @@ import { performance } from "node:perf_hooks";
 import { dovecotLookup } from "../src/dovecot-userdb.ts";
 import { ldapLookup } from "../src/ldap-lookup.ts";
 import { cachedResolver } from "../src/lookup-cache.ts";
-import { parseMailAddress } from "../src/mail-address.ts";
 import { postgresLookup } from "../src/postgres-lookup.ts";
 import type { Resolver } from "../src/resolution.ts";
+import { lookupAddress } from "../src/resolution.ts";
 import { startDovecotUserdb } from "../src/test-dovecot-userdb.ts";
 import { admin, databaseUrl, dropSchema, uniqueSchema } from "../src/test-postgres.ts";
 import { readerDn, readerPassword, startSlapd, suffix } from "../src/test-slapd.ts";
 
 const lookups = Number(process.argv[2] ?? 2000);
-const alice = parseMailAddress("alice@example.com")!;
-const ghost = parseMailAddress("ghost@example.com")!;
+const alice = lookupAddress("alice@example.com")!;
+const ghost = lookupAddress("ghost@example.com")!;
 
 async function measure(resolver: Resolver): Promise<{ median: number; p95: number }> {
   for (let index = 0; index < 50; index++) await resolver.resolve(index % 2 ? alice : ghost); // warm-up

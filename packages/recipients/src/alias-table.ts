@@ -1,10 +1,8 @@
 // Every alias source (aliases files, YAML maps, inline options) merged into one table, checked
 // once when the directory opens, and the resolvers that read it: aliases and domain aliases (asked
 // before the mailbox lookups), catch-alls (asked after them, so a catch-all never hides a mailbox).
-import { ConfigError } from "@postern/core";
-import { normalizeDomain } from "./domain-name.ts";
-import { type MailAddress, normalizeLocalPart, parseMailAddress } from "./mail-address.ts";
-import { type Resolution, type Resolver, unknown } from "./resolution.ts";
+import { addressKey, ConfigError, isMailboxLocalPart, normalizeDomain, splitSubaddress } from "@postern/core";
+import { type LookupAddress, lookupAddress, type Resolution, type Resolver, unknown } from "./resolution.ts";
 
 /** One alias as read from any source, with where it was written (for errors). */
 export interface AliasSourceEntry {
@@ -43,9 +41,7 @@ function describe(where: { key: string; file?: string }): string {
 /** A target is a bare local part (`bob`) or an address; checked here so a typo fails at startup. */
 function checkTargets(where: { key: string; file?: string }, targets: readonly string[]): void {
   for (const target of targets) {
-    const valid = target.includes("@")
-      ? parseMailAddress(target) !== undefined
-      : normalizeLocalPart(target) !== undefined;
+    const valid = target.includes("@") ? lookupAddress(target) !== undefined : isMailboxLocalPart(target);
     if (!valid) throw configError(where, `"${target}" is not an address or a local name`);
   }
 }
@@ -73,14 +69,15 @@ export function buildAliasTable(input: AliasTableInput): AliasTable {
     let key: string | undefined;
     let table = bare;
     if (entry.name.includes("@")) {
-      const address = parseMailAddress(entry.name);
+      const address = lookupAddress(entry.name);
       if (address === undefined) throw configError(entry, `"${entry.name}" is not an address`);
       if (!isLocal(address.domain)) throw configError(entry, `${address.domain} is not one of the local domains`);
       key = address.address;
       table = exact;
     } else {
-      key = normalizeLocalPart(entry.name);
-      if (key === undefined) throw configError(entry, `"${entry.name}" is not a local name`);
+      // A bare name is matched against local parts the plugin accepts: dot-atoms (isMailboxLocalPart).
+      if (!isMailboxLocalPart(entry.name)) throw configError(entry, `"${entry.name}" is not a local name`);
+      key = entry.name.toLowerCase();
     }
     const earlier = origin.get(`${table === exact ? "@" : ""}${key}`);
     if (earlier) throw configError(entry, `"${entry.name}" is also defined in ${describe(earlier)}; keep one`);
@@ -105,7 +102,7 @@ export function buildAliasTable(input: AliasTableInput): AliasTable {
 export function aliasResolver(table: AliasTable, name = "aliases"): Resolver {
   return {
     name,
-    async resolve(address: MailAddress): Promise<Resolution> {
+    async resolve(address: LookupAddress): Promise<Resolution> {
       const targets = table.exact.get(address.address) ?? table.bare.get(address.localPart);
       if (targets) return { kind: "expand", addresses: targets };
       const domain = table.domainAliases.get(address.domain);
@@ -115,13 +112,25 @@ export function aliasResolver(table: AliasTable, name = "aliases"): Resolver {
   };
 }
 
-/** The opt-in catch-all of the address's domain. */
-export function catchAllResolver(table: AliasTable): Resolver {
+/**
+ * Asked after every mailbox lookup: the opt-in catch-all of the address's domain, else — for a
+ * domain whose every local part is a mailbox (`*@domain`, or no word at all on who exists) — the
+ * address itself.
+ */
+export function catchAllResolver(table: AliasTable, everyUser: ReadonlySet<string>, delimiters: string): Resolver {
   return {
     name: "catch-all",
-    async resolve(address: MailAddress): Promise<Resolution> {
+    async resolve(address: LookupAddress): Promise<Resolution> {
       const targets = table.catchAll.get(address.domain);
-      return targets ? { kind: "expand", addresses: targets } : unknown;
+      if (targets) return { kind: "expand", addresses: targets };
+      if (!everyUser.has(address.domain)) return unknown;
+      // Every local part is a mailbox, but alice+news is still alice's (with the detail as written).
+      const written = address.original.slice(0, address.original.lastIndexOf("@"));
+      const { base, detail } = written.startsWith('"')
+        ? { base: written, detail: undefined }
+        : splitSubaddress(written, delimiters);
+      if (detail === undefined) return { kind: "mailbox", mailbox: address.address };
+      return { kind: "mailbox", mailbox: addressKey(`${base}@${address.domain}`), detail };
     },
   };
 }

@@ -1,7 +1,7 @@
 // The errors of the recipient directory: a lookup that failed (the backend is down, refused the
 // query, answered something unusable) or took too long. They travel inside `tempfail` results; the
 // plugin answers 451 4.3.0 for them and logs the cause.
-import { PosternError, type PosternErrorCode } from "@postern/core";
+import { PosternError } from "@postern/core";
 
 export type DirectoryErrorCode =
   /** The backend could not answer: connection refused, query error, bind refused … */
@@ -12,16 +12,12 @@ export type DirectoryErrorCode =
   | "RECIPIENTS_LOOKUP_AMBIGUOUS";
 
 export class DirectoryError extends PosternError {
+  declare readonly code: DirectoryErrorCode;
   /** Which backend failed, e.g. `ldap ldap://127.0.0.1:389`. */
   readonly backend: string;
 
   constructor(code: DirectoryErrorCode, backend: string, message: string, options: { cause?: unknown } = {}) {
-    // The cast goes when core's error base is open to package codes (issue 13, "open error base").
-    super(code as string as PosternErrorCode, `${backend}: ${message}`, {
-      plugin: "@postern/recipients",
-      hook: "rcptTo",
-      ...options,
-    });
+    super(code, `${backend}: ${message}`, { plugin: "@postern/recipients", hook: "rcptTo", ...options });
     this.backend = backend;
   }
 

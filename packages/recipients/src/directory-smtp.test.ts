@@ -1,169 +1,236 @@
-// The directory behind real SMTP sessions. Until the plugin is wired to it (core's recipient
-// expansion, issue 13), a small test plugin answers RCPT TO the way the plugin will: the refusal
-// from refusalFor, or acceptance of a single target with its route.
-import { accept, ConfigError, defer, type Plugin } from "@postern/core";
-import { startTestServer, type TestServer } from "@postern/testing";
+// The directory through the plugin over real SMTP: what each RCPT TO becomes (core's recipients,
+// with their routes, originals, subaddress details and forwarding senders), and every refusal.
+
+import { memoryQueue, startTestServer, type TestServer } from "@postern/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { type Directory, type DirectoryOptions, openDirectory, refusalFor } from "./index.ts";
-import { readerDn, readerPassword, type Slapd, startSlapd, suffix } from "./test-slapd.ts";
+import recipients, { type RecipientsOptions } from "./index.ts";
+import { createSrs } from "./srs.ts";
+import { rcpt, recipientsOf, send } from "./test-smtp.ts";
 
 let server: TestServer | undefined;
-let directory: Directory | undefined;
-let slapd: Slapd | undefined;
 afterEach(async () => {
   await server?.stop();
-  await directory?.close();
-  await slapd?.remove();
-  server = directory = slapd = undefined;
+  server = undefined;
 });
 
-function directoryPlugin(open: Directory): Plugin {
-  return {
-    name: "test:directory",
-    hooks: {
-      async rcptTo(_transaction, recipient) {
-        const expansion = await open.resolve(recipient.address);
-        if (expansion.kind !== "deliver") return refusalFor(expansion);
-        // Several targets need core's expansion; one target is what today's contract can say.
-        if (expansion.targets.length !== 1) return defer("4.3.0", "expansion needs core contract 2");
-        return accept({ route: expansion.targets[0]!.route });
-      },
-    },
-  } satisfies Plugin;
+const base = {
+  domains: ["example.com", "example.org"],
+  postmaster: "admin@example.com",
+  mailboxes: ["alice@example.com", "bob@example.com", "admin@example.com", "carol@example.org"],
+} satisfies RecipientsOptions;
+
+async function start(options: Partial<RecipientsOptions> = {}, maxExpansion?: number) {
+  const queue = memoryQueue();
+  server = await startTestServer({
+    plugins: [recipients({ ...base, ...options } as RecipientsOptions), queue.plugin],
+    ...(maxExpansion ? { config: { limits: { maxExpansion } } } : {}),
+  });
+  return { server, queue };
 }
 
-async function rcpt(test: TestServer, addresses: string[], between?: () => Promise<void>): Promise<string[]> {
-  const client = await test.connect();
-  try {
-    await client.read();
-    await client.command("EHLO client.test");
-    expect((await client.command("MAIL FROM:<sender@example.org>")).code).toBe(250);
-    const replies: string[] = [];
-    for (const [index, address] of addresses.entries()) {
-      if (index === Math.floor(addresses.length / 2)) await between?.();
-      const reply = await client.command(`RCPT TO:<${address}>`);
-      replies.push(`${reply.code} ${reply.enhanced ?? ""}`.trim());
-    }
-    await client.command("QUIT");
-    return replies;
-  } finally {
-    client.close();
-  }
-}
+const secrets = ["forwarding-secret-1"];
 
-describe("the directory over SMTP", () => {
-  it("answers 451 4.3.0 while LDAP is down mid-session, never 550 for a known user; postmaster still 250", async () => {
-    slapd = await startSlapd();
-    await slapd.add([
+describe("subaddresses", () => {
+  it("delivers alice+news to alice, with the detail for stores and the address given as original", async () => {
+    const { server, queue } = await start({ subaddressDelimiter: "+-" });
+    expect(await send(server, ["Alice+News@example.com", "bob-x@example.com"])).toMatch(/^250/);
+    expect(recipientsOf(queue.messages)).toEqual([
       {
-        dn: `uid=alice,ou=people,${suffix}`,
-        attributes: { objectClass: "inetOrgPerson", uid: "alice", cn: "Alice", sn: "A", mail: "alice@example.com" },
+        address: "alice@example.com",
+        route: "local",
+        original: "Alice+News@example.com",
+        detail: "News",
+        sender: undefined,
       },
+      { address: "bob@example.com", route: "local", original: "bob-x@example.com", detail: "x", sender: undefined },
     ]);
-    directory = await openDirectory({
-      domains: ["example.com"],
-      postmaster: "admin@example.com",
-      lookups: [
-        {
-          type: "ldap",
-          url: slapd.url,
-          bindDn: readerDn,
-          bindPassword: readerPassword,
-          base: `ou=people,${suffix}`,
-          filter: "(mail=%s)",
-          timeoutMs: 2_000,
-          cache: false,
-        },
-      ],
-    });
-    server = await startTestServer({ plugins: [directoryPlugin(directory)] });
-    const replies = await rcpt(
-      server,
-      ["alice@example.com", "nobody@example.com", "alice@example.com", "nobody@example.com", "postmaster@example.com"],
-      () => slapd!.stop(),
-    );
-    expect(replies).toEqual(["250 2.1.5", "550 5.1.1", "451 4.3.0", "451 4.3.0", "250 2.1.5"]);
-    await slapd.start();
-    expect(await rcpt(server, ["alice@example.com", "nobody@example.com"])).toEqual(["250 2.1.5", "550 5.1.1"]);
+    expect(await rcpt(server, ["+news@example.com", "carol+x@example.org", "nobody+x@example.com"])).toEqual([
+      "550 5.1.1",
+      "250 2.1.5",
+      "550 5.1.1",
+    ]);
   });
 
-  it("refuses a forwarding loop between two aliases with 550 5.4.6 and an over-long list with 550 5.2.4", async () => {
-    directory = await openDirectory({
-      domains: ["example.com"],
-      postmaster: "admin@example.com",
+  it("is off with an empty delimiter", async () => {
+    const { server } = await start({ subaddressDelimiter: "" });
+    expect(await rcpt(server, ["alice+news@example.com", "alice@example.com"])).toEqual(["550 5.1.1", "250 2.1.5"]);
+  });
+});
+
+describe("aliases and lists", () => {
+  it("expands a list into its mailboxes and forwards, dropping unknown members, one copy each across RCPTs", async () => {
+    const { server, queue } = await start({
+      srs: { domain: "fwd.example.com", secrets },
+      aliases: {
+        map: {
+          aliases: {
+            "info@example.com": ["alice", "team", "John.Doe@Elsewhere.example"],
+            "team@example.com": ["bob", "alice", "ghost"],
+          },
+        },
+      },
+    });
+    expect(await send(server, ["info@example.com", "alice@example.com"])).toMatch(/^250/);
+    const srs = createSrs({ domain: "fwd.example.com", secrets });
+    expect(recipientsOf(queue.messages)).toEqual([
+      {
+        address: "alice@example.com",
+        route: "local",
+        original: "info@example.com",
+        detail: undefined,
+        sender: undefined,
+      },
+      {
+        address: "bob@example.com",
+        route: "local",
+        original: "info@example.com",
+        detail: undefined,
+        sender: undefined,
+      },
+      {
+        address: "John.Doe@elsewhere.example",
+        route: "forward",
+        original: "info@example.com",
+        detail: undefined,
+        sender: srs.forward("sender@origin.example"),
+      },
+    ]);
+    expect(queue.messages.map((message) => message.route)).toEqual(["local", "forward"]);
+  });
+
+  it("maps a whole domain onto a local one, and catches all only where configured", async () => {
+    const { server, queue } = await start({
+      aliases: { map: { domainAliases: { "example.net": "example.com" }, catchAll: { "example.org": "carol" } } },
+    });
+    expect(
+      await rcpt(server, ["alice@example.net", "nobody@example.net", "anyone@example.org", "anyone@example.com"]),
+    ).toEqual(["250 2.1.5", "550 5.1.1", "250 2.1.5", "550 5.1.1"]);
+    await send(server, ["alice@example.net", "anyone@example.org"]);
+    expect(recipientsOf(queue.messages).map((recipient) => `${recipient.original} → ${recipient.address}`)).toEqual([
+      "alice@example.net → alice@example.com",
+      "anyone@example.org → carol@example.org",
+    ]);
+  });
+
+  it("refuses a forwarding loop between two aliases (550 5.4.6) and keeps what else a list holds", async () => {
+    const { server } = await start({
       aliases: {
         map: {
           aliases: {
             "a@example.com": "b@example.com",
             "b@example.com": "a@example.com",
-            "many@example.com": Array.from({ length: 5 }, (_, index) => `m${index}@elsewhere.example`),
+            "c@example.com": ["a", "alice"],
           },
         },
       },
-      limits: { maxAddresses: 4 },
     });
-    server = await startTestServer({ plugins: [directoryPlugin(directory)] });
-    expect(await rcpt(server, ["a@example.com", "b@example.com", "many@example.com"])).toEqual([
+    expect(await rcpt(server, ["a@example.com", "b@example.com", "c@example.com"])).toEqual([
       "550 5.4.6",
       "550 5.4.6",
+      "250 2.1.5",
+    ]);
+  });
+
+  it("bounds a list: the directory's limits (550 5.2.4) and core's limits.maxExpansion (550 5.5.3)", async () => {
+    const members = (count: number) => Array.from({ length: count }, (_, index) => `m${index}@elsewhere.example`);
+    const { server } = await start(
+      {
+        aliases: { map: { aliases: { "huge@example.com": members(30), "big@example.com": members(4) } } },
+        limits: { maxAddresses: 20 },
+      },
+      3,
+    );
+    expect(await rcpt(server, ["huge@example.com", "big@example.com", "alice@example.com"])).toEqual([
       "550 5.2.4",
+      "550 5.5.3",
+      "250 2.1.5",
+    ]);
+  });
+
+  it("always takes postmaster@ and abuse@ to the configured mailboxes, even when an alias names nobody", async () => {
+    const { server, queue } = await start({
+      abuse: "abuse-desk@elsewhere.example",
+      aliases: { map: { aliases: { "postmaster@example.org": "ghost" } } },
+      mailboxes: ["alice@example.com"],
+    });
+    await send(server, ["postmaster@example.org", "Postmaster", "abuse@example.com"]);
+    expect(recipientsOf(queue.messages).map((recipient) => `${recipient.route} ${recipient.address}`)).toEqual([
+      "local admin@example.com",
+      "forward abuse-desk@elsewhere.example",
+    ]);
+  });
+
+  it("without a configured postmaster, postmaster@ and abuse@ are their own mailboxes", async () => {
+    const { server, queue } = await start({ postmaster: undefined, mailboxes: ["alice@example.com"] });
+    expect(
+      await rcpt(server, ["postmaster@example.org", "abuse@example.com", "postmaster", "ghost@example.com"]),
+    ).toEqual(["250 2.1.5", "250 2.1.5", "250 2.1.5", "550 5.1.1"]);
+    await send(server, ["postmaster@example.org", "abuse@example.com", "postmaster"]);
+    expect(recipientsOf(queue.messages).map((recipient) => recipient.address)).toEqual([
+      "postmaster@example.org",
+      "abuse@example.com",
+      "postmaster",
     ]);
   });
 });
 
-describe("directory options", () => {
-  const failure = async (options: unknown): Promise<ConfigError> => {
-    const error = await openDirectory(options as DirectoryOptions).then(
-      () => undefined,
-      (caught: unknown) => caught,
-    );
-    if (error instanceof ConfigError) return error;
-    throw new Error(`expected a ConfigError, got ${String(error)}`);
-  };
-  const valid = { domains: ["example.com"], postmaster: "admin@example.com" };
+describe("forwarding", () => {
+  it("gives a forward the SRS form of MAIL FROM; the null sender stays null; without SRS the sender is kept", async () => {
+    const aliases = { map: { aliases: { "info@example.com": ["alice", "friend@elsewhere.example"] } } };
+    const { server, queue } = await start({ srs: { domain: "fwd.example.com", secrets }, aliases });
+    await send(server, ["info@example.com"], "Someone@Origin.example");
+    await send(server, ["info@example.com"], "");
+    const senders = recipientsOf(queue.messages)
+      .filter((recipient) => recipient.route === "forward")
+      .map((recipient) => recipient.sender);
+    expect(senders[0]).toMatch(/^SRS0=[A-Za-z0-9+/]{4}=[A-Z2-7]{2}=Origin\.example=Someone@fwd\.example\.com$/);
+    expect(senders[1]).toBeUndefined();
+    await server.stop();
 
-  it("names the key and what was expected, in one line", async () => {
-    const cases: [unknown, string][] = [
-      [{ domains: ["example.com"] }, "@postern/recipients.postmaster"],
-      [{ ...valid, domains: ["not a domain"] }, "@postern/recipients.domains.0"],
-      [{ ...valid, lookups: [{ type: "ldapp" }] }, "@postern/recipients.lookups.0.type"],
-      [
-        { ...valid, lookups: [{ type: "postgres", connectionString: "postgres://x/y", query: "SELECT 1" }] },
-        "@postern/recipients.lookups.0.query",
-      ],
-      [
-        { ...valid, lookups: [{ type: "ldap", url: "ldap://h", base: "dc=x", filter: "mail=%s" }] },
-        "@postern/recipients.lookups.0.filter",
-      ],
-      [
-        { ...valid, lookups: [{ type: "dovecot", socket: "/run/x", cache: { ttlMs: -1 } }] },
-        "@postern/recipients.lookups.0.cache.ttlMs",
-      ],
-      [{ ...valid, srs: { domain: "fwd.example" } }, "@postern/recipients.srs.secrets"],
-      [{ ...valid, srs: { domain: "fwd.example", secrets: ["short"] } }, "@postern/recipients.srs.secrets.0"],
-      [{ ...valid, limits: { maxDepth: 0 } }, "@postern/recipients.limits.maxDepth"],
-      [
-        { ...valid, aliases: { map: { aliases: { "x@example.com": 5 } } } },
-        "@postern/recipients.aliases.map.aliases.x@example.com",
-      ],
-      [{ ...valid, lookup: [] }, "@postern/recipients.lookup"],
-    ];
-    for (const [options, key] of cases) {
-      const error = await failure(options);
-      expect(error.key, JSON.stringify(options)).toBe(key);
-      expect(error.message).not.toContain("\n");
-    }
-    expect((await failure({ ...valid, lookups: [{ type: "ldapp" }] })).message).toContain(
-      'expected a lookup with type "mailboxes", "postgres", "ldap" or "dovecot"',
-    );
+    const plain = await start({ aliases, routes: { forward: "relay" } });
+    await send(plain.server, ["info@example.com"], "someone@origin.example");
+    expect(recipientsOf(plain.queue.messages).map(({ route, sender }) => `${route} ${sender}`)).toEqual([
+      "local undefined",
+      "relay undefined",
+    ]);
   });
 
-  it("refuses an alias for a domain that is not local, and an alias target that is no address", async () => {
-    const foreign = await failure({ ...valid, aliases: { map: { aliases: { "x@other.example": "alice" } } } });
-    expect(foreign.message).toBe(
-      "@postern/recipients.aliases.map.aliases.x@other.example: other.example is not one of the local domains",
-    );
-    const bad = await failure({ ...valid, aliases: { map: { aliases: { "x@example.com": "a b c" } } } });
-    expect(bad.message).toContain('"a b c" is not an address or a local name');
+  it("sends a bounce to our SRS address back to the original sender; a forged one is refused at RCPT", async () => {
+    const { server, queue } = await start({
+      domains: ["example.com", "example.org", "fwd.example.com"],
+      srs: { domain: "fwd.example.com", secrets },
+      aliases: { map: { catchAll: { "fwd.example.com": "alice@example.com" } } },
+    });
+    const srs = createSrs({ domain: "fwd.example.com", secrets });
+    const bounceTo = srs.forward("Sender@Origin.example");
+    const forged = bounceTo.replace(/^SRS0=[^=]{4}=/, "SRS0=AAAA=");
+    expect(await rcpt(server, [bounceTo, forged, "someone@fwd.example.com"], { from: "" })).toEqual([
+      "250 2.1.5",
+      "550 5.1.1",
+      "250 2.1.5",
+    ]);
+    await send(server, [bounceTo], "");
+    expect(recipientsOf(queue.messages)).toEqual([
+      { address: "Sender@origin.example", route: "forward", original: bounceTo, detail: undefined, sender: undefined },
+    ]);
+  });
+});
+
+describe("no backscatter", () => {
+  it("refuses every unknown recipient at RCPT and stores the message for the others only", async () => {
+    const { server, queue } = await start();
+    const client = await server.connect();
+    try {
+      await client.read();
+      await client.command("EHLO client.test");
+      await client.command("MAIL FROM:<sender@origin.example>");
+      expect((await client.command("RCPT TO:<nobody@example.com>")).code).toBe(550);
+      expect((await client.command("RCPT TO:<alice@example.com>")).code).toBe(250);
+      expect((await client.command("DATA")).code).toBe(354);
+      expect((await client.command("Subject: x\r\n\r\nHello.\r\n.")).code).toBe(250);
+    } finally {
+      client.close();
+    }
+    expect(recipientsOf(queue.messages).map((recipient) => recipient.address)).toEqual(["alice@example.com"]);
   });
 });

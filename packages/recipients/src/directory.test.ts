@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "@postern/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type Directory, type DirectoryOptions, openDirectory } from "./index.ts";
+import { type Directory, openDirectory, type RecipientsOptions } from "./index.ts";
 
 let dir: string;
 let directory: Directory | undefined;
@@ -29,8 +29,8 @@ const base = {
   ],
 };
 
-async function open(options: Partial<DirectoryOptions> = {}): Promise<Directory> {
-  directory = await openDirectory({ ...base, ...options } as DirectoryOptions, { baseDir: dir });
+async function open(options: Partial<RecipientsOptions> = {}): Promise<Directory> {
+  directory = await openDirectory({ ...base, ...options } as RecipientsOptions, { baseDir: dir });
   return directory;
 }
 

@@ -7,15 +7,19 @@ import { ConfigError, parseOptions } from "@postern/core";
 import { type AliasMap, loadAliasYaml, targetsOf } from "./alias-map.ts";
 import { type AliasSourceEntry, aliasResolver, buildAliasTable, catchAllResolver } from "./alias-table.ts";
 import { loadAliasesFile } from "./aliases-file.ts";
-import { type DirectoryOptions, directoryOptionsSchema, type LookupOptions } from "./directory-options.ts";
 import { dovecotLookup } from "./dovecot-userdb.ts";
 import { type Expansion, expandRecipient } from "./expansion.ts";
 import { ldapLookup } from "./ldap-lookup.ts";
 import { cachedResolver } from "./lookup-cache.ts";
-import type { MailAddress } from "./mail-address.ts";
 import { mailboxList } from "./mailbox-list.ts";
+import {
+  type LookupOptions,
+  type RecipientsOptions,
+  type ResolvedRecipientsOptions,
+  recipientsOptionsSchema,
+} from "./options.ts";
 import { postgresLookup } from "./postgres-lookup.ts";
-import type { Resolver } from "./resolution.ts";
+import type { LookupAddress, Resolver } from "./resolution.ts";
 import { firstAnswer, withSubaddress } from "./resolver-chain.ts";
 import { createSrs, type Srs } from "./srs.ts";
 import { srsResolver } from "./srs-resolver.ts";
@@ -98,11 +102,20 @@ function lookupResolver(lookup: LookupOptions, now: (() => number) | undefined):
   return cachedResolver(backend, { ...lookup.cache, ...(now ? { now } : {}) });
 }
 
-export async function openDirectory(input: DirectoryOptions, context: OpenDirectoryContext = {}): Promise<Directory> {
+/** Validates the options (one line naming the key) and opens the directory they describe. */
+export async function openDirectory(input: RecipientsOptions, context: OpenDirectoryContext = {}): Promise<Directory> {
   const prefix = context.prefix ?? "@postern/recipients";
-  const options = parseOptions(directoryOptionsSchema, input, prefix);
+  return openResolvedDirectory(parseOptions(recipientsOptionsSchema, input, prefix), context);
+}
+
+/** Opens the directory of options recipients() already validated: reads the alias files and secrets. */
+export async function openResolvedDirectory(
+  options: ResolvedRecipientsOptions,
+  context: OpenDirectoryContext = {},
+): Promise<Directory> {
+  const prefix = context.prefix ?? "@postern/recipients";
   const baseDir = context.baseDir ?? process.cwd();
-  const localDomains = new Set(options.domains);
+  const localDomains = options.domains;
   const sources = await aliasEntries(options.aliases.files, options.aliases.map, baseDir, prefix);
   const table = buildAliasTable({ ...sources, localDomains });
 
@@ -128,14 +141,18 @@ export async function openDirectory(input: DirectoryOptions, context: OpenDirect
     ...(srs ? [srsResolver(srs, options.srs!.domain)] : []),
     withSubaddress(aliasResolver(table), delimiter),
     ...backends,
-    catchAllResolver(table),
+    catchAllResolver(table, options.everyUser, delimiter),
   ];
   const resolveAll = firstAnswer(chain);
   const resolveMailbox = firstAnswer(backends);
-  const roles = new Map([
-    ["postmaster", options.postmaster],
-    ["abuse", options.abuse ?? options.postmaster],
-  ]);
+  // postmaster@ and abuse@ of a local domain go to the configured mailbox; without one, to their
+  // own mailbox (postmaster@example.com), so they are never refused.
+  const roleMailbox = (address: LookupAddress | "postmaster"): string | undefined => {
+    if (address === "postmaster") return options.postmaster ?? "postmaster";
+    if (address.localPart === "postmaster") return options.postmaster ?? address.address;
+    if (address.localPart === "abuse") return options.abuse ?? options.postmaster ?? address.address;
+    return undefined;
+  };
 
   return {
     srs,
@@ -146,8 +163,7 @@ export async function openDirectory(input: DirectoryOptions, context: OpenDirect
         isLocalDomain,
         resolve: resolveAll,
         resolveMailbox,
-        roleMailbox: (address: MailAddress | "postmaster") =>
-          roles.get(address === "postmaster" ? "postmaster" : address.localPart),
+        roleMailbox,
         maxAddresses: options.limits.maxAddresses,
         maxDepth: options.limits.maxDepth,
         routes: options.routes,

@@ -13,8 +13,7 @@
 import { connect, type Socket } from "node:net";
 import { DirectoryError } from "./directory-error.ts";
 import { withDeadline } from "./lookup-deadline.ts";
-import { type MailAddress, parseMailAddress } from "./mail-address.ts";
-import type { Resolution, Resolver } from "./resolution.ts";
+import { type LookupAddress, lookupAddress, type Resolution, type Resolver } from "./resolution.ts";
 
 export interface DovecotLookupOptions {
   /** The auth-userdb socket, e.g. /run/dovecot/auth-userdb (Dovecot's base_dir). */
@@ -142,7 +141,7 @@ export function dovecotLookup(options: DovecotLookupOptions): Resolver {
 
   return {
     name,
-    async resolve(address: MailAddress): Promise<Resolution> {
+    async resolve(address: LookupAddress): Promise<Resolution> {
       const user = options.username === "localPart" ? address.localPart : address.address;
       try {
         const id = nextId++;
@@ -153,7 +152,7 @@ export function dovecotLookup(options: DovecotLookupOptions): Resolver {
           return { kind: "tempfail", cause: new DirectoryError("RECIPIENTS_LOOKUP_FAILED", name, reply.reason) };
         }
         const mailbox = reply.name.includes("@") ? reply.name : `${reply.name}@${address.domain}`;
-        return { kind: "mailbox", mailbox: parseMailAddress(mailbox)?.address ?? address.address };
+        return { kind: "mailbox", mailbox: lookupAddress(mailbox)?.address ?? address.address };
       } catch (error) {
         return { kind: "tempfail", cause: DirectoryError.from(name, error) };
       }

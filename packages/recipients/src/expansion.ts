@@ -2,9 +2,9 @@
 // are followed, duplicates collapse, size and depth are bounded, and a loop (a → b → a) ends the
 // branch that closed it. A list member that is unknown is dropped (and reported) rather than
 // failing the whole list; a lookup that fails fails the whole recipient — never a partial accept.
+import { isMailboxLocalPart } from "@postern/core";
 import { DirectoryError } from "./directory-error.ts";
-import { type MailAddress, mailAddress, parseMailAddress } from "./mail-address.ts";
-import type { Resolution } from "./resolution.ts";
+import { type LookupAddress, lookupAddress, type Resolution } from "./resolution.ts";
 
 export interface Target {
   /** A local mailbox (`alice@example.com`) or the remote address mail is forwarded to. */
@@ -38,11 +38,11 @@ export type Expansion =
 export interface ExpansionRules {
   isLocalDomain(domain: string): boolean;
   /** Every resolver in order (SRS, aliases, mailbox lookups, catch-all). */
-  resolve(address: MailAddress): Promise<Resolution>;
+  resolve(address: LookupAddress): Promise<Resolution>;
   /** Mailbox lookups only: for an alias that names itself (`alice: alice, bob`). */
-  resolveMailbox(address: MailAddress): Promise<Resolution>;
+  resolveMailbox(address: LookupAddress): Promise<Resolution>;
   /** The configured mailbox of a role address (postmaster@, abuse@ of a local domain), if it is one. */
-  roleMailbox(address: MailAddress | "postmaster"): string | undefined;
+  roleMailbox(address: LookupAddress | "postmaster"): string | undefined;
   maxAddresses: number;
   maxDepth: number;
   routes: { mailbox: string; forward: string };
@@ -51,8 +51,9 @@ export interface ExpansionRules {
 type Stop = Extract<Expansion, { kind: "tempfail" } | { kind: "too-large" }>;
 
 /** Parses a target; a bare name is in the domain of the address it came from. */
-function parseTarget(text: string, domain: string): MailAddress | undefined {
-  return text.includes("@") ? parseMailAddress(text) : mailAddress(text, domain);
+function parseTarget(text: string, domain: string): LookupAddress | undefined {
+  if (text.includes("@")) return lookupAddress(text);
+  return isMailboxLocalPart(text) ? lookupAddress(`${text}@${domain}`) : undefined;
 }
 
 export async function expandRecipient(recipient: string, rules: ExpansionRules): Promise<Expansion> {
@@ -61,7 +62,7 @@ export async function expandRecipient(recipient: string, rules: ExpansionRules):
     const mailbox = rules.roleMailbox("postmaster")!;
     return deliverOne(mailbox, rules, [recipient]);
   }
-  const top = parseMailAddress(recipient);
+  const top = lookupAddress(recipient);
   if (top === undefined) return { kind: "unknown", dropped: [{ address: recipient, reason: "malformed", via: [] }] };
 
   const result = await expandParsed(top, rules);
@@ -76,7 +77,7 @@ export async function expandRecipient(recipient: string, rules: ExpansionRules):
 }
 
 function deliverOne(mailbox: string, rules: ExpansionRules, via: string[]): Expansion {
-  const parsed = parseMailAddress(mailbox);
+  const parsed = lookupAddress(mailbox);
   const local = parsed === undefined || rules.isLocalDomain(parsed.domain);
   // A local mailbox in its normalized form; a remote one as configured (its local part's case kept).
   const address = local ? (parsed?.address ?? mailbox) : parsed!.original;
@@ -94,7 +95,7 @@ function deliverOne(mailbox: string, rules: ExpansionRules, via: string[]): Expa
   };
 }
 
-async function expandParsed(top: MailAddress, rules: ExpansionRules): Promise<Expansion> {
+async function expandParsed(top: LookupAddress, rules: ExpansionRules): Promise<Expansion> {
   const targets = new Map<string, Target>();
   const dropped: DroppedTarget[] = [];
   const visited = new Set<string>();
@@ -108,7 +109,7 @@ async function expandParsed(top: MailAddress, rules: ExpansionRules): Promise<Ex
 
   // `path` holds the addresses above this one, the recipient first.
   const visit = async (
-    address: MailAddress,
+    address: LookupAddress,
     path: readonly string[],
     mailboxOnly: boolean,
   ): Promise<Stop | undefined> => {
@@ -133,7 +134,7 @@ async function expandParsed(top: MailAddress, rules: ExpansionRules): Promise<Ex
     }
     switch (resolution.kind) {
       case "mailbox": {
-        const mailbox = parseMailAddress(resolution.mailbox)?.address ?? resolution.mailbox;
+        const mailbox = lookupAddress(resolution.mailbox)?.address ?? resolution.mailbox;
         add(mailbox, {
           address: mailbox,
           kind: "mailbox",

@@ -1,13 +1,27 @@
-// @postern/recipients — local domains, address tables and who may relay. Claims each recipient
-// with a route ("local" or "relay"), refuses unknown local users at RCPT, and leaves everything
-// else to core's default (550 5.7.1, no open relay).
-import { accept, type Plugin, parseOptions, type ResultKey, reject, resultKey, type Verdict } from "@postern/core";
-import { type RecipientsOptions, recipientsOptionsSchema } from "./options.ts";
-import { decideRecipient, type RecipientDecision } from "./policy.ts";
-import { networkList } from "./relay-networks.ts";
+// @postern/recipients — local domains, who exists there, and who may relay. At each RCPT TO the
+// recipient directory (aliases, lists, SRS bounces, mailbox lookups in PostgreSQL, LDAP or
+// Dovecot, catch-alls) resolves a local address into the mailboxes and forwards it stands for,
+// which core adds as the recipients; an unknown one is refused at once (no backscatter), one whose
+// lookup failed is deferred; other domains are relayed for authenticated users and trusted
+// networks, and left to core's default (550 5.7.1, no open relay) for everyone else.
+import {
+  accept,
+  type Expansion as CoreExpansion,
+  defer,
+  IpNetworkList,
+  localListener,
+  type Plugin,
+  parseOptions,
+  type ResultKey,
+  resultKey,
+  type Session,
+  type Verdict,
+} from "@postern/core";
+import { type Directory, openResolvedDirectory } from "./directory.ts";
+import { refusalVerdict } from "./expansion-reply.ts";
+import { type RecipientsOptions, type ResolvedRecipientsOptions, recipientsOptionsSchema } from "./options.ts";
+import { decideRecipient, type RecipientDecision, type RelayRules } from "./policy.ts";
 
-// The recipient directory (issue 15): resolvers, expansion, SRS and lookup backends. The plugin
-// above is wired to it once core's recipient expansion lands (issue 13).
 export type { AliasMap } from "./alias-map.ts";
 export { aliasMapSchema, loadAliasYaml } from "./alias-map.ts";
 export type { AliasEntry } from "./aliases-file.ts";
@@ -16,26 +30,25 @@ export type { Directory, OpenDirectoryContext } from "./directory.ts";
 export { openDirectory } from "./directory.ts";
 export type { DirectoryErrorCode } from "./directory-error.ts";
 export { DirectoryError } from "./directory-error.ts";
-export type { DirectoryOptions, LookupOptions, ResolvedDirectoryOptions } from "./directory-options.ts";
-export { directoryOptionsSchema } from "./directory-options.ts";
 export type { DovecotLookupOptions } from "./dovecot-userdb.ts";
 export { dovecotLookup } from "./dovecot-userdb.ts";
 export type { DroppedTarget, Expansion, ExpansionRules, Target } from "./expansion.ts";
 export { expandRecipient } from "./expansion.ts";
-export { refusalFor } from "./expansion-reply.ts";
+export type { RefusalReason } from "./expansion-reply.ts";
+export { refusalFor, refusalVerdict } from "./expansion-reply.ts";
 export type { LdapLookupOptions } from "./ldap-lookup.ts";
 export { ldapLookup } from "./ldap-lookup.ts";
 export type { LookupResultKind } from "./lookup-answer.ts";
 export type { CachedResolver, CacheStats, LookupCacheOptions } from "./lookup-cache.ts";
 export { cachedResolver } from "./lookup-cache.ts";
-export type { MailAddress } from "./mail-address.ts";
-export { parseMailAddress } from "./mail-address.ts";
 export { mailboxList } from "./mailbox-list.ts";
-export type { RecipientsOptions } from "./options.ts";
+export type { LookupOptions, RecipientsOptions } from "./options.ts";
+export { recipientsOptionsSchema } from "./options.ts";
 export type { RecipientDecision } from "./policy.ts";
 export type { LookupParameter, PostgresLookupOptions } from "./postgres-lookup.ts";
 export { postgresLookup } from "./postgres-lookup.ts";
-export type { Resolution, Resolver } from "./resolution.ts";
+export type { LookupAddress, Resolution, Resolver } from "./resolution.ts";
+export { lookupAddress } from "./resolution.ts";
 export { firstAnswer, withSubaddress } from "./resolver-chain.ts";
 export type { Srs, SrsOptions, SrsReversal, SrsSeparator } from "./srs.ts";
 export { createSrs, isSrsLocalPart } from "./srs.ts";
@@ -47,47 +60,104 @@ export const recipientDecisions: ResultKey<readonly RecipientDecision[]> =
 
 const pluginName = "@postern/recipients";
 
-function verdictFor(decision: RecipientDecision): Verdict | undefined {
-  switch (decision.outcome) {
-    case "local":
-      return accept({ route: "local" });
-    case "relay":
-      return accept({ route: "relay" });
-    case "no-route":
-      return undefined;
-    case "refused":
-      switch (decision.reason) {
-        case "unknown-user":
-          // 5.1.1: the part left of "@" names no mailbox here (RFC 3463).
-          return reject("5.1.1", "No such user here");
-        case "address-literal":
-          // user@[192.0.2.1] is valid syntax (RFC 5321 §4.1.3), so not a 501; the mailbox part may
-          // be fine too, so not 5.1.1. What is refused is the destination *system*: Postern has no
-          // mailboxes at address literals and does not relay to them — 5.1.2 says exactly that.
-          return reject("5.1.2", "Address literals are not accepted here; use a domain name");
-        case "malformed":
-          // 501 is the reply for a syntax error in a command's argument (RFC 5321 §4.2.3), and
-          // 5.1.3 is "bad destination mailbox address syntax" (RFC 3463). Not 550 5.1.1: that
-          // would tell the sender the address is well-formed but unknown.
-          return reject("5.1.3", "Bad destination mailbox address syntax", 501);
-      }
-  }
+/** What each plugin recipients() made was made from, for `postern address test` (directoryFor). */
+const settingsOf = new WeakMap<Plugin, { options: ResolvedRecipientsOptions; baseDir: string; relay: RelayRules }>();
+
+/**
+ * Mail this server hands itself (core's submit: delivery reports, a plugin's reports) arrives on
+ * core's local listener, never on a socket: its recipients elsewhere may be relayed, as Postfix
+ * relays what its pickup service gets. Compared by identity, so no configured listener can pass.
+ */
+function isLocalSubmission(session: Session): boolean {
+  return session.listener === localListener;
+}
+
+/**
+ * The core recipients an accepted local address becomes: each mailbox with its detail, each
+ * forward with the envelope sender the next hop sees (the SRS form of MAIL FROM, so SPF passes
+ * there; the null sender stays null, and without SRS configured the sender is kept as it is).
+ */
+export function expansionFor(
+  decision: Extract<RecipientDecision, { outcome: "local" }>,
+  mailFrom: string,
+  directory: Pick<Directory, "srs">,
+): CoreExpansion[] {
+  const forwardSender = mailFrom !== "" && directory.srs ? directory.srs.forward(mailFrom) : undefined;
+  return decision.targets.map((target) => ({
+    address: target.address,
+    route: target.route,
+    ...(target.detail === undefined ? {} : { detail: target.detail }),
+    ...(target.kind === "forward" && forwardSender !== undefined ? { sender: forwardSender } : {}),
+  }));
 }
 
 export default function recipients(options: RecipientsOptions): Plugin {
   const resolved = parseOptions(recipientsOptionsSchema, options, pluginName);
-  const isTrustedNetwork = networkList(resolved.relay.networks);
-  return {
+  // Files are named relative to the working directory when the config is loaded, like every path option.
+  const baseDir = process.cwd();
+  const relay = { networks: new IpNetworkList(resolved.relay.networks), authenticated: resolved.relay.authenticated };
+  let directory: Directory | undefined;
+
+  const plugin: Plugin = {
     name: pluginName,
+    async setup() {
+      directory = await openResolvedDirectory(resolved, { baseDir, prefix: pluginName });
+    },
+    async close() {
+      await directory?.close();
+      directory = undefined;
+    },
     hooks: {
-      rcptTo(transaction, recipient) {
-        const decision = decideRecipient(resolved, isTrustedNetwork, recipient.address, {
-          remoteAddress: transaction.session.remoteAddress,
-          user: transaction.session.user,
+      async rcptTo(transaction, recipient, { log }): Promise<Verdict | undefined> {
+        if (!directory) return defer("4.3.0", "Recipient directory not open, try again later");
+        const { session } = transaction;
+        const decision = await decideRecipient(directory, relay, recipient.address, {
+          remoteAddress: session.remoteAddress,
+          user: session.user,
+          localSubmission: isLocalSubmission(session),
         });
         transaction.results.set(recipientDecisions, [...(transaction.results.get(recipientDecisions) ?? []), decision]);
-        return verdictFor(decision);
+        switch (decision.outcome) {
+          case "local":
+            if (decision.dropped.length > 0)
+              log.info({ address: recipient.address, dropped: decision.dropped }, "list members dropped");
+            return accept({ expand: expansionFor(decision, transaction.mailFrom.address, directory) });
+          case "relay":
+            return accept({ route: "relay" });
+          case "no-route":
+            return undefined;
+          case "refused":
+            if (decision.cause)
+              log.warn({ err: decision.cause, address: recipient.address }, "recipient lookup failed");
+            return refusalVerdict(decision.reason);
+        }
       },
     },
-  } satisfies Plugin;
+  };
+  settingsOf.set(plugin, { options: resolved, baseDir, relay });
+  return plugin satisfies Plugin;
+}
+
+export interface AddressTest {
+  readonly directory: Directory;
+  /** Who may relay to other domains through this plugin. */
+  readonly relay: { readonly networks: readonly string[]; readonly authenticated: boolean };
+}
+
+/**
+ * Opens the directory of a plugin recipients() made, with its options and base folder — how
+ * `postern address test` resolves addresses the way the configured server does. Undefined for
+ * any other plugin. The caller closes the directory.
+ */
+export async function addressTestFor(plugin: Plugin): Promise<AddressTest | undefined> {
+  const settings = settingsOf.get(plugin);
+  if (!settings) return undefined;
+  const directory = await openResolvedDirectory(settings.options, { baseDir: settings.baseDir, prefix: pluginName });
+  return {
+    directory,
+    relay: {
+      networks: settings.relay.networks.networks.map((network) => network.text),
+      authenticated: settings.relay.authenticated,
+    },
+  };
 }

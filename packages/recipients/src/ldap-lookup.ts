@@ -7,8 +7,7 @@ import { Client, type Entry, Filter } from "ldapts";
 import { DirectoryError } from "./directory-error.ts";
 import { answerFrom, type LookupResultKind } from "./lookup-answer.ts";
 import { withDeadline } from "./lookup-deadline.ts";
-import type { MailAddress } from "./mail-address.ts";
-import type { Resolution, Resolver } from "./resolution.ts";
+import type { LookupAddress, Resolution, Resolver } from "./resolution.ts";
 
 export interface LdapLookupOptions {
   /** ldap://host:port or ldaps://host:port. */
@@ -30,7 +29,7 @@ export interface LdapLookupOptions {
 }
 
 /** Replaces %s, %u, %d (and %% with %) by the escaped parts of the address. */
-export function expandFilter(template: string, address: MailAddress): string {
+export function expandFilter(template: string, address: LookupAddress): string {
   return template.replace(/%([sud%])/g, (_, code: string) => {
     if (code === "%") return "%";
     const value = code === "s" ? address.address : code === "u" ? address.localPart : address.domain;
@@ -73,7 +72,7 @@ export function ldapLookup(options: LdapLookupOptions): Resolver {
 
   return {
     name,
-    async resolve(address: MailAddress): Promise<Resolution> {
+    async resolve(address: LookupAddress): Promise<Resolution> {
       try {
         const { searchEntries } = await withDeadline(
           name,

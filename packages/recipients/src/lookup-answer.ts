@@ -3,14 +3,13 @@
 // alias lookup they are the addresses (a value may hold several, comma-separated, as Postfix
 // tables allow).
 import { DirectoryError } from "./directory-error.ts";
-import { type MailAddress, parseMailAddress } from "./mail-address.ts";
-import type { Resolution } from "./resolution.ts";
+import { type LookupAddress, lookupAddress, type Resolution } from "./resolution.ts";
 
 export type LookupResultKind = "mailbox" | "aliases";
 
 export function answerFrom(
   backend: string,
-  address: MailAddress,
+  address: LookupAddress,
   found: boolean,
   values: readonly string[],
   result: LookupResultKind,
@@ -21,7 +20,7 @@ export function answerFrom(
     const addresses = cleaned.flatMap((value) => value.split(",").map((part) => part.trim())).filter(Boolean);
     return addresses.length > 0 ? { kind: "expand", addresses } : { kind: "unknown" };
   }
-  const mailboxes = new Set(cleaned.map((value) => parseMailAddress(value)?.address ?? value.toLowerCase()));
+  const mailboxes = new Set(cleaned.map((value) => lookupAddress(value)?.address ?? value.toLowerCase()));
   if (mailboxes.size === 0) return { kind: "mailbox", mailbox: address.address };
   if (mailboxes.size === 1) return { kind: "mailbox", mailbox: [...mailboxes][0]! };
   // Several mailboxes, one of them the address itself (a user entry with several mail values).

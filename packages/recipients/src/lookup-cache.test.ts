@@ -3,10 +3,10 @@
 import { describe, expect, it } from "vitest";
 import { DirectoryError } from "./directory-error.ts";
 import { cachedResolver } from "./lookup-cache.ts";
-import { parseMailAddress } from "./mail-address.ts";
 import type { Resolution, Resolver } from "./resolution.ts";
+import { lookupAddress } from "./resolution.ts";
 
-const at = (text: string) => parseMailAddress(text)!;
+const at = (text: string) => lookupAddress(text)!;
 
 interface CountingResolver extends Resolver {
   readonly calls: string[];

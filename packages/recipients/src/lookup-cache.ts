@@ -2,8 +2,7 @@
 // `negativeTtlMs` — a spammer's dictionary attack must not turn into one directory query per
 // guessed name — and failures are never kept, so a directory that comes back is asked again at
 // once. Concurrent lookups of one address share one query. Bounded, least recently used out first.
-import type { MailAddress } from "./mail-address.ts";
-import type { Resolution, Resolver } from "./resolution.ts";
+import type { LookupAddress, Resolution, Resolver } from "./resolution.ts";
 
 export interface LookupCacheOptions {
   /** How long a found mailbox or expansion is kept (default 60 s). */
@@ -47,7 +46,7 @@ export function cachedResolver(resolver: Resolver, options: LookupCacheOptions =
 
   return {
     name: resolver.name,
-    async resolve(address: MailAddress): Promise<Resolution> {
+    async resolve(address: LookupAddress): Promise<Resolution> {
       const key = address.address;
       const entry = entries.get(key);
       if (entry && entry.expires > now()) {

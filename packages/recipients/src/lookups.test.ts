@@ -3,15 +3,15 @@
 import { describe, expect, it } from "vitest";
 import { dovecotLookup } from "./dovecot-userdb.ts";
 import { ldapLookup } from "./ldap-lookup.ts";
-import { parseMailAddress } from "./mail-address.ts";
 import { postgresLookup } from "./postgres-lookup.ts";
+import { lookupAddress } from "./resolution.ts";
 import { type DovecotUserdb, startDovecotUserdb } from "./test-dovecot-userdb.ts";
 import { conformanceMailboxes, conformanceTeam, describeLookupConformance } from "./test-lookup-conformance.ts";
 import { admin, databaseUrl, dropSchema, uniqueSchema } from "./test-postgres.ts";
 import { readerDn, readerPassword, type Slapd, startSlapd, suffix } from "./test-slapd.ts";
 import { type DownableProxy, startDownableProxy } from "./test-tcp-proxy.ts";
 
-const at = (text: string) => parseMailAddress(text)!;
+const at = (text: string) => lookupAddress(text)!;
 
 // PostgreSQL: the machine's server, a schema of our own, reached through a proxy that can go down.
 {

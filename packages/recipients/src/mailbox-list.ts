@@ -1,10 +1,10 @@
 // A fixed list of mailboxes, from the options: the smallest backend, and the reference the shared
 // backend suite holds the others to.
-import { parseMailAddress } from "./mail-address.ts";
+import { addressKey } from "@postern/core";
 import type { Resolver } from "./resolution.ts";
 
 export function mailboxList(addresses: readonly string[]): Resolver {
-  const mailboxes = new Set(addresses.map((address) => parseMailAddress(address)?.address ?? address));
+  const mailboxes = new Set(addresses.map((address) => addressKey(address)));
   return {
     name: "mailboxes",
     async resolve(address) {

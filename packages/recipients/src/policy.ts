@@ -1,18 +1,25 @@
-// The recipient policy as a pure function: what to do with one RCPT TO, given the options and the
-// facts of the session. index.ts turns the decision into a verdict.
-import type { ResolvedRecipientsOptions } from "./options.ts";
-import { isMailboxLocalPart, parseRecipient } from "./recipient-address.ts";
+// The recipient policy: what one RCPT TO stands for, given the directory and the facts of the
+// session. index.ts turns the decision into a verdict.
+import { type IpNetworkList, isMailboxLocalPart, parseAddress } from "@postern/core";
+import type { Directory } from "./directory.ts";
+import type { DirectoryError } from "./directory-error.ts";
+import type { DroppedTarget, Target } from "./expansion.ts";
+import { type RefusalReason, refusalReason } from "./expansion-reply.ts";
 
 export type RecipientDecision = { readonly address: string } & (
   | {
+      /** A local domain's address (or the bare postmaster): the mailboxes and forwards it stands for. */
       readonly outcome: "local";
-      /** The normalized mailbox, "user@domain" (lower-case, ASCII domain), or "postmaster". */
-      readonly mailbox: string;
-      /** What made it local: a listed mailbox, a "*@domain" catch-all, any user of the domain, or postmaster. */
-      readonly match: "mailbox" | "catch-all" | "domain" | "postmaster";
+      readonly targets: readonly Target[];
+      /** List members that were dropped (unknown, looping, malformed). */
+      readonly dropped: readonly DroppedTarget[];
     }
-  | { readonly outcome: "relay"; readonly reason: "authenticated" | "network" }
-  | { readonly outcome: "refused"; readonly reason: "unknown-user" | "address-literal" | "malformed" }
+  | {
+      readonly outcome: "relay";
+      /** An authenticated session, a trusted network, or mail this server hands itself (core's submit). */
+      readonly reason: "authenticated" | "network" | "local-submission";
+    }
+  | { readonly outcome: "refused"; readonly reason: RefusalReason; readonly cause?: DirectoryError }
   /** Not local and this client may not relay: left to other plugins, then core's 550 5.7.1. */
   | { readonly outcome: "no-route" }
 );
@@ -20,35 +27,43 @@ export type RecipientDecision = { readonly address: string } & (
 export interface ClientFacts {
   remoteAddress: string;
   user: string | undefined;
+  /** The message comes from this server itself (core's submit), not from an SMTP client. */
+  localSubmission: boolean;
 }
 
-export function decideRecipient(
-  options: ResolvedRecipientsOptions,
-  isTrustedNetwork: (address: string) => boolean,
+export interface RelayRules {
+  networks: IpNetworkList;
+  authenticated: boolean;
+}
+
+export async function decideRecipient(
+  directory: Directory,
+  relay: RelayRules,
   address: string,
   client: ClientFacts,
-): RecipientDecision {
-  const parsed = parseRecipient(address);
-  if (parsed.kind === "postmaster") return { address, outcome: "local", mailbox: "postmaster", match: "postmaster" };
-  if (parsed.kind !== "mailbox") return { address, outcome: "refused", reason: parsed.kind };
-
-  const { localPart, domain } = parsed;
-  if (options.domains.has(domain)) {
-    const mailbox = `${localPart}@${domain}`;
-    // RFC 5321 §4.5.1: postmaster of every domain we accept mail for, whatever the address table says.
-    if (localPart === "postmaster") return { address, outcome: "local", mailbox, match: "postmaster" };
-    if (!isMailboxLocalPart(localPart)) return { address, outcome: "refused", reason: "unknown-user" };
-    if (options.mailboxes === undefined) return { address, outcome: "local", mailbox, match: "domain" };
-    if (options.mailboxes.has(mailbox)) return { address, outcome: "local", mailbox, match: "mailbox" };
-    if (options.mailboxes.has(`*@${domain}`)) return { address, outcome: "local", mailbox, match: "catch-all" };
-    // Refused at RCPT, not accepted and bounced later: a later bounce would go to a sender
-    // address that is usually forged (backscatter).
+): Promise<RecipientDecision> {
+  const parsed = parseAddress(address);
+  if (parsed.kind === "address-literal" || parsed.kind === "malformed") {
+    return { address, outcome: "refused", reason: parsed.kind };
+  }
+  if (parsed.kind === "mailbox" && !directory.isLocalDomain(parsed.domain)) {
+    if (client.localSubmission) return { address, outcome: "relay", reason: "local-submission" };
+    if (client.user !== undefined && relay.authenticated) return { address, outcome: "relay", reason: "authenticated" };
+    if (relay.networks.contains(client.remoteAddress)) return { address, outcome: "relay", reason: "network" };
+    return { address, outcome: "no-route" };
+  }
+  // A quoted string or a path separator is valid SMTP but never names a mailbox here, and
+  // refusing it before any lookup keeps it away from directories and stores that build paths.
+  // postmaster@ is exempt from nothing: it is always a dot-atom.
+  if (parsed.kind === "mailbox" && !isMailboxLocalPart(parsed.localPart)) {
     return { address, outcome: "refused", reason: "unknown-user" };
   }
-
-  if (client.user !== undefined && options.relay.authenticated) {
-    return { address, outcome: "relay", reason: "authenticated" };
+  const expansion = await directory.resolve(address);
+  if (expansion.kind === "deliver") {
+    return { address, outcome: "local", targets: expansion.targets, dropped: expansion.dropped };
   }
-  if (isTrustedNetwork(client.remoteAddress)) return { address, outcome: "relay", reason: "network" };
-  return { address, outcome: "no-route" };
+  const reason = refusalReason(expansion)!;
+  return expansion.kind === "tempfail"
+    ? { address, outcome: "refused", reason, cause: expansion.cause }
+    : { address, outcome: "refused", reason };
 }

@@ -8,8 +8,7 @@ import pg from "pg";
 import { DirectoryError } from "./directory-error.ts";
 import { answerFrom, type LookupResultKind } from "./lookup-answer.ts";
 import { withDeadline } from "./lookup-deadline.ts";
-import type { MailAddress } from "./mail-address.ts";
-import type { Resolution, Resolver } from "./resolution.ts";
+import type { LookupAddress, Resolution, Resolver } from "./resolution.ts";
 
 export type LookupParameter = "address" | "localPart" | "domain";
 
@@ -59,7 +58,7 @@ export function postgresLookup(options: PostgresLookupOptions): Resolver {
 
   return {
     name,
-    async resolve(address: MailAddress): Promise<Resolution> {
+    async resolve(address: LookupAddress): Promise<Resolution> {
       const values = parameters.map((parameter) => address[parameter]);
       try {
         const { rows } = await withDeadline(

@@ -1,45 +1,16 @@
+// The plugin's basic rules over real SMTP: local domains and mailboxes, postmaster, every user of a
+// domain, IDNs, address literals, relay by network or AUTH, the decisions it records, option errors.
 import { accept, ConfigError, type Plugin } from "@postern/core";
 import { buildMessage, memoryQueue, type SendError, startTestServer, type TestServer } from "@postern/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import recipients, { type RecipientDecision, recipientDecisions } from "./index.ts";
-import { recipientsOptionsSchema } from "./options.ts";
-import { decideRecipient } from "./policy.ts";
-import { networkList } from "./relay-networks.ts";
+import recipients, { recipientDecisions } from "./index.ts";
+import { rcpt } from "./test-smtp.ts";
 
 let server: TestServer | undefined;
 afterEach(async () => {
   await server?.stop();
   server = undefined;
 });
-
-/** Opens a session and answers the RCPT TO of each address, in order. */
-async function rcpt(
-  test: TestServer,
-  addresses: string[],
-  options: { auth?: { user: string; pass: string } } = {},
-): Promise<string[]> {
-  const client = await test.connect();
-  try {
-    await client.read(); // greeting
-    await client.command("EHLO client.test");
-    if (options.auth) {
-      const token = Buffer.from(`\0${options.auth.user}\0${options.auth.pass}`).toString("base64");
-      const authReply = await client.command(`AUTH PLAIN ${token}`);
-      expect(authReply.code).toBe(235);
-    }
-    const mail = await client.command("MAIL FROM:<sender@example.org>");
-    expect(mail.code).toBe(250);
-    const replies: string[] = [];
-    for (const address of addresses) {
-      const reply = await client.command(`RCPT TO:<${address}>`);
-      replies.push(`${reply.code} ${reply.enhanced ?? ""}`.trim());
-    }
-    await client.command("QUIT");
-    return replies;
-  } finally {
-    client.close();
-  }
-}
 
 /** Accepts any AUTH, so tests can be an authenticated session. */
 const anyLogin: Plugin = { name: "test:any-login", hooks: { auth: () => accept() } };
@@ -57,8 +28,21 @@ describe("local recipients", () => {
     expect(result.response).toMatch(/^250 /);
     const stored = queue.messages[0]!;
     expect(stored.route).toBe("local");
+    expect(stored.recipients).toEqual(["alice@example.com"]);
     expect(stored.transaction.results.get(recipientDecisions)).toEqual([
-      { address: "alice@example.com", outcome: "local", mailbox: "alice@example.com", match: "mailbox" },
+      {
+        address: "alice@example.com",
+        outcome: "local",
+        targets: [
+          {
+            address: "alice@example.com",
+            kind: "mailbox",
+            route: "local",
+            via: ["alice@example.com"],
+          },
+        ],
+        dropped: [],
+      },
     ]);
   });
 
@@ -185,31 +169,32 @@ describe("relay", () => {
   });
 });
 
-describe("policy details", () => {
-  it("refuses malformed addresses as syntax errors", () => {
-    const options = recipientsOptionsSchema.parse({ domains: ["localhost"] });
-    const decide = (address: string): RecipientDecision =>
-      decideRecipient(options, () => true, address, { remoteAddress: "127.0.0.1", user: undefined });
-    for (const address of ["user@", "@localhost", "nodomain", "user@bad domain", "user@-x.example"]) {
-      expect(decide(address)).toEqual({ address, outcome: "refused", reason: "malformed" });
-    }
-  });
-
-  // smtp-server reports IPv4-mapped peers in plain IPv4 form, but a PROXY header or another front
-  // end may not, so the matcher is checked on its own.
-  it("matches networks of both families, including IPv4-mapped and zoned addresses", () => {
-    const trusted = networkList(
-      ["192.0.2.0/24", "2001:db8::/32", "fe80::1"].map(
-        (text) => recipientsOptionsSchema.parse({ domains: [], relay: { networks: [text] } }).relay.networks[0]!,
-      ),
-    );
-    expect(["192.0.2.7", "::ffff:192.0.2.7", "2001:db8:1::5", "fe80::1%eth0"].map(trusted)).toEqual([
-      true,
-      true,
-      true,
-      true,
-    ]);
-    expect(["192.0.3.1", "2001:db9::1", "fe80::2", "not-an-ip"].map(trusted)).toEqual([false, false, false, false]);
+describe("addresses no SMTP client can send", () => {
+  // smtp-server refuses malformed RCPT TO arguments itself; a data hook adding a recipient
+  // (SMFIR_ADDRCPT) goes through the rcptTo hooks with whatever it was given.
+  it("refuses a malformed address as a syntax error (501 5.1.3), and a quoted local part as unknown", async () => {
+    const outcomes: string[] = [];
+    const adder: Plugin = {
+      name: "test:add-recipients",
+      hooks: {
+        async data(transaction) {
+          for (const address of ["user@-x.example", "user@bad_domain", '"a b"@localhost', "bob+x@localhost"]) {
+            const outcome = await transaction.addRecipient(address);
+            outcomes.push(
+              outcome.ok
+                ? `ok ${outcome.recipients.map((recipient) => `${recipient.address}/${recipient.detail}`).join(",")}`
+                : `${outcome.refusal.code} ${outcome.refusal.status}`,
+            );
+          }
+          return undefined;
+        },
+      },
+    };
+    const queue = memoryQueue();
+    server = await startTestServer({ plugins: [recipients({ domains: ["localhost"] }), adder, queue.plugin] });
+    await server.send({ to: "alice@localhost", raw: buildMessage({ to: "alice@localhost" }) });
+    expect(outcomes).toEqual(["501 5.1.3", "501 5.1.3", "550 5.1.1", "ok bob@localhost/x"]);
+    expect(queue.messages[0]!.recipients).toEqual(["alice@localhost", "bob@localhost"]);
   });
 });
 
@@ -221,33 +206,76 @@ describe("options", () => {
       if (error instanceof ConfigError) return error;
       throw error;
     }
-    throw new Error("expected a ConfigError");
+    throw new Error(`expected a ConfigError for ${JSON.stringify(options)}`);
   };
+  const valid = { domains: ["example.com"] };
 
-  it("names the offending key", () => {
-    expect(failure({}).key).toBe("@postern/recipients.domains");
-    expect(failure({ domains: ["example.com", "not a domain"] }).key).toBe("@postern/recipients.domains.1");
-    expect(failure({ domains: ["example.com"], mailboxes: ["bob@other.example"] }).key).toBe(
-      "@postern/recipients.mailboxes.0",
+  it("names the offending key and what was expected, in one line", () => {
+    const cases: [unknown, string][] = [
+      [{}, "@postern/recipients.domains"],
+      [{ domains: ["example.com", "not a domain"] }, "@postern/recipients.domains.1"],
+      [{ ...valid, mailboxes: ["bob@other.example"] }, "@postern/recipients.mailboxes.0"],
+      [{ ...valid, mailboxes: ["no-at-sign"] }, "@postern/recipients.mailboxes.0"],
+      [{ ...valid, relay: { networks: ["10.0.0.0/8", "10.0.0.0/33"] } }, "@postern/recipients.relay.networks.1"],
+      [{ domains: [], relay: { networks: ["fe80::/64%eth0"] } }, "@postern/recipients.relay.networks.0"],
+      [{ domains: [], relay: { networks: ["fe80::1%eth0"] } }, "@postern/recipients.relay.networks.0"],
+      [{ ...valid, relay: { authenticated: "yes" } }, "@postern/recipients.relay.authenticated"],
+      [{ ...valid, postmaster: "nobody" }, "@postern/recipients.postmaster"],
+      [{ ...valid, lookups: [{ type: "ldapp" }] }, "@postern/recipients.lookups.0.type"],
+      [
+        { ...valid, lookups: [{ type: "postgres", connectionString: "postgres://x/y", query: "SELECT 1" }] },
+        "@postern/recipients.lookups.0.query",
+      ],
+      [
+        { ...valid, lookups: [{ type: "ldap", url: "ldap://h", base: "dc=x", filter: "mail=%s" }] },
+        "@postern/recipients.lookups.0.filter",
+      ],
+      [
+        { ...valid, lookups: [{ type: "dovecot", socket: "/run/x", cache: { ttlMs: -1 } }] },
+        "@postern/recipients.lookups.0.cache.ttlMs",
+      ],
+      [{ ...valid, srs: { domain: "fwd.example" } }, "@postern/recipients.srs.secrets"],
+      [{ ...valid, srs: { domain: "fwd.example", secrets: ["short"] } }, "@postern/recipients.srs.secrets.0"],
+      [
+        { ...valid, srs: { domain: "fwd.example", secrets: ["long enough"], hashLength: 4, hashMinLength: 6 } },
+        "@postern/recipients.srs.hashMinLength",
+      ],
+      [{ ...valid, limits: { maxDepth: 0 } }, "@postern/recipients.limits.maxDepth"],
+      [{ ...valid, routes: { forward: "" } }, "@postern/recipients.routes.forward"],
+      [
+        { ...valid, aliases: { map: { aliases: { "x@example.com": 5 } } } },
+        "@postern/recipients.aliases.map.aliases.x@example.com",
+      ],
+      [{ ...valid, lookup: [] }, "@postern/recipients.lookup"],
+      [{ ...valid, mailbox: ["a@example.com"] }, "@postern/recipients.mailbox"],
+    ];
+    for (const [options, key] of cases) {
+      const error = failure(options);
+      expect(error.key, JSON.stringify(options)).toBe(key);
+      expect(error.message).not.toContain("\n");
+    }
+    expect(failure({ ...valid, relay: { networks: ["10.0.0.0/33"] } }).message).toContain("CIDR");
+    expect(failure({ ...valid, lookups: [{ type: "ldapp" }] }).message).toContain(
+      'expected a lookup with type "mailboxes", "postgres", "ldap" or "dovecot"',
     );
-    expect(failure({ domains: ["example.com"], mailboxes: ["no-at-sign"] }).key).toBe(
-      "@postern/recipients.mailboxes.0",
-    );
-    const network = failure({ domains: ["example.com"], relay: { networks: ["10.0.0.0/8", "10.0.0.0/33"] } });
-    expect(network.key).toBe("@postern/recipients.relay.networks.1");
-    expect(network.message).toContain("CIDR");
-    expect(failure({ domains: [], relay: { networks: ["fe80::/64%eth0"] } }).key).toBe(
-      "@postern/recipients.relay.networks.0",
-    );
-    expect(failure({ domains: [], relay: { networks: ["fe80::1%eth0"] } }).key).toBe(
-      "@postern/recipients.relay.networks.0",
-    );
-    expect(failure({ domains: ["example.com"], relay: { authenticated: "yes" } }).key).toBe(
-      "@postern/recipients.relay.authenticated",
-    );
+    // A typo must not silently open or close anything.
+    expect(failure({ ...valid, mailbox: ["a@example.com"] }).message).toContain("unknown setting");
   });
 
-  it("refuses unknown keys (a typo must not silently open or close anything)", () => {
-    expect(failure({ domains: ["example.com"], mailbox: ["a@example.com"] }).message).toContain("mailbox");
+  it("refuses, when the server starts, an alias of a domain that is not local and a target that is no address", async () => {
+    const startError = async (options: Parameters<typeof recipients>[0]) =>
+      startTestServer({ plugins: [recipients(options)] }).then(
+        async (started) => {
+          await started.stop();
+          return undefined;
+        },
+        (caught: unknown) => caught as Error,
+      );
+    const foreign = await startError({ ...valid, aliases: { map: { aliases: { "x@other.example": "alice" } } } });
+    expect(foreign?.message).toContain(
+      "@postern/recipients.aliases.map.aliases.x@other.example: other.example is not one of the local domains",
+    );
+    const bad = await startError({ ...valid, aliases: { map: { aliases: { "x@example.com": "a b c" } } } });
+    expect(bad?.message).toContain('"a b c" is not an address or a local name');
   });
 });

@@ -1,12 +1,11 @@
 // Resolvers asked in order, the first answer that is not "unknown" winning (as Postfix asks
 // virtual_alias_maps, then virtual_mailbox_maps), and the subaddress rule every one of them follows.
+import { splitSubaddress } from "@postern/core";
 import { DirectoryError } from "./directory-error.ts";
-import { type MailAddress, mailAddress } from "./mail-address.ts";
-import type { Resolution, Resolver } from "./resolution.ts";
-import { splitSubaddress } from "./subaddress.ts";
+import { type LookupAddress, lookupAddress, type Resolution, type Resolver } from "./resolution.ts";
 
 /** Asks each resolver in turn; a throw is a tempfail (fail closed), never an "unknown". */
-export function firstAnswer(resolvers: readonly Resolver[]): (address: MailAddress) => Promise<Resolution> {
+export function firstAnswer(resolvers: readonly Resolver[]): (address: LookupAddress) => Promise<Resolution> {
   return async (address) => {
     let last: Resolution = { kind: "unknown" };
     for (const resolver of resolvers) {
@@ -34,11 +33,16 @@ export function withSubaddress(resolver: Resolver, delimiters: string): Resolver
     async resolve(address) {
       const first = await resolver.resolve(address);
       if (first.kind !== "unknown" || first.final) return first;
-      const split = splitSubaddress(address.localPart, delimiters);
-      const base = split && mailAddress(split.base, address.domain);
-      if (!split || !base) return first;
-      const second = await resolver.resolve(base);
-      return second.kind === "mailbox" ? { ...second, detail: split.detail } : second;
+      // A quoted local part is a name as a whole; only a dot-atom has a subaddress.
+      if (address.localPart.startsWith('"')) return first;
+      const { base, detail } = splitSubaddress(
+        address.original.slice(0, address.original.lastIndexOf("@")),
+        delimiters,
+      );
+      const baseAddress = detail === undefined ? undefined : lookupAddress(`${base}@${address.domain}`);
+      if (detail === undefined || baseAddress === undefined) return first;
+      const second = await resolver.resolve(baseAddress);
+      return second.kind === "mailbox" ? { ...second, detail } : second;
     },
     ...(resolver.close ? { close: () => resolver.close!() } : {}),
   };

@@ -5,8 +5,7 @@
 // (never "unknown" for a known user), then answers again once the server is back.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cachedResolver } from "./lookup-cache.ts";
-import { type MailAddress, parseMailAddress } from "./mail-address.ts";
-import type { Resolver } from "./resolution.ts";
+import { type LookupAddress, lookupAddress, type Resolver } from "./resolution.ts";
 
 /** Mailboxes every harness loads. */
 export const conformanceMailboxes = [
@@ -31,8 +30,8 @@ export interface LookupHarness {
   stop(): Promise<void>;
 }
 
-function address(text: string): MailAddress {
-  const parsed = parseMailAddress(text);
+function address(text: string): LookupAddress {
+  const parsed = lookupAddress(text);
   if (!parsed) throw new Error(`test address ${text} does not parse`);
   return parsed;
 }
