@@ -1,7 +1,7 @@
 // The adapter against what real milters send: each milter's end-of-message changes are captured
 // at the protocol level (OpenDKIM, rspamd's milter worker) and applied to a MessageEditor that
 // records the calls, so the mapping from milter action to rewriting API is checked on its own.
-import { readdir } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { makeTempDir } from "@postern/clamav/testing";
 import { type FakeDns, startFakeDns } from "@postern/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -89,6 +89,9 @@ const message = (extra = "") =>
 
 beforeAll(async () => {
   spoolDir = await makeTempDir("milter-spool");
+});
+afterAll(async () => {
+  await rm(spoolDir, { recursive: true, force: true });
 });
 
 describe("OpenDKIM's changes", () => {
