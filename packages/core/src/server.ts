@@ -198,6 +198,7 @@ function createGeneration(config: ServerConfig, shared: Shared): Generation {
     handlers: [],
     tlsReloader: undefined,
     ending: undefined,
+    hurried: false,
   };
 }
 
@@ -360,6 +361,7 @@ export function createServer(input: ServerConfigInput, options: CreateServerOpti
         await reloads;
         const inFlight = live.reduce((count, generation) => count + generation.inFlight.size, 0);
         logger.info({ inFlight }, "shutting down");
+        for (const generation of live) generation.hurried = true;
         const closed = closeSockets(sockets);
         await Promise.all(
           [...live].map((generation) =>

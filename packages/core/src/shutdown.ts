@@ -15,6 +15,8 @@ export interface GenerationState {
   readonly sessions: Map<string, SessionState>;
   readonly inFlight: Set<string>;
   readonly closing: Set<Promise<void>>;
+  /** Set when the server stops while this generation is being ended patiently: stop waiting for sessions. */
+  hurried: boolean;
 }
 
 export interface EndOptions {
@@ -49,7 +51,7 @@ export async function endGeneration(generation: GenerationState, options: EndOpt
     for (const { server } of generation.handlers) server.close();
   };
   if (options.patient) {
-    while (sessions.size > 0 && Date.now() < deadline) await pause(50);
+    while (sessions.size > 0 && !generation.hurried && Date.now() < deadline) await pause(50);
   }
   closeHandlers();
   // Sessions not inside DATA are told now; one inside DATA gets its reply first, then 421.
