@@ -30,11 +30,16 @@ function missingPackage(error: unknown): string | undefined {
   return /Cannot find package '([^']+)'/.exec((error as Error).message)?.[1];
 }
 
-async function loadModuleConfig(location: ConfigFileLocation): Promise<LoadedConfigFile> {
+/** Counts reloads: a new query makes Node evaluate the config module again instead of its cached copy. */
+let reloadCount = 0;
+
+async function loadModuleConfig(location: ConfigFileLocation, fresh: boolean): Promise<LoadedConfigFile> {
   const file = location.displayName;
   let module: { default?: unknown };
+  const url = pathToFileURL(location.path);
+  if (fresh) url.searchParams.set("reload", String(++reloadCount));
   try {
-    module = (await import(pathToFileURL(location.path).href)) as { default?: unknown };
+    module = (await import(url.href)) as { default?: unknown };
   } catch (error) {
     // A plugin factory called inside the config refused its options: the key names the plugin.
     if (error instanceof ConfigError) throw error.inFile(file);
@@ -62,7 +67,14 @@ function unreadable(file: string, error: unknown): ConfigError {
   return new ConfigError("", `cannot read the file (${reason})`, { file, cause: error });
 }
 
-export async function loadConfigFile(location: ConfigFileLocation): Promise<LoadedConfigFile> {
+/**
+ * `fresh`: read the file again (a reload) — a module config is evaluated anew; the modules it
+ * imports stay as first loaded.
+ */
+export async function loadConfigFile(
+  location: ConfigFileLocation,
+  options: { fresh?: boolean } = {},
+): Promise<LoadedConfigFile> {
   const file = location.displayName;
   const extension = extname(location.path).toLowerCase();
   if (!moduleExtensions.has(extension) && !yamlExtensions.has(extension)) {
@@ -73,7 +85,7 @@ export async function loadConfigFile(location: ConfigFileLocation): Promise<Load
   } catch (error) {
     throw unreadable(file, error);
   }
-  if (moduleExtensions.has(extension)) return loadModuleConfig(location);
+  if (moduleExtensions.has(extension)) return loadModuleConfig(location, options.fresh ?? false);
   let text: string;
   try {
     text = await readFile(location.path, "utf8");

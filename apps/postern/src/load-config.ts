@@ -48,7 +48,12 @@ function validate(input: unknown, earlier: readonly ConfigError[], locate: (erro
   return parseServerConfig(complete);
 }
 
-export async function loadConfig(request: ConfigRequest, cwd: string = process.cwd()): Promise<LoadedConfig> {
+/** `fresh`: read the config file again, as a reload does (see loadConfigFile). */
+export async function loadConfig(
+  request: ConfigRequest,
+  cwd: string = process.cwd(),
+  options: { fresh?: boolean } = {},
+): Promise<LoadedConfig> {
   installModuleHooks();
   const location = findConfigFile(cwd, request.configPath);
   if (!location) {
@@ -74,7 +79,7 @@ export async function loadConfig(request: ConfigRequest, cwd: string = process.c
     throw new ConfigError("", `cannot read the file (${reason})`, { file: location.displayName, cause: error });
   }
   setSiteRoot(directory);
-  const loaded = await loadConfigFile(location);
+  const loaded = await loadConfigFile(location, options);
   const config = validate(loaded.input, loaded.errors, loaded.locate);
   return { config, source: location.displayName, file: location.displayName, location, directory, summary: undefined };
 }

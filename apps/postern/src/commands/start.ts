@@ -1,11 +1,14 @@
 // `postern start`: loads the config (or the embedded default), checks what the server depends on,
 // starts it and serves until SIGTERM/SIGINT, then stops gracefully — transactions in flight
-// finish, idle sessions get 421. SIGHUP reloads the TLS certificates (core does the reloading).
+// finish, idle sessions get 421. SIGHUP reloads the whole configuration (reload.ts); an uncaught
+// error stops the process (crash-policy.ts).
 import { constants } from "node:os";
 import { createServer, PosternError } from "@postern/core";
 import type { Command } from "../command.ts";
 import { parseCommandArgs } from "../command-args.ts";
 import { configOptions, configOptionsHelp, configRequestFrom } from "../config-args.ts";
+import { reloadOnHangup } from "../config-reload.ts";
+import { exitOnUncaught } from "../crash-policy.ts";
 import { errorLine } from "../error-line.ts";
 import { loadConfig } from "../load-config.ts";
 import { reportPreflight } from "../preflight/report.ts";
@@ -36,7 +39,10 @@ export const start: Command = {
 Checks what the server depends on (TLS files, the spool and Maildir roots, DKIM keys: the checks of
 \`postern check\` but the DNS probe), starts the server and serves until SIGTERM or SIGINT, then
 stops gracefully: messages being received are finished, idle sessions get 421. A second signal
-stops at once. SIGHUP reloads the TLS certificates.
+stops at once. SIGHUP reloads the configuration: a bad one is named in one line and the running
+one keeps serving; a good one serves new sessions while sessions in flight finish on the old one.
+An uncaught error is logged, the server stops accepting, messages in flight get 10 s to finish
+(then 421), and the process exits 70 for its supervisor to restart it.
 
 Without a config file the embedded default runs: it listens on 127.0.0.1:2525 (plaintext), accepts
 mail for localhost and every --domain, and stores it in ./data/maildir/<domain>/<user>/.
@@ -62,6 +68,8 @@ ${configOptionsHelp}
       process.exit(128 + constants.signals[signal]);
     });
 
+    // The folder relative paths on the command line mean; loadConfig moves into the config's.
+    const startDir = process.cwd();
     const loaded = await loadConfig(configRequestFrom(values));
     const { config, source, file, summary } = loaded;
     const verdict = await reportPreflight(loaded, { network: false, strict: false, command: "postern start" });
@@ -70,17 +78,10 @@ ${configOptionsHelp}
       return 1;
     }
     limitSetupTime(config.plugins, setupTimeout);
-    const server = createServer(config);
+    // SIGHUP reloads everything, the certificates with the rest.
+    const server = createServer(config, { certificatesOnSighup: false });
     const logger = server.context.logger;
-
-    // A bug in one session must not take the others down: log it and keep serving.
-    const onUncaught = (error: unknown) => {
-      logger.error({ err: error }, "uncaught error; still serving");
-      // One line here; the stack is in the log.
-      say(`uncaught error (still serving): ${error instanceof Error ? error.message : String(error)}`);
-    };
-    process.on("uncaughtException", onUncaught);
-    process.on("unhandledRejection", onUncaught);
+    const crashPolicy = exitOnUncaught(server, { logger, say });
 
     try {
       await server.start();
@@ -94,11 +95,13 @@ ${configOptionsHelp}
     }
     serving = true;
 
-    // Without a handler SIGHUP would end the process (systemd's ExecReload sends it); with TLS
-    // listeners core reloads their certificates on it.
-    const reloads = config.tlsReload.onSighup && config.listeners.some((listener) => listener.tls !== "none");
-    const onHangup = () => say(reloads ? "SIGHUP: reloading the TLS certificates" : "SIGHUP: nothing to reload");
-    process.on("SIGHUP", onHangup);
+    // Without a handler SIGHUP would end the process (systemd's ExecReload sends it).
+    const hangup = reloadOnHangup(server, {
+      load: () => loadConfig(configRequestFrom(values), startDir, { fresh: true }),
+      setupTimeoutMs: setupTimeout,
+      logger,
+      say,
+    });
 
     if (summary) say(summary);
     for (const [index, address] of server.addresses().entries()) {
@@ -110,7 +113,8 @@ ${configOptionsHelp}
     const signal = await shutdown.requested;
     say(`${signal} received: stopping (finishing messages in flight; send ${signal} again to stop at once)`);
     await server.stop();
-    process.off("SIGHUP", onHangup);
+    hangup.dispose();
+    crashPolicy.dispose();
     shutdown.dispose();
     say("stopped");
     return 0;
