@@ -2,7 +2,7 @@
 // root. Values that could escape their path segment are refused, never rewritten: escaping
 // "a/b" to "a_b" would deliver a stranger's mail into the mailbox of a real user "a_b".
 import { resolve, sep } from "node:path";
-import { domainToASCII } from "node:url";
+import { normalizeDomain, parseAddress } from "@postern/core";
 
 export type MailboxPath = { ok: true; path: string } | { ok: false; reason: string };
 
@@ -24,15 +24,20 @@ function segmentProblem(value: string): string | undefined {
  * §4.1.1.3) belongs to `defaultDomain`, the server's host name.
  */
 export function mailboxPath(root: string, layout: string, address: string, defaultDomain: string): MailboxPath {
-  const at = address.lastIndexOf("@");
-  const user = (at === -1 ? address : address.slice(0, at)).toLowerCase();
-  const rawDomain = at === -1 ? defaultDomain : address.slice(at + 1);
-  // Lower-case ASCII (punycode), so Unicode and ASCII spellings of an IDN share one mailbox; an
-  // address literal ("[192.0.2.1]") has no ASCII form and is refused.
-  const domain = domainToASCII(rawDomain.replace(/\.$/, ""));
+  // Core's address rules: local part lower-cased, domain in lower-case ASCII (punycode), so
+  // Unicode and ASCII spellings of an IDN share one mailbox; an address literal has no domain name.
+  const parsed = parseAddress(address);
+  const user = parsed.kind === "mailbox" || parsed.kind === "address-literal" ? parsed.localPart.toLowerCase() : "postmaster";
+  const domain =
+    parsed.kind === "mailbox" ? parsed.domain : parsed.kind === "postmaster" ? (normalizeDomain(defaultDomain) ?? "") : "";
   const values: Record<string, string> = { user, domain, address: `${user}@${domain}` };
   for (const [name, value] of Object.entries(values)) {
-    const problem = name === "domain" && domain === "" ? "it is not a domain name" : segmentProblem(value);
+    const problem =
+      parsed.kind === "malformed"
+        ? "it is not an address"
+        : name === "domain" && domain === ""
+          ? "it is not a domain name"
+          : segmentProblem(value);
     if (problem) return { ok: false, reason: `the ${name} of <${address}> cannot name a mailbox: ${problem}` };
   }
   const relative = layout.replace(/\{(domain|user|address)\}/g, (_, name: string) => values[name]!);
