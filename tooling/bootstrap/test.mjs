@@ -3,7 +3,7 @@
 // one closing line with the totals across packages, read from each package's vitest JSON report.
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { join, resolve, dirname } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -23,7 +23,16 @@ for (const dir of packageDirs) rmSync(join(dir, reportName), { force: true });
 const turbo = spawnSync(
   "turbo",
   // Four tasks at a time: enough to overlap I/O-bound suites on 2 cores without starving servers under test.
-  ["run", "lint", "typecheck", "test", "--continue", "--concurrency=4", "--output-logs=errors-only", ...process.argv.slice(2)],
+  [
+    "run",
+    "lint",
+    "typecheck",
+    "test",
+    "--continue",
+    "--concurrency=4",
+    "--output-logs=errors-only",
+    ...process.argv.slice(2),
+  ],
   { cwd: repoRoot, stdio: "inherit", env: process.env },
 );
 if (turbo.error) console.error(`could not run turbo: ${turbo.error.message}`);
