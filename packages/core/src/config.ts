@@ -9,12 +9,15 @@ import { parseOptions } from "./options.ts";
 const port = z.number({ error: "expected a port number 1–65535" }).int().min(1).max(65535);
 
 /** Sizes as a number of bytes or a string such as "25MB", "512KB". */
-export const byteSize = z.union([
-  z.number().int().positive(),
-  z
+const sizeExpected = 'expected a size such as 26214400, "25MB" or "512KB"';
+
+export const byteSize = z.union(
+  [
+    z.number({ error: sizeExpected }).int({ error: sizeExpected }).positive({ error: sizeExpected }),
+    z
     .string()
     .regex(/^\s*\d+(\.\d+)?\s*(B|KB|K|MB|M|GB|G)?\s*$/i, {
-      error: 'expected a size such as 26214400, "25MB" or "512KB"',
+      error: sizeExpected,
     })
     .transform((text) => {
       const match = /^\s*(\d+(?:\.\d+)?)\s*([A-Z]*)\s*$/i.exec(text)!;
@@ -22,7 +25,10 @@ export const byteSize = z.union([
       const factor = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[unit] ?? 1;
       return Math.round(Number(match[1]) * factor);
     }),
-]);
+  ],
+  // One message for the union: zod's own would be "Invalid input".
+  { error: sizeExpected },
+);
 
 export const listenerSchema = z
   .strictObject({

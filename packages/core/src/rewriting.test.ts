@@ -164,6 +164,16 @@ describe("recipient rewriting", () => {
     expect(captured.group.recipients[0]!.original).toBe("archive@localhost");
   });
 
+  it("changes the envelope sender and adds a recipient with ESMTP parameters (SMFIR_CHGFROM, SMFIR_ADDRCPT_PAR)", async () => {
+    const { captured } = await stored(async (_message, transaction) => {
+      transaction.changeSender("bounces@localhost", { BODY: "8BITMIME" });
+      await transaction.addRecipient("audit@localhost", { route: "local", parameters: { NOTIFY: "NEVER" } });
+    });
+    expect(captured.from).toBe("bounces@localhost");
+    expect(captured.transaction.mailFrom.parameters).toEqual({ BODY: "8BITMIME" });
+    expect(captured.group.recipients.at(-1)).toMatchObject({ address: "audit@localhost", parameters: { NOTIFY: "NEVER" } });
+  });
+
   it("routes an added recipient through the rcptTo hooks when no route is given, refusals included", async () => {
     const queue = memoryQueue({ routes: ["local"] });
     const outcomes: unknown[] = [];

@@ -73,7 +73,7 @@ export class TransactionState implements Transaction {
   ended = false;
   quarantined: { readonly reason: string } | undefined;
   readonly session: SessionState;
-  readonly mailFrom: Address;
+  #mailFrom: Address;
   readonly requireTls: boolean;
   readonly bodyType: string;
   readonly smtpUtf8: boolean;
@@ -84,12 +84,21 @@ export class TransactionState implements Transaction {
 
   constructor(session: SessionState, mailFrom: Address, smtp: SMTPServerSession, claim: RecipientClaim) {
     this.session = session;
-    this.mailFrom = mailFrom;
+    this.#mailFrom = mailFrom;
     this.requireTls = Boolean(smtp.envelope.requireTLS);
     this.bodyType = smtp.envelope.bodyType ?? "7bit";
     this.smtpUtf8 = Boolean(smtp.envelope.smtpUtf8);
     this.dsn = smtp.envelope.dsn ? { ret: smtp.envelope.dsn.ret, envid: smtp.envelope.dsn.envid } : undefined;
     this.#claim = claim;
+  }
+
+  get mailFrom(): Address {
+    return this.#mailFrom;
+  }
+
+  changeSender(address: string, parameters: Address["parameters"] = {}): void {
+    this.#assertOpen("changeSender()");
+    this.#mailFrom = { address, parameters };
   }
 
   #assertOpen(action: string): void {
@@ -129,9 +138,12 @@ export class TransactionState implements Transaction {
     this.#rekey();
   }
 
-  async addRecipient(address: string, options: { route?: string } = {}): Promise<AddRecipientOutcome> {
+  async addRecipient(
+    address: string,
+    options: { route?: string; parameters?: Address["parameters"] } = {},
+  ): Promise<AddRecipientOutcome> {
     this.#assertOpen("addRecipient()");
-    const given: Address = { address, parameters: {} };
+    const given: Address = { address, parameters: options.parameters ?? {} };
     if (options.route) {
       return { ok: true, recipients: this.addResolved(given, undefined, [{ address, route: options.route }]) };
     }

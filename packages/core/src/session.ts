@@ -112,10 +112,13 @@ export interface Transaction {
    */
   reroute(recipient: Recipient, route: string): void;
   /**
-   * Adds a recipient (milter SMFIR_ADDRCPT). Without a route, the rcptTo hooks decide as for an
-   * RCPT TO command (an alias expands, nobody claiming it refuses it). Duplicates collapse.
+   * Adds a recipient (milter SMFIR_ADDRCPT, SMFIR_ADDRCPT_PAR with ESMTP parameters). Without a
+   * route, the rcptTo hooks decide as for an RCPT TO command (an alias expands, nobody claiming
+   * it refuses it). Duplicates collapse.
    */
-  addRecipient(address: string, options?: { route?: string }): Promise<AddRecipientOutcome>;
+  addRecipient(address: string, options?: { route?: string; parameters?: EsmtpParameters }): Promise<AddRecipientOutcome>;
+  /** Replaces the envelope sender (milter SMFIR_CHGFROM), e.g. for SRS; until queueing begins. */
+  changeSender(address: string, parameters?: EsmtpParameters): void;
   /** Removes every recipient with this address (SMFIR_DELRCPT). Returns how many. */
   removeRecipient(address: string): number;
   /**
