@@ -38,7 +38,7 @@ const drain: Plugin = {
     async queue(_transaction, final) {
       for await (const _chunk of final.stream());
       // Tally what the pipeline concluded, so a fast run that authenticated nothing shows up.
-      const fields = final.prepended.join("");
+      const fields = final.added.map((field) => field.raw).join("");
       const verdict = ["spf", "dkim", "dmarc"]
         .map((method) => `${method}=${new RegExp(`\\s${method}=(\\w+)`).exec(fields)?.[1] ?? "-"}`)
         .join(" ");

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { accept, createServer, createLogger } from "@postern/core";
+import { accept, createLogger, createServer } from "@postern/core";
 
 const dir = await mkdtemp(join(tmpdir(), "postern-bench-memory-"));
 let peakRss = process.memoryUsage().rss;

@@ -2,9 +2,9 @@
 // child process and prints the server's peak RSS growth while it received and stored it.
 // Target (issue 2): under 32 MB of growth for a 30 MB message.
 //   node --conditions=dev-source tooling/bench/memory.ts [sizeMB]
-import { fork, type ChildProcess } from "node:child_process";
+import { type ChildProcess, fork } from "node:child_process";
 import { createReadStream } from "node:fs";
-import { mkdtemp, rm, writeFile, open } from "node:fs/promises";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,7 +36,11 @@ await file.close();
 await writeFile(join(dir, "small.eml"), "Subject: warm-up\r\n\r\nhello\r\n");
 
 const child = fork(fileURLToPath(new URL("./memory-server.ts", import.meta.url)), {
-  execArgv: ["--conditions=dev-source", "--expose-gc", ...(process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? [])],
+  execArgv: [
+    "--conditions=dev-source",
+    "--expose-gc",
+    ...(process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
+  ],
   stdio: ["ignore", "inherit", "inherit", "ipc"],
 });
 const { port } = await ask<{ port: number }>(child, "ready");
@@ -59,4 +63,6 @@ console.log(`message            ${sizeMb} MB`);
 console.log(`server RSS before  ${mb(baseline)} MB`);
 console.log(`server RSS peak    ${mb(peak)} MB`);
 console.log(`peak RSS growth    ${mb(growth)} MB (target < 32 MB) ${growth < 32 * 1024 * 1024 ? "OK" : "OVER"}`);
-console.log(`throughput         ${(sizeMb / seconds).toFixed(1)} MB/s (${seconds.toFixed(2)} s, received + stored with fsync)`);
+console.log(
+  `throughput         ${(sizeMb / seconds).toFixed(1)} MB/s (${seconds.toFixed(2)} s, received + stored with fsync)`,
+);

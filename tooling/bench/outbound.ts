@@ -66,7 +66,7 @@ const raw = buildMessage({ subject: "outbound bench", text: bulkyText(size) });
 
 async function freshStore(): Promise<{
   store: QueueStore;
-  queue: Parameters<typeof outbound>[0]["queue"];
+  queue: NonNullable<Parameters<typeof outbound>[0]>["queue"];
   cleanup(): Promise<void>;
 }> {
   if (storeKind === "postgres") {

@@ -53,11 +53,14 @@ const sink: Plugin = {
 // cost by themselves, to tell them apart from the limiter's own work.
 const noop: Plugin = {
   name: "bench:noop",
-  hooks: Object.fromEntries(
-    (["connect", "auth", "mailFrom", "rcptTo", "data"] as const)
-      .map((hook) => [hook, { handler: () => undefined, order: "pre" as const }])
-      .concat([["close", { handler: () => undefined }]]),
-  ),
+  hooks: {
+    connect: { handler: () => undefined, order: "pre" },
+    auth: { handler: () => undefined, order: "pre" },
+    mailFrom: { handler: () => undefined, order: "pre" },
+    rcptTo: { handler: () => undefined, order: "pre" },
+    data: { handler: () => undefined, order: "pre" },
+    close: { handler: () => undefined },
+  },
 };
 
 type Variant = "none" | "noop" | "memory" | "redis";

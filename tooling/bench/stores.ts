@@ -5,10 +5,13 @@
 // Bounded in count and time; stops by itself and removes what it created.
 //   node --conditions=dev-source tooling/bench/stores.ts [messages=1000] [connections=10] [bytes=10000]
 // Two rounds (stores interleaved, best of two counts: the machine is shared), after a warm-up of
-// 50 messages per store; each run stops after 120 s.
+// 50 messages per store; each run stops after 120 s. BENCH_STORES=<label prefixes, comma-separated>
+// runs only those stores; BENCH_MAILDIR_BEFORE=<an earlier store-maildir's index.ts> adds it as a
+// row (before/after in one run). The LMTP rows: pooled sessions (the default) and one connection
+// per message (`connections: { maxMessages: 1 }`, what the plugin did before it pooled).
 import { execFileSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { accept, type Plugin } from "@postern/core";
 import lmtp from "@postern/lmtp";
@@ -82,7 +85,7 @@ async function measure(label: string, store: Plugin): Promise<number> {
     const seconds = (performance.now() - started) / 1000;
     const rate = sent / seconds;
     console.log(
-      `${label.padEnd(34)} ${rate.toFixed(0).padStart(6)} msg/s  (${sent} messages in ${seconds.toFixed(1)} s${failed ? `, ${failed} failed: ${firstError}` : ""})`,
+      `${label.padEnd(38)} ${rate.toFixed(0).padStart(6)} msg/s  (${sent} messages in ${seconds.toFixed(1)} s${failed ? `, ${failed} failed: ${firstError}` : ""})`,
     );
     return rate;
   } finally {
@@ -91,17 +94,32 @@ async function measure(label: string, store: Plugin): Promise<number> {
   }
 }
 
-const stores: [string, () => Plugin][] = [
-  ["drain (no storage, reference)", () => drain],
-  ["store-maildir (fsync)", () => maildir({ root: join(work, "maildir") })],
-  ["store-postgres", () => storePostgres({ connectionString: databaseUrl, schema })],
-  ["lmtp → Dovecot (TCP)", () => lmtp({ host: "127.0.0.1", port: dovecot.lmtpPort })],
-  ["webhook raw (node:http)", () => webhook({ url: receiver.url, format: "raw", secret })],
-  ["webhook json (node:http)", () => webhook({ url: receiver.url, format: "json", secret })],
-];
+const maildirBefore = process.env.BENCH_MAILDIR_BEFORE
+  ? ((await import(process.env.BENCH_MAILDIR_BEFORE)) as { default: typeof maildir }).default
+  : undefined;
+const onlyStores = process.env.BENCH_STORES?.split(",").filter(Boolean);
+const stores = (
+  [
+    ["drain (no storage, reference)", () => drain],
+    ["store-maildir (fsync)", () => maildir({ root: join(work, "maildir") })],
+    ...(maildirBefore
+      ? ([["store-maildir (fsync), earlier store", () => maildirBefore({ root: join(work, "maildir") })]] as const)
+      : []),
+    ["store-postgres", () => storePostgres({ connectionString: databaseUrl, schema })],
+    ["lmtp → Dovecot (TCP), pooled", () => lmtp({ host: "127.0.0.1", port: dovecot.lmtpPort })],
+    [
+      "lmtp → Dovecot (TCP), 1 conn/msg",
+      () => lmtp({ host: "127.0.0.1", port: dovecot.lmtpPort, connections: { maxMessages: 1 } }),
+    ],
+    ["webhook raw (node:http)", () => webhook({ url: receiver.url, format: "raw", secret })],
+    ["webhook json (node:http)", () => webhook({ url: receiver.url, format: "json", secret })],
+  ] as [string, () => Plugin][]
+).filter(([label], index) => index === 0 || !onlyStores || onlyStores.some((prefix) => label.startsWith(prefix)));
 
 console.log(
-  `${total} messages of ${message.length} bytes per run, ${connections} connections, one recipient, node ${process.version}`,
+  `${total} messages of ${message.length} bytes per run, ${connections} connections, one recipient, node ${process.version}, ${cpus().length} CPUs, load ${loadavg()
+    .map((value) => value.toFixed(2))
+    .join(" ")}`,
 );
 const best = new Map<string, number>();
 try {
@@ -114,12 +132,12 @@ try {
       await rm(join(work, "maildir"), { recursive: true, force: true });
     }
   }
-  console.log(`best of ${rounds}:`);
+  console.log(`best of ${rounds} (load now ${loadavg()[0]!.toFixed(2)}):`);
   const reference = best.get(stores[0]![0])!;
   for (const [label] of stores) {
     const rate = best.get(label)!;
     console.log(
-      `  ${label.padEnd(34)} ${rate.toFixed(0).padStart(6)} msg/s  (${((rate / reference) * 100).toFixed(0)}%)`,
+      `  ${label.padEnd(38)} ${rate.toFixed(0).padStart(6)} msg/s  (${((rate / reference) * 100).toFixed(0)}%)`,
     );
   }
 } finally {

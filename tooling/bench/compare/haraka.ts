@@ -1,10 +1,13 @@
 // Haraka 3, installed from the npm registry into a temporary folder (kept between runs), set up to
-// accept every recipient of bench.test and discard the message: no rDNS lookup, no DNS, no network.
+// accept every recipient of bench.test and either discard the message (no rDNS lookup, no DNS) or
+// run the checks of Postern's pipeline row — spf, dkim verify — and store into a Maildir with
+// fsyncs before 250 (haraka-maildir-queue.cjs), with DNS from the bench's fake zone.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 const installDir = join(tmpdir(), "postern-bench-haraka");
 
@@ -31,8 +34,24 @@ const noRdnsPlugin = `exports.register = function () { this.register_hook('looku
 exports.skip = function (next) { next(OK, 'localhost') }
 `;
 
+// Haraka's spf plugin skips clients on private addresses — all of loopback. For the pipeline row
+// the client must count as public, so that SPF is really evaluated (as Postern's is).
+const publicClientPlugin = `exports.register = function () { this.register_hook('lookup_rdns', 'publish') }
+exports.publish = function (next, connection) { connection.remote.is_private = false; next() }
+`;
+
+/** What a Haraka row runs: discard everything, or the checks of Postern's pipeline into a Maildir. */
+export type HarakaSetup = { kind: "discard" } | { kind: "pipeline"; maildir: string };
+
+/** Haraka's flags for compare.ts: the DNS preload (for the pipeline's fake zone), then the entry point. */
+export const harakaPreload = fileURLToPath(new URL("./haraka-preload.cjs", import.meta.url));
+
 /** Writes a Haraka config folder listening on 127.0.0.1:port; returns the folder. */
-export async function harakaConfig(packageDir: string, port: number): Promise<string> {
+export async function harakaConfig(
+  packageDir: string,
+  port: number,
+  setup: HarakaSetup = { kind: "discard" },
+): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "postern-bench-haraka-config-"));
   await mkdir(join(dir, "config"));
   await mkdir(join(dir, "plugins"));
@@ -49,12 +68,29 @@ export async function harakaConfig(packageDir: string, port: number): Promise<st
     // nodes=1, adds that hop); like the other Node servers in the table.
     "config/smtp.ini": `listen=127.0.0.1:${port}\nnodes=0\ninactivity_timeout=300\n`,
     "config/me": "mx.haraka.bench\n",
-    "config/plugins": "bench_no_rdns\nrcpt_to.in_host_list\nqueue/discard\n",
+    "config/plugins":
+      setup.kind === "discard"
+        ? "bench_no_rdns\nrcpt_to.in_host_list\nqueue/discard\n"
+        : // The same checks as Postern's pipeline row where Haraka has them (spf, dkim verify),
+          // and a Maildir queue that fsyncs before 250.
+          "bench_public_client\nbench_no_rdns\nrcpt_to.in_host_list\nspf\ndkim\nbench_maildir\n",
     "config/host_list": "bench.test\n",
     "config/log.ini": "[main]\nlevel=warn\ntimestamps=false\nformat=default\n",
     // Spool messages over 256 KB to disk, as Postern does (Haraka's default keeps them in memory).
     "config/connection.ini": connection,
     "plugins/bench_no_rdns.js": noRdnsPlugin,
+    ...(setup.kind === "pipeline"
+      ? {
+          "plugins/bench_public_client.js": publicClientPlugin,
+          "plugins/bench_maildir.js": readFileSync(
+            fileURLToPath(new URL("./haraka-maildir-queue.cjs", import.meta.url)),
+            "utf8",
+          ),
+          "config/bench_maildir_root": `${setup.maildir}\n`,
+          // Verify only (the default enables verify; signing stays off).
+          "config/dkim.ini": "[sign]\nenabled=false\n\n[verify]\nenabled=true\n",
+        }
+      : {}),
   };
   for (const [path, text] of Object.entries(files)) await writeFile(join(dir, path), text);
   return dir;

@@ -13,6 +13,8 @@ export interface RunningServer {
   readonly multiProcess: boolean;
   /** Postern's Maildir root, when it stores to one. */
   readonly maildirRoot?: string;
+  /** Messages its next hop (the relay rows' smtp-sink) has received so far. */
+  delivered?(): number;
   /** A full garbage collection in the server; resolves with its RSS after it (Node servers we wrote). */
   gc?(): Promise<number>;
   stop(): Promise<void>;
@@ -109,10 +111,15 @@ function nextMessage(child: ChildProcess, types: string[]): Promise<Reply> {
 export type StartResult = RunningServer | { unavailable: string };
 
 /** Starts one of our Node server scripts (postern-server.ts, bare-server.ts) and waits for "ready". */
-export async function startNodeServer(script: string, args: string[]): Promise<StartResult> {
+export async function startNodeServer(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<StartResult> {
   const path = fileURLToPath(new URL(script, import.meta.url));
   const child = spawnWithFdLimit(process.execPath, ["--conditions=dev-source", "--expose-gc", path, ...args], {
     ipc: true,
+    env: { ...process.env, ...env },
   });
   const ready = await nextMessage(child, ["ready", "unavailable"]);
   if (ready.type === "unavailable") {

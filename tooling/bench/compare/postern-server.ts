@@ -1,8 +1,14 @@
 // The Postern server compare.ts measures, in its own process so its RSS and CPU are its own.
-//   node --conditions=dev-source postern-server.ts <discard|maildir|pipeline> <dns host:port>
+//   node --conditions=dev-source postern-server.ts <discard|maildir|pipeline|relay-fs|relay-pg> <dns host:port>
 // Tells its parent {type:"ready", port} (or {type:"unavailable", reason}) over IPC; answers
 // {type:"gc"} with {type:"gc", rss} after a full collection, and exits on {type:"stop"}.
 // Greeting delay 0 (the listener's default), log level "warn", DNS from the bench's fake server.
+// BENCH_MAILDIR_MODULE=<path of a store-maildir index.ts> stores with that implementation instead
+// of @postern/store-maildir: an earlier version, for before/after figures in one run.
+// relay-fs / relay-pg: every recipient is relayed by @postern/outbound through a smarthost on
+// 127.0.0.1:$BENCH_SINK_PORT (the bench's smtp-sink), queued in a folder or in PostgreSQL
+// ($DATABASE_URL, schema $BENCH_PG_SCHEMA, dropped on stop).
+import { execFileSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,10 +40,35 @@ const discard: Plugin = {
   },
 };
 
+const relayEverything: Plugin = {
+  name: "bench:relay",
+  hooks: { rcptTo: () => accept({ route: "relay" }) },
+};
+const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const pgSchema = process.env.BENCH_PG_SCHEMA ?? `bench_relay_${process.pid}`;
+
 async function pluginsFor(chosen: string): Promise<Plugin[]> {
   if (chosen === "discard") return [discard];
+  if (chosen === "relay-fs" || chosen === "relay-pg") {
+    const sinkPort = Number(process.env.BENCH_SINK_PORT);
+    if (!sinkPort) throw new Error("BENCH_SINK_PORT is not set");
+    return [
+      relayEverything,
+      await plugin("@postern/outbound", {
+        queue:
+          chosen === "relay-fs"
+            ? { type: "fs", dir: join(dir, "queue") }
+            : { type: "postgres", connectionString: databaseUrl, schema: pgSchema },
+        // Like Postfix's relayhost: one next hop, no MX lookup, no TLS (smtp-sink has none).
+        smarthost: { host: "127.0.0.1", port: sinkPort, tls: "none" },
+        mtaSts: { enabled: false },
+        // Postfix's default_destination_concurrency_limit, which the Postfix row keeps.
+        concurrency: { total: 20, perDomain: 20 },
+      }),
+    ];
+  }
   const recipients = await plugin("@postern/recipients", { domains: ["bench.test"] });
-  const maildir = await plugin("@postern/store-maildir", { root });
+  const maildir = await plugin(process.env.BENCH_MAILDIR_MODULE ?? "@postern/store-maildir", { root });
   if (chosen === "maildir") return [recipients, maildir];
   if (chosen === "pipeline") {
     return [
@@ -90,6 +121,11 @@ process.on("message", async (request: { type: string }) => {
   } else if (request.type === "stop") {
     await server.stop();
     await rm(dir, { recursive: true, force: true });
+    if (mode === "relay-pg") {
+      execFileSync("psql", [databaseUrl, "-q", "-c", `DROP SCHEMA IF EXISTS "${pgSchema}" CASCADE`], {
+        stdio: "ignore",
+      });
+    }
     process.exit(0);
   }
 });

@@ -1,6 +1,7 @@
 // Debian's postfix package (smtp-source, smtp-sink and the Postfix the durable rows compare with),
 // and a throwaway Postfix instance: its own config_directory, queue and Maildir in a temp folder,
-// listening on a loopback port, delivering bench.test to one Maildir with virtual(8).
+// listening on a loopback port, delivering bench.test to one Maildir with virtual(8) — or, with
+// `relayTo`, relaying everything to 127.0.0.1:<relayTo> (relayhost, no DNS) with smtp(8).
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -47,7 +48,10 @@ function postfix(configDir: string, command: string): void {
   if (result.status !== 0) throw new Error(`postfix -c ${configDir} ${command} failed (exit ${result.status})`);
 }
 
-export async function startPostfix(port: number, options: { log?: boolean } = {}): Promise<PostfixInstance> {
+export async function startPostfix(
+  port: number,
+  options: { log?: boolean; relayTo?: number } = {},
+): Promise<PostfixInstance> {
   const dir = await mkdtemp(join(tmpdir(), "postern-bench-postfix-"));
   // virtual(8) delivers as nobody, who must reach the Maildir.
   await chmod(dir, 0o755);
@@ -74,12 +78,23 @@ export async function startPostfix(port: number, options: { log?: boolean } = {}
     "alias_maps =",
     "alias_database =",
     "local_recipient_maps =",
-    "virtual_mailbox_domains = bench.test",
-    `virtual_mailbox_base = ${maildir}`,
-    // A trailing slash means Maildir; every recipient lands in <base>/user/.
-    "virtual_mailbox_maps = static:user/",
-    "virtual_uid_maps = static:65534",
-    "virtual_gid_maps = static:65534",
+    ...(options.relayTo
+      ? [
+          // Everything from mynetworks goes to one next hop, like Postern's smarthost row:
+          // 20 deliveries at once (Postfix's default), no TLS (smtp-sink offers none).
+          `relayhost = [127.0.0.1]:${options.relayTo}`,
+          "smtp_destination_concurrency_limit = 20",
+          "smtp_tls_security_level = none",
+          "smtp_dns_support_level = disabled",
+        ]
+      : [
+          "virtual_mailbox_domains = bench.test",
+          `virtual_mailbox_base = ${maildir}`,
+          // A trailing slash means Maildir; every recipient lands in <base>/user/.
+          "virtual_mailbox_maps = static:user/",
+          "virtual_uid_maps = static:65534",
+          "virtual_gid_maps = static:65534",
+        ]),
     // No reverse lookup of the client (like the other servers), no per-client connection cap (one
     // client opens 200 sessions), enough smtpd processes for 200 sessions.
     "smtpd_peername_lookup = no",
@@ -107,6 +122,8 @@ export async function startPostfix(port: number, options: { log?: boolean } = {}
     "discard unix - - n - - discard",
     "local unix - n n - - local",
     "virtual unix - n n - - virtual",
+    "smtp unix - - n - - smtp",
+    "relay unix - - n - - smtp",
     "anvil unix - - n - 1 anvil",
     "scache unix - - n - 1 scache",
     "postlog unix-dgram n - n - 1 postlogd",
