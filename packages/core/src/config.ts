@@ -15,16 +15,16 @@ export const byteSize = z.union(
   [
     z.number({ error: sizeExpected }).int({ error: sizeExpected }).positive({ error: sizeExpected }),
     z
-    .string()
-    .regex(/^\s*\d+(\.\d+)?\s*(B|KB|K|MB|M|GB|G)?\s*$/i, {
-      error: sizeExpected,
-    })
-    .transform((text) => {
-      const match = /^\s*(\d+(?:\.\d+)?)\s*([A-Z]*)\s*$/i.exec(text)!;
-      const unit = (match[2] ?? "").toUpperCase().replace(/B$/, "");
-      const factor = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[unit] ?? 1;
-      return Math.round(Number(match[1]) * factor);
-    }),
+      .string()
+      .regex(/^\s*\d+(\.\d+)?\s*(B|KB|K|MB|M|GB|G)?\s*$/i, {
+        error: sizeExpected,
+      })
+      .transform((text) => {
+        const match = /^\s*(\d+(?:\.\d+)?)\s*([A-Z]*)\s*$/i.exec(text)!;
+        const unit = (match[2] ?? "").toUpperCase().replace(/B$/, "");
+        const factor = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[unit] ?? 1;
+        return Math.round(Number(match[1]) * factor);
+      }),
   ],
   // One message for the union: zod's own would be "Invalid input".
   { error: sizeExpected },

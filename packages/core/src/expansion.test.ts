@@ -49,7 +49,11 @@ describe("recipient expansion", () => {
     // ALICE@localhost is alice@localhost again: it collapsed into the one already there.
     expect(local.messages[0]!.recipients).toEqual(["alice@localhost", "bob@localhost"]);
     expect(relay.messages[0]!.group.recipients).toMatchObject([
-      { address: "carol@elsewhere.test", original: "team@localhost", sender: "SRS0=hash=tt=example.org=sender@localhost" },
+      {
+        address: "carol@elsewhere.test",
+        original: "team@localhost",
+        sender: "SRS0=hash=tt=example.org=sender@localhost",
+      },
     ]);
   });
 

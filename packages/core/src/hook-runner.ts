@@ -3,8 +3,8 @@
 // table's `onError`, a missed deadline as its `onTimeout` — for SMTP hooks a 4xx, never an accept.
 // Each call is reported on the observer channel (hookCompleted) when someone listens.
 import type { Logger } from "pino";
-import { PosternError } from "./errors.ts";
 import { hookCompleted } from "./core-events.ts";
+import { PosternError } from "./errors.ts";
 import type { EventChannel } from "./events.ts";
 import type {
   HookArguments,

@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import type { DnsResolver } from "./dns.ts";
 import { PosternError } from "./errors.ts";
 import type { EventChannel } from "./events.ts";
-import type { HookRunner, HookInfo } from "./hook-runner.ts";
+import type { HookInfo, HookRunner } from "./hook-runner.ts";
 import {
   type AnyHookSet,
   type AnySetHandlers,
@@ -121,7 +121,9 @@ function rcptProblem(value: unknown): string | undefined {
     }
     return undefined;
   }
-  return verdict.route ? undefined : 'accepted a recipient without a route; use accept({ route: "local" }) or another route';
+  return verdict.route
+    ? undefined
+    : 'accepted a recipient without a route; use accept({ route: "local" }) or another route';
 }
 
 /** What a plugin gets in setup(): the server's shared services. */

@@ -9,9 +9,9 @@ import type { SMTPServerSession } from "smtp-server";
 import type { ServerConfig } from "./config.ts";
 import { PosternError } from "./errors.ts";
 import type { createMessagePath } from "./message-path.ts";
+import { newQueueId } from "./queue-id.ts";
 import { replyError, type SmtpReply } from "./reply.ts";
 import type { AddRecipientOutcome, Address, ListenerInfo, Recipient } from "./session.ts";
-import { newQueueId } from "./queue-id.ts";
 import { SessionState, TransactionState } from "./session-state.ts";
 import { spoolMessage } from "./spool.ts";
 
@@ -83,7 +83,8 @@ export function createLocalSubmission(dependencies: {
       bareNewlines: "normalize",
       maxLineLength: Number.MAX_SAFE_INTEGER,
     });
-    if (!spooled.ok) throw replyError({ code: 554, message: `5.6.0 Local message refused (${spooled.problem})`, close: false });
+    if (!spooled.ok)
+      throw replyError({ code: 554, message: `5.6.0 Local message refused (${spooled.problem})`, close: false });
     try {
       await messagePath.process(transaction, spooled.message, { dataHooks: false });
     } catch (cause) {

@@ -5,7 +5,7 @@
 import type { Logger } from "pino";
 import { removeAuthResultsOf } from "./auth-results.ts";
 import type { ServerConfig } from "./config.ts";
-import { spoolRefused, transactionEnded, type TransactionOutcome } from "./core-events.ts";
+import { spoolRefused, type TransactionOutcome, transactionEnded } from "./core-events.ts";
 import type { EventChannel } from "./events.ts";
 import type { HookRunner } from "./hook-runner.ts";
 import type { Hooks } from "./hooks.ts";
@@ -135,7 +135,10 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
           ? "every recipient was removed"
           : undefined;
     if (discarded !== undefined) {
-      logger.info({ session: session.id, queueId: transaction.id, plugin: data.plugin, reason: discarded }, "discarded");
+      logger.info(
+        { session: session.id, queueId: transaction.id, plugin: data.plugin, reason: discarded },
+        "discarded",
+      );
       session.transactionCount++;
       const reply = { code: 250, message: queued(transaction.id), close: false };
       ended(transaction, "discarded", reply, message, [], discarded);
@@ -150,7 +153,7 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
     for (const group of groups) {
       const stored = await hooks.first("queue", [transaction, message, group], bindings(transaction));
       const answer = stored.result;
-      if (!answer || answer.kind !== "accept") {
+      if (answer?.kind !== "accept") {
         throw refuse(transaction, "queue", stored.plugin, answer ? replyFor(answer) : coreReplies.notStored, message);
       }
     }

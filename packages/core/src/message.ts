@@ -72,13 +72,21 @@ function written(name: string, value: string): Segment {
   const text = formatHeaderField(name, value);
   const colon = text.indexOf(":");
   return {
-    field: { name, value: text.slice(colon + 1).replace(/\r\n(?=[ \t])/g, "").trim(), raw: text },
+    field: {
+      name,
+      value: text
+        .slice(colon + 1)
+        .replace(/\r\n(?=[ \t])/g, "")
+        .trim(),
+      raw: text,
+    },
     text,
     encoding: "utf8",
   };
 }
 
-const sameName = (field: HeaderField | undefined, lower: string) => field !== undefined && field.name.toLowerCase() === lower;
+const sameName = (field: HeaderField | undefined, lower: string) =>
+  field !== undefined && field.name.toLowerCase() === lower;
 
 function readBody(body: SpooledBody, start = 0): Readable {
   if (body.kind === "file") return createReadStream(body.path, { start, highWaterMark: 256 * 1024 });
@@ -153,9 +161,7 @@ export class SpooledMessage implements Message {
   }
 
   get size(): number {
-    const bodyBytes = this.#replaced
-      ? CRLF.length + this.#replaced.size
-      : this.receivedSize - this.#headerBlock.length;
+    const bodyBytes = this.#replaced ? CRLF.length + this.#replaced.size : this.receivedSize - this.#headerBlock.length;
     const segments = this.#segments ?? this.#top;
     let headerBytes = this.#segments ? 0 : this.#headerBlock.length;
     for (const segment of segments) headerBytes += Buffer.byteLength(segment.text, segment.encoding);
@@ -203,8 +209,7 @@ export class SpooledMessage implements Message {
 
   removeHeader(which: string | ((field: HeaderField) => boolean), occurrence?: number): number {
     const lower = typeof which === "string" ? which.toLowerCase() : "";
-    const matches =
-      typeof which === "string" ? (field: HeaderField) => field.name.toLowerCase() === lower : which;
+    const matches = typeof which === "string" ? (field: HeaderField) => field.name.toLowerCase() === lower : which;
     // Look before editing: a removal that finds nothing, or only fields put on top, keeps the cheap path.
     if (!this.headers.fields.some(matches)) return 0;
     if (!this.#segments && occurrence === undefined && !this.#original().some((s) => s.field && matches(s.field))) {

@@ -51,7 +51,11 @@ function recorder() {
       }
     },
   };
-  return { plugin, seen, of: (name: string) => seen.filter((entry) => entry.event === name).map((entry) => entry.payload) };
+  return {
+    plugin,
+    seen,
+    of: (name: string) => seen.filter((entry) => entry.event === name).map((entry) => entry.payload),
+  };
 }
 
 describe("observers", () => {
@@ -60,7 +64,9 @@ describe("observers", () => {
     const queue = memoryQueue();
     const refuser: Plugin = {
       name: "refuser",
-      hooks: { rcptTo: (_tx, recipient) => (recipient.address.startsWith("no") ? reject("5.7.1", "Not here") : undefined) },
+      hooks: {
+        rcptTo: (_tx, recipient) => (recipient.address.startsWith("no") ? reject("5.7.1", "Not here") : undefined),
+      },
     };
     server = await startTestServer({ plugins: [events.plugin, refuser, claimRecipients(), queue.plugin] });
     await server.send({ to: ["yes@localhost", "no@localhost"], raw: buildMessage() }).catch(() => undefined);
@@ -120,7 +126,14 @@ describe("observers", () => {
       plugins: [events.plugin, auth],
       config: {
         listeners: [
-          { address: "127.0.0.1", port: 1, tls: "starttls", auth: "optional", certificate: certificate.certificate, key: certificate.key },
+          {
+            address: "127.0.0.1",
+            port: 1,
+            tls: "starttls",
+            auth: "optional",
+            certificate: certificate.certificate,
+            key: certificate.key,
+          },
         ],
       },
     });

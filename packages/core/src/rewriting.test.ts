@@ -143,7 +143,8 @@ describe("body replacement (SMFIR_REPLBODY)", () => {
     const { text, captured } = await stored(async (message) => {
       await message.replaceBody(
         (async function* () {
-          for (let offset = 0; offset < big.length; offset += 64 * 1024) yield Buffer.from(big.slice(offset, offset + 64 * 1024));
+          for (let offset = 0; offset < big.length; offset += 64 * 1024)
+            yield Buffer.from(big.slice(offset, offset + 64 * 1024));
         })(),
       );
       expect(message.bodyReplaced).toBe(true);
@@ -171,7 +172,10 @@ describe("recipient rewriting", () => {
     });
     expect(captured.from).toBe("bounces@localhost");
     expect(captured.transaction.mailFrom.parameters).toEqual({ BODY: "8BITMIME" });
-    expect(captured.group.recipients.at(-1)).toMatchObject({ address: "audit@localhost", parameters: { NOTIFY: "NEVER" } });
+    expect(captured.group.recipients.at(-1)).toMatchObject({
+      address: "audit@localhost",
+      parameters: { NOTIFY: "NEVER" },
+    });
   });
 
   it("routes an added recipient through the rcptTo hooks when no route is given, refusals included", async () => {
@@ -202,7 +206,9 @@ describe("recipient rewriting", () => {
     });
     expect(result.response).toMatch(/^250 2\.0\.0 Ok: queued as /);
     expect(queue.messages).toHaveLength(0);
-    expect(server!.logs.find((line) => line.msg === "discarded")).toMatchObject({ reason: "every recipient was removed" });
+    expect(server!.logs.find((line) => line.msg === "discarded")).toMatchObject({
+      reason: "every recipient was removed",
+    });
   });
 });
 
@@ -231,13 +237,23 @@ describe("quarantine and discard", () => {
     const queue = memoryQueue();
     let laterRan = false;
     const dropper: Plugin = { name: "dropper", hooks: { data: () => discard("known spam run") } };
-    const later: Plugin = { name: "later", hooks: { data: () => void (laterRan = true) } };
+    const later: Plugin = {
+      name: "later",
+      hooks: {
+        data: () => {
+          laterRan = true;
+        },
+      },
+    };
     server = await startTestServer({ plugins: [claimRecipients(), dropper, later, queue.plugin] });
     const result = await server.send({ to: "user@localhost", raw: original });
     expect(result.response).toMatch(/^250 2\.0\.0 Ok: queued as \S+/);
     expect(queue.messages).toHaveLength(0);
     expect(laterRan).toBe(false);
-    expect(server.logs.find((line) => line.msg === "discarded")).toMatchObject({ plugin: "dropper", reason: "known spam run" });
+    expect(server.logs.find((line) => line.msg === "discarded")).toMatchObject({
+      plugin: "dropper",
+      reason: "known spam run",
+    });
   });
 
   it("refuses rewriting once queueing has begun", async () => {

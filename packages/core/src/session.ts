@@ -116,7 +116,10 @@ export interface Transaction {
    * route, the rcptTo hooks decide as for an RCPT TO command (an alias expands, nobody claiming
    * it refuses it). Duplicates collapse.
    */
-  addRecipient(address: string, options?: { route?: string; parameters?: EsmtpParameters }): Promise<AddRecipientOutcome>;
+  addRecipient(
+    address: string,
+    options?: { route?: string; parameters?: EsmtpParameters },
+  ): Promise<AddRecipientOutcome>;
   /** Replaces the envelope sender (milter SMFIR_CHGFROM), e.g. for SRS; until queueing begins. */
   changeSender(address: string, parameters?: EsmtpParameters): void;
   /** Removes every recipient with this address (SMFIR_DELRCPT). Returns how many. */

@@ -68,7 +68,8 @@ export async function spoolBody(
   const writer = new SpoolWriter(storage);
   let pendingCR = false;
   const put = async (chunk: Buffer | string) => {
-    let text = (pendingCR ? "\r" : "") + (typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk).toString("latin1");
+    let text =
+      (pendingCR ? "\r" : "") + (typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk).toString("latin1");
     pendingCR = text.endsWith("\r");
     if (pendingCR) text = text.slice(0, -1);
     await writer.write(Buffer.from(text.replace(/\r\n|\r|\n/g, "\r\n"), "latin1"));

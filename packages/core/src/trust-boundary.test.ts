@@ -52,7 +52,9 @@ describe("Authentication-Results claiming our authserv-id", () => {
         name: "looker",
         hooks: {
           auth: () => accept(),
-          data: (_tx, message) => void (seenByPlugin = message.headers.getAll("authentication-results")),
+          data: (_tx, message) => {
+            seenByPlugin = message.headers.getAll("authentication-results");
+          },
         },
       };
       server = await startTestServer({
@@ -92,7 +94,14 @@ describe("Authentication-Results claiming our authserv-id", () => {
 describe("mail loops", () => {
   const withHops = (count: number) =>
     buildMessage({
-      headers: Array.from({ length: count }, (_, index) => ["Received", `from hop${index}.example by hop${index + 1}.example; Thu, 3 Dec 2026 07:00:00 +0000`] as [string, string]),
+      headers: Array.from(
+        { length: count },
+        (_, index) =>
+          ["Received", `from hop${index}.example by hop${index + 1}.example; Thu, 3 Dec 2026 07:00:00 +0000`] as [
+            string,
+            string,
+          ],
+      ),
     });
 
   it("refuse a message with more Received fields than limits.maxReceived with 554 5.4.6", async () => {

@@ -2,11 +2,11 @@ import { describe, expectTypeOf, it } from "vitest";
 import {
   type AcceptVerdict,
   accept,
-  defineHookSet,
   defer,
+  defineHookSet,
   discard,
-  eventKey,
   type EventChannel,
+  eventKey,
   type HookContext,
   type HookReturn,
   type Plugin,
@@ -66,14 +66,26 @@ describe("public types", () => {
     defineHookSet<TwoHooks>("two", { pick });
     const complete = defineHookSet<TwoHooks>("two", {
       pick,
-      seen: { combine: "all", when: "seen", problem: () => undefined, onError: () => undefined, onTimeout: () => undefined },
+      seen: {
+        combine: "all",
+        when: "seen",
+        problem: () => undefined,
+        onError: () => undefined,
+        onTimeout: () => undefined,
+      },
     });
     expectTypeOf(complete.name).toBeString();
     // The failure answer of a "first" hook has the hook's answer type.
     defineHookSet<TwoHooks>("two", {
       // @ts-expect-error a number is not what pick answers
       pick: { ...pick, onError: () => 42 },
-      seen: { combine: "all", when: "seen", problem: () => undefined, onError: () => undefined, onTimeout: () => undefined },
+      seen: {
+        combine: "all",
+        when: "seen",
+        problem: () => undefined,
+        onError: () => undefined,
+        onTimeout: () => undefined,
+      },
     });
     expectTypeOf(smtpHooks.table).toHaveProperty("close");
   });

@@ -93,9 +93,7 @@ function refusal<Kind extends "reject" | "defer" | "disconnect">(
   return { kind, status, code: basic, text: text.replace(/[\r\n\0]+/g, " ") };
 }
 
-export function accept(
-  options: { route?: string; expand?: readonly Expansion[]; text?: string } = {},
-): AcceptVerdict {
+export function accept(options: { route?: string; expand?: readonly Expansion[]; text?: string } = {}): AcceptVerdict {
   return { kind: "accept", ...options };
 }
 

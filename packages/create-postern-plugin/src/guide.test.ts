@@ -15,12 +15,15 @@ describe("GUIDE.md", () => {
     expect(snippetMarkers(guide)).toEqual([
       "src/guide/http-recipient-policy.ts",
       "src/guide/return-path.ts",
+      "src/guide/content-filter.ts",
+      "src/guide/content-filter.test.ts",
       "src/guide/postern.config.ts",
       "src/guide/http-recipient-policy.test.ts",
       "src/guide/return-path.test.ts",
       "src/guide/spam-score.ts",
       "src/guide/spam-score.test.ts#reader",
       "src/guide/ordering.test.ts#ordering",
+      "src/guide/last-outcome.ts",
     ]);
     for (const marker of snippetMarkers(guide)) {
       const [path] = marker.split("#");

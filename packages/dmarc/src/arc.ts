@@ -1,8 +1,7 @@
 // ARC (RFC 8617) with mailauth: validation of the chain the DKIM verifier parsed, and sealing
 // for forwarders over the final message with our Authentication-Results as the AAR payload.
-import type { Message } from "@postern/core";
+import type { DnsResolver, Message } from "@postern/core";
 import type { SigningKey } from "@postern/dkim";
-import type { DnsResolver } from "@postern/core";
 import type { ARCData, ARCResult, DKIMVerifyResult } from "mailauth";
 import { createSeal, arc as validateArc } from "mailauth/lib/arc/index.js";
 

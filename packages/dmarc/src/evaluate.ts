@@ -1,7 +1,8 @@
 // DMARC (RFC 9989) with mailauth: the DNS Tree Walk for the policy and the Organizational
 // Domain, and alignment of the SPF and DKIM results other plugins already computed.
-import type { DkimResult } from "@postern/dkim";
+
 import type { DnsResolver } from "@postern/core";
+import type { DkimResult } from "@postern/dkim";
 import { evaluateDmarc } from "mailauth/lib/dmarc/index.js";
 import type { ArcResult } from "./arc.ts";
 

@@ -172,7 +172,9 @@ export default function dmarc(options: DmarcOptions = {}) {
     const arc = transaction.results.get(arcResult);
     const key = sealKey!;
     try {
-      const fields = arc ? await sealMessage(message, arc, key, authResultsValue(transaction, context().authservId)) : [];
+      const fields = arc
+        ? await sealMessage(message, arc, key, authResultsValue(transaction, context().authservId))
+        : [];
       // Prepended newest-first: the ARC-Seal ends up on top, as mailauth orders the set.
       for (const [name, value] of [...fields].reverse()) message.prepend(name, value);
       if (fields.length > 0) transaction.results.set(arcSealed, { instance: arc!.instance + 1, domain: key.domain });

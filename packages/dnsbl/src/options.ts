@@ -1,6 +1,7 @@
 // The options of dnsbl(), validated when the config loads.
-import { z } from "zod";
+
 import { parseIpNetwork } from "@postern/core";
+import { z } from "zod";
 
 export interface DnsblZone {
   /** The zone queried, e.g. "zen.spamhaus.org". */

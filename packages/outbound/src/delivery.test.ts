@@ -126,7 +126,8 @@ describe("delivery to MX hosts", () => {
   it("stores the report to a local sender locally, even with a smarthost for everything else", async () => {
     const [smarthost] = await sinksOnOnePort({
       host: `${net}.6`,
-      rcpt: (address) => (address === "nobody@example.test" ? { code: 550, message: "5.1.1 No such user here" } : undefined),
+      rcpt: (address) =>
+        address === "nobody@example.test" ? { code: 550, message: "5.1.1 No such user here" } : undefined,
     });
     const mailbox = memoryQueue({ routes: ["local"] });
     const ours: Plugin = {
@@ -134,7 +135,8 @@ describe("delivery to MX hosts", () => {
       hooks: {
         rcptTo: {
           order: "pre",
-          handler: (_tx, recipient) => (recipient.address.endsWith("@local.test") ? accept({ route: "local" }) : undefined),
+          handler: (_tx, recipient) =>
+            recipient.address.endsWith("@local.test") ? accept({ route: "local" }) : undefined,
         },
       },
     };
@@ -148,7 +150,12 @@ describe("delivery to MX hosts", () => {
     expect(bounced.dsnId).toBeDefined();
     await expect.poll(() => mailbox.messages.length).toBe(1);
     const report = mailbox.messages[0]!;
-    expect(report).toMatchObject({ from: "", recipients: ["alice@local.test"], route: "local", queueId: bounced.dsnId });
+    expect(report).toMatchObject({
+      from: "",
+      recipients: ["alice@local.test"],
+      route: "local",
+      queueId: bounced.dsnId,
+    });
     expect(report.bytes.toString()).toMatch(/^Final-Recipient: rfc822; nobody@example\.test\r$/m);
     // The smarthost saw the failed attempt only, never the report.
     expect(smarthost!.messages).toEqual([]);

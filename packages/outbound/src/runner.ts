@@ -8,8 +8,8 @@ import { hostname as osHostname } from "node:os";
 import type { EventChannel, HookRunner, Logger, ServerContext } from "@postern/core";
 import { newQueueId } from "@postern/core";
 import type { Deliverer, DeliveryJob, RecipientResult } from "./delivery.ts";
-import { buildDsn, type DsnRecipient, has8bit, readOriginal } from "./dsn.ts";
 import { type OutboundHooks, outboundDelivery } from "./delivery-hooks.ts";
+import { buildDsn, type DsnRecipient, has8bit, readOriginal } from "./dsn.ts";
 import type { OutboundMetrics } from "./metrics.ts";
 import type { ResolvedOutboundOptions } from "./options.ts";
 import type {

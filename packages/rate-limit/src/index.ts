@@ -7,13 +7,13 @@
 // Redis answers per `onError` instead of hanging the session.
 import {
   authAttempted,
-  type IpAddress,
-  networkContains,
-  parseIpAddress,
   type HookContext,
+  type IpAddress,
   type Logger,
   type Message,
+  networkContains,
   type Plugin,
+  parseIpAddress,
   parseOptions,
   resultKey,
   type Session,
@@ -119,7 +119,8 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
       const client = parseIpAddress(session.remoteAddress);
       state = {
         client,
-        allowedNetwork: client !== undefined && resolved.allowNetworks.some((network) => networkContains(network, client)),
+        allowedNetwork:
+          client !== undefined && resolved.allowNetworks.some((network) => networkContains(network, client)),
         slots: [],
         closed: false,
         authAttempt: undefined,

@@ -1,9 +1,10 @@
 // The options of rateLimit(): what operators write (human units, key names, CIDR strings) and the
 // resolved form the hooks use. Validation happens once, when the config loads; every problem is
 // one ConfigError line naming the key, e.g. `@postern/rate-limit: limits.0.limit: expected …`.
+
+import { type IpNetwork, parseIpNetwork } from "@postern/core";
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import { type IpNetwork, parseIpNetwork } from "@postern/core";
 import { parseByteRate, parseDelay, parseRate } from "./units.ts";
 
 /** What a limit counts. */

@@ -1,7 +1,8 @@
 // One SPF evaluation with mailauth (RFC 7208): the MAIL FROM identity, or the HELO identity for
 // the null sender (§2.4), with the lookup limits (§4.6.4) and all DNS through core's resolver.
-import { spf as mailauthSpf } from "mailauth";
+
 import type { DnsResolver } from "@postern/core";
+import { spf as mailauthSpf } from "mailauth";
 
 export const spfResults = ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"] as const;
 export type SpfResultKeyword = (typeof spfResults)[number];

@@ -93,6 +93,12 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
 /** The plugins that run a hook, in the order they run ("smtp" hooks unless another set is named). */
 export function runOrder(server: PosternServer, hook: string, set = "smtp"): string[] {
   const info = server.hookTable().find((entry) => entry.set === set && entry.hook === hook);
-  if (!info) throw new Error(`no ${set} hook "${hook}" (hooks: ${server.hookTable().map((e) => `${e.set}.${e.hook}`).join(", ")})`);
+  if (!info)
+    throw new Error(
+      `no ${set} hook "${hook}" (hooks: ${server
+        .hookTable()
+        .map((e) => `${e.set}.${e.hook}`)
+        .join(", ")})`,
+    );
   return info.handlers.map((handler) => handler.plugin);
 }

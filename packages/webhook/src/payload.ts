@@ -58,7 +58,6 @@ export interface WebhookPayload {
   };
 }
 
-
 function addresses(header: AddressObject | AddressObject[] | undefined): WebhookAddress[] {
   const list = header === undefined ? [] : Array.isArray(header) ? header : [header];
   const convert = (entry: { name: string; address?: string; group?: (typeof entry)[] }): WebhookAddress => ({
