@@ -10,6 +10,7 @@ import { KnownMailboxes } from "./known-mailboxes.ts";
 import { mailboxPath } from "./mailbox-path.ts";
 import { type MaildirOptions, maildirOptionsSchema } from "./options.ts";
 import { checkRoot } from "./root-check.ts";
+import { deliveryMaildir } from "./subaddress-folder.ts";
 
 export type { Delivered } from "./deliver.ts";
 export type { MaildirOptions } from "./options.ts";
@@ -50,7 +51,9 @@ export default function maildir(options: MaildirOptions): Plugin {
             return reject("5.1.1", `Recipient <${recipient.address}> has no usable local mailbox`);
           }
           // Recipients that share a mailbox (Alice@ and alice@, or a shared layout) get one copy.
-          mailboxes.add(target.path);
+          mailboxes.add(
+            await deliveryMaildir(target.path, recipient.detail, resolved.subaddressFolders, context.known),
+          );
         }
 
         try {

@@ -8,6 +8,12 @@ export interface MaildirOptions {
   layout?: string;
   /** Route groups this store takes (see @postern/recipients). Default ["local"]. */
   routes?: string[];
+  /**
+   * Deliver alice+news into the Maildir++ folder ".news" of alice's Maildir (the detail
+   * @postern/recipients splits off): "off" (default), "existing" (only into a folder that exists)
+   * or "create" (made when missing).
+   */
+  subaddressFolders?: "off" | "existing" | "create";
 }
 
 const placeholder = /\{([^{}]*)\}/g;
@@ -46,6 +52,9 @@ export const maildirOptionsSchema = z.strictObject({
     .array(z.string().min(1))
     .min(1, { error: 'expected at least one route, e.g. ["local"]' })
     .default(["local"]),
+  subaddressFolders: z
+    .enum(["off", "existing", "create"], { error: 'expected "off", "existing" or "create"' })
+    .default("off"),
 });
 
 export type ResolvedMaildirOptions = z.output<typeof maildirOptionsSchema>;
