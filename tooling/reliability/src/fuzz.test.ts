@@ -22,18 +22,20 @@ import {
 } from "./fuzz/cases.ts";
 import { describeFigures, runFuzzSessions } from "./fuzz/run-fuzz.ts";
 import { type FuzzTarget, startFuzzTarget } from "./fuzz/target.ts";
-import { megabytes, settledRss } from "./support/memory.ts";
+import { megabytes, settledHeap, settledRss } from "./support/memory.ts";
 import { openPeer, peerOn } from "./support/raw-exchange.ts";
 
 const runs = (base: number) => Math.max(1, Math.round(base * Number(process.env.FUZZ_RUNS_SCALE ?? 1)));
 
 let target: FuzzTarget;
 let rssAtStart: number;
+let heapAtStart: number;
 let sessionNumber = 0;
 
 beforeAll(async () => {
   target = await startFuzzTarget();
   rssAtStart = await settledRss();
+  heapAtStart = await settledHeap();
 });
 
 afterAll(async () => {
@@ -65,7 +67,7 @@ async function expectHealthy(): Promise<void> {
 }
 
 function expectNoServerErrors(): void {
-  const errors = target.logs().filter((record) => record.level >= 50);
+  const errors = target.errors();
   expect(errors, JSON.stringify(errors.slice(0, 3))).toEqual([]);
 }
 
@@ -180,8 +182,13 @@ describe("mixed sessions of every kind, several at once", () => {
 
 describe("memory over the whole fuzzing run", () => {
   it("stays bounded", async () => {
-    // Everything above ran against this one server; what it still holds is what it leaked.
-    expect(megabytes((await settledRss()) - rssAtStart)).toBeLessThan(64);
+    // Everything above ran against this one server; what it still holds is what it leaked. The
+    // JS heap is the measure; RSS also keeps what the allocator did not give back after the
+    // 70 KB lines and TLS handshakes (the 100,000-session run: heap flat, RSS +200 MB), so its
+    // bound is looser.
+    target.collectLogs();
+    expect(megabytes((await settledHeap()) - heapAtStart)).toBeLessThan(16);
+    expect(megabytes((await settledRss()) - rssAtStart)).toBeLessThan(128);
     expectAnonymousWellFormed();
   });
 });

@@ -23,7 +23,7 @@ try {
     seed: Number(values.seed),
     progress: (done, partial) =>
       console.log(
-        `${done} sessions, ${((Date.now() - started) / 1000).toFixed(0)} s, failures ${partial.failureCount}`,
+        `${done} sessions, ${((Date.now() - started) / 1000).toFixed(0)} s, failures ${partial.failureCount}, RSS ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB`,
       ),
   });
   console.log(describeFigures(figures));

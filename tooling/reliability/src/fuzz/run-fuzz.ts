@@ -3,7 +3,7 @@
 // input, memory, and errors the server logged. Inputs come from fast-check with a fixed seed, so a
 // run can be repeated.
 import fc from "fast-check";
-import { megabytes, settledRss } from "../support/memory.ts";
+import { megabytes, settledHeap, settledRss } from "../support/memory.ts";
 import { type FuzzCase, fuzzCases } from "./cases.ts";
 import type { FuzzTarget } from "./target.ts";
 
@@ -15,6 +15,9 @@ export interface FuzzFigures {
   failureCount: number;
   rssStartMb: number;
   rssEndMb: number;
+  /** JS heap after full collections: a leak of the server's objects shows here. */
+  heapStartMb: number;
+  heapEndMb: number;
   serverErrors: number;
   anonymous: { stored: number; malformed: number };
 }
@@ -63,6 +66,8 @@ export async function runFuzzSessions(target: FuzzTarget, options: FuzzRunOption
     failureCount: 0,
     rssStartMb: megabytes(await settledRss()),
     rssEndMb: 0,
+    heapStartMb: megabytes(await settledHeap()),
+    heapEndMb: 0,
     serverErrors: 0,
     anonymous: { stored: 0, malformed: 0 },
   };
@@ -120,20 +125,25 @@ export async function runFuzzSessions(target: FuzzTarget, options: FuzzRunOption
         clearTimeout(timer);
       }
       figures.sessions++;
-      if (figures.sessions % 1000 === 0) options.progress?.(figures.sessions, figures);
+      if (figures.sessions % 1000 === 0) {
+        target.collectLogs();
+        options.progress?.(figures.sessions, figures);
+      }
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, worker));
   figures.durationMs = Date.now() - started;
+  target.collectLogs();
   figures.rssEndMb = megabytes(await settledRss());
-  figures.serverErrors = target.logs().filter((record) => record.level >= 50).length;
+  figures.heapEndMb = megabytes(await settledHeap());
+  figures.serverErrors = target.errors().length;
   figures.anonymous = { stored: target.anonymous.stored, malformed: target.anonymous.malformed.length };
   return figures;
 }
 
 export function describeFigures(figures: FuzzFigures): string {
   const lines = [
-    `${figures.sessions} sessions in ${(figures.durationMs / 1000).toFixed(1)} s (${((figures.sessions / figures.durationMs) * 1000).toFixed(0)}/s); failures ${figures.failureCount}; server errors logged ${figures.serverErrors}; RSS ${figures.rssStartMb.toFixed(0)} → ${figures.rssEndMb.toFixed(0)} MB (after GC)`,
+    `${figures.sessions} sessions in ${(figures.durationMs / 1000).toFixed(1)} s (${((figures.sessions / figures.durationMs) * 1000).toFixed(0)}/s); failures ${figures.failureCount}; server errors logged ${figures.serverErrors}; heap after GC ${figures.heapStartMb.toFixed(1)} → ${figures.heapEndMb.toFixed(1)} MB, RSS ${figures.rssStartMb.toFixed(0)} → ${figures.rssEndMb.toFixed(0)} MB`,
     `messages stored by random command scripts: ${figures.anonymous.stored} (malformed: ${figures.anonymous.malformed})`,
   ];
   for (const [name, entry] of Object.entries(figures.perCase)) {

@@ -25,7 +25,13 @@ export interface FuzzTarget {
   readonly parsedHeaders: Map<string, ParsedField[]>;
   /** Messages stored without an X-Fuzz-Id (from random command scripts), and how many were malformed. */
   readonly anonymous: { stored: number; malformed: string[] };
-  logs(): LogRecord[];
+  /** Error records (level ≥ 50) the server logged so far. */
+  errors(): LogRecord[];
+  /**
+   * Moves the server's log records out of the test kit's list (which keeps every record in
+   * memory): errors are kept, the rest dropped, so a long run measures the server, not the list.
+   */
+  collectLogs(): void;
   stop(): Promise<void>;
 }
 
@@ -104,6 +110,10 @@ export async function startFuzzTarget(): Promise<FuzzTarget> {
     },
   });
   const [plainPort, startTlsPort, implicitPort, authPort] = server.ports as [number, number, number, number];
+  const errors: LogRecord[] = [];
+  const collectLogs = () => {
+    for (const record of server.logs.splice(0)) if (record.level >= 50) errors.push(record);
+  };
   return {
     plainPort,
     startTlsPort,
@@ -112,7 +122,11 @@ export async function startFuzzTarget(): Promise<FuzzTarget> {
     stored,
     parsedHeaders,
     anonymous,
-    logs: () => server.logs,
+    errors: () => {
+      collectLogs();
+      return errors;
+    },
+    collectLogs,
     stop: () => server.stop(),
   };
 }

@@ -27,4 +27,10 @@ export async function settledRss(): Promise<number> {
   return process.memoryUsage().rss;
 }
 
+/** JS heap in use after the same collections: what the process's own objects hold. */
+export async function settledHeap(): Promise<number> {
+  await settledRss();
+  return process.memoryUsage().heapUsed;
+}
+
 export const megabytes = (bytes: number): number => bytes / 1024 / 1024;
