@@ -23,6 +23,8 @@ const pluginName = "@postern/store-postgres";
 export interface PostgresStorePlugin extends Plugin {
   /** The node's pool once setup() ran. */
   readonly pool: pg.Pool | undefined;
+  /** Resolves while the database answers (what /readyz of @postern/metrics asks). */
+  ready(): Promise<void>;
 }
 
 export default function storePostgres(options: PostgresStoreOptions = {}): PostgresStorePlugin {
@@ -73,6 +75,12 @@ export default function storePostgres(options: PostgresStoreOptions = {}): Postg
         sweeper.unref();
         setImmediate(sweep);
       }
+    },
+
+    /** Readiness (e.g. @postern/metrics' /readyz): resolves while the database answers. */
+    async ready() {
+      if (!pool) throw new Error("not set up");
+      await pool.query("SELECT 1");
     },
 
     async close() {
