@@ -58,6 +58,9 @@ export function domainOf(address: string): string | undefined {
  * parse is only lower-cased.
  */
 export function addressKey(address: string, defaultDomain?: string): string {
+  // Printable ASCII with a domain and no trailing dot comes out lower-cased whichever way it
+  // parses (IDNA changes nothing in ASCII): skip the parse, this runs for every recipient.
+  if (printableAscii.test(address) && address.includes("@") && !address.endsWith(".")) return address.toLowerCase();
   const parsed = parseAddress(address);
   switch (parsed.kind) {
     case "mailbox":
@@ -72,6 +75,8 @@ export function addressKey(address: string, defaultDomain?: string): string {
       return address.toLowerCase();
   }
 }
+
+const printableAscii = /^[\x21-\x7e]+$/;
 
 export interface Subaddress {
   /** The local part without the detail: "alice" of "alice+news". */

@@ -25,6 +25,7 @@ import type { Hooks } from "./hooks.ts";
 import { createMessagePath } from "./message-path.ts";
 import { coreReplies, replyError, replyFor, type SmtpReply } from "./reply.ts";
 import type { AddRecipientOutcome, Address, ListenerInfo } from "./session.ts";
+import { SessionClock, type SessionRules } from "./session-clock.ts";
 import { SessionState, TransactionState } from "./session-state.ts";
 import type { ConnectionAdapter, SMTPConnection } from "./smtp-adapter.ts";
 import { clientCertificateOf } from "./tls-context.ts";
@@ -195,15 +196,24 @@ export function createProtocol(dependencies: ProtocolDependencies) {
     },
   });
 
-  const callbacks = (listener: { sessionTimeoutMs: number }): Partial<SMTPServerOptions> => ({
+  const clock = new SessionClock<SessionState>();
+  /** Ends a session with one of core's replies (a deadline passed). */
+  const endWith = (session: SessionState, stage: SmtpStage, reply: SmtpReply) => () => {
+    refused(session, stage, undefined, reply);
+    session.connection?.send(reply.code, reply.message);
+    session.connection?.close();
+  };
+
+  const callbacks = (listener: SessionRules): Partial<SMTPServerOptions> => ({
     onConnect(smtp, callback) {
       const session = stateOf(smtp);
       if (dependencies.stopping()) return callback(replyError(coreReplies.shuttingDown));
-      session.deadline = setTimeout(() => {
-        refused(session, "connect", undefined, coreReplies.sessionTooLong);
-        session.connection?.send(coreReplies.sessionTooLong.code, coreReplies.sessionTooLong.message);
-        session.connection?.close();
-      }, listener.sessionTimeoutMs).unref();
+      clock.watch(
+        session,
+        listener,
+        endWith(session, "connect", coreReplies.sessionTooLong),
+        endWith(session, "data", coreReplies.dataTooSlow),
+      );
       if (events.observed(sessionOpened)) events.emit(sessionOpened, { session });
       settle(
         decide("connect", [session], session).then(({ reply }) => reply),
@@ -293,7 +303,7 @@ export function createProtocol(dependencies: ProtocolDependencies) {
       if (!transaction) return callback(replyError(coreReplies.badSequence));
       inFlight.add(session.id);
       const progress = { received: 0 };
-      const slowness = watchDataRate(progress, session, listenerRate(session));
+      clock.dataStarted(session, progress);
       messagePath
         .receive(stream, session, transaction, progress)
         .then(
@@ -301,7 +311,7 @@ export function createProtocol(dependencies: ProtocolDependencies) {
           (error: Error) => callback(error),
         )
         .finally(() => {
-          clearTimeout(slowness.timer);
+          clock.dataEnded(session);
           if (session.transaction === transaction) session.transaction = undefined;
           inFlight.delete(session.id);
         });
@@ -311,7 +321,7 @@ export function createProtocol(dependencies: ProtocolDependencies) {
       const session = sessions.get(smtp.id);
       if (!session) return;
       sessions.delete(smtp.id);
-      clearTimeout(session.deadline);
+      clock.forget(session);
       abandon(session);
       if (events.observed(sessionClosed)) {
         events.emit(sessionClosed, { session, durationMs: Date.now() - session.connectedAt.getTime() });
@@ -322,44 +332,12 @@ export function createProtocol(dependencies: ProtocolDependencies) {
     },
   });
 
-  /** The DATA rate rule of the session's listener. */
-  const rates = new Map<string, { minDataRate: number; dataGraceMs: number }>();
-  const listenerRate = (session: SessionState) =>
-    rates.get(session.listener.name) ?? { minDataRate: 0, dataGraceMs: 0 };
-
-  /**
-   * Closes a session whose DATA arrives slower than the listener's minimum rate once the grace
-   * period passed (421 4.4.2): smtp-server's idle timer restarts on every byte.
-   */
-  const watchDataRate = (
-    progress: { readonly received: number },
-    session: SessionState,
-    rule: { minDataRate: number; dataGraceMs: number },
-  ) => {
-    const watch: { timer: NodeJS.Timeout | undefined } = { timer: undefined };
-    if (rule.minDataRate <= 0) return watch;
-    const startedAt = Date.now();
-    const check = () => {
-      const seconds = (Date.now() - startedAt) / 1000;
-      if (progress.received / seconds < rule.minDataRate) {
-        refused(session, "data", undefined, coreReplies.dataTooSlow);
-        session.connection?.send(coreReplies.dataTooSlow.code, coreReplies.dataTooSlow.message);
-        session.connection?.close();
-        return;
-      }
-      watch.timer = setTimeout(check, 1000).unref();
-    };
-    watch.timer = setTimeout(check, Math.max(1000, rule.dataGraceMs)).unref();
-    return watch;
-  };
-
   return {
     adapterFor,
     messagePath,
     claim,
     /** smtp-server's callbacks for one listener. */
-    callbacksFor(info: ListenerInfo, listener: { sessionTimeoutMs: number; minDataRate: number; dataGraceMs: number }) {
-      rates.set(info.name, { minDataRate: listener.minDataRate, dataGraceMs: listener.dataGraceMs });
+    callbacksFor(_info: ListenerInfo, listener: SessionRules) {
       return callbacks(listener);
     },
   };

@@ -28,8 +28,6 @@ export class SessionState implements Session {
   transactionCount = 0;
   transaction: TransactionState | undefined;
   connection: SMTPConnection | undefined;
-  /** The total session deadline (a client trickling bytes never trips the idle timer). */
-  deadline: NodeJS.Timeout | undefined;
   readonly listener: ListenerInfo;
   readonly #smtp: SMTPServerSession;
 

@@ -1,0 +1,109 @@
+// Core's own cost on the discard path, before and after a change, in one run: the same discard
+// server (tooling/bench/compare/postern-server.ts) started from two source trees — this one and a
+// git worktree of an earlier commit — driven alternately by Postfix's smtp-source, with the
+// server's CPU time read from /proc. Prints CPU per message (median of the rounds) for both.
+//   node --conditions=dev-source tooling/bench/core-cost.ts <before-tree> [<after-tree>]
+// A tree is a checkout with its node_modules installed, e.g.
+//   git worktree add /tmp/postern-before <commit> && (cd /tmp/postern-before && pnpm install --offline)
+// Knobs: BENCH_ROUNDS (7), BENCH_MESSAGES per round (4000), BENCH_SESSIONS (20), BENCH_REUSE=1
+// (smtp-source -d: many messages per connection), BENCH_MODE (discard).
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { median } from "./compare/report.ts";
+import { smtpSource } from "./compare/smtp-source.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const trees = {
+  before: resolve(process.argv[2] ?? ""),
+  after: resolve(process.argv[3] ?? join(here, "../..")),
+};
+if (!process.argv[2]) {
+  process.stderr.write("usage: core-cost.ts <before-tree> [<after-tree>]\n");
+  process.exit(2);
+}
+const rounds = Number(process.env.BENCH_ROUNDS ?? 7);
+const messages = Number(process.env.BENCH_MESSAGES ?? 4000);
+const sessions = Number(process.env.BENCH_SESSIONS ?? 20);
+const reuse = process.env.BENCH_REUSE === "1";
+const mode = process.env.BENCH_MODE ?? "discard";
+const ticksPerSecond = 100; // USER_HZ on Linux
+
+interface Running {
+  child: ChildProcess;
+  port: number;
+}
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond; // utime + stime
+}
+
+function start(tree: string): Promise<Running> {
+  const child = spawn(
+    process.execPath,
+    ["--conditions=dev-source", join(tree, "tooling/bench/compare/postern-server.ts"), mode],
+    { cwd: tree, stdio: ["ignore", "ignore", "inherit", "ipc"] },
+  );
+  return new Promise((resolvePort, reject) => {
+    child.once("exit", (code) => reject(new Error(`server from ${tree} exited (${code})`)));
+    child.on("message", (message: { type: string; port?: number; reason?: string }) => {
+      if (message.type === "ready") resolvePort({ child, port: message.port! });
+      if (message.type === "unavailable") reject(new Error(message.reason));
+    });
+  });
+}
+
+async function stop(running: Running): Promise<void> {
+  running.child.removeAllListeners("exit");
+  const exited = new Promise((done) => running.child.once("exit", done));
+  running.child.send({ type: "stop" });
+  await exited;
+}
+
+async function round(tree: string): Promise<{ cpuUs: number; rate: number }> {
+  const running = await start(tree);
+  try {
+    // A warm-up: the first messages pay for module loading and the JIT.
+    await smtpSource(running.port, { id: "warm", label: "", sessions, reuse }, 500, { length: 10 * 1024 });
+    const before = cpuSeconds(running.child.pid!);
+    const run = await smtpSource(running.port, { id: "run", label: "", sessions, reuse }, messages, {
+      length: 10 * 1024,
+    });
+    if (run.error) throw new Error(`smtp-source: ${run.error}`);
+    const used = cpuSeconds(running.child.pid!) - before;
+    return { cpuUs: (used / messages) * 1e6, rate: messages / run.seconds };
+  } finally {
+    await stop(running);
+  }
+}
+
+const results: Record<"before" | "after", { cpuUs: number; rate: number }[]> = { before: [], after: [] };
+const loads: number[] = [];
+for (let index = 0; index < rounds; index++) {
+  // Alternate which goes first, so a drift in machine load falls on both.
+  const order = index % 2 === 0 ? (["before", "after"] as const) : (["after", "before"] as const);
+  for (const which of order) {
+    loads.push(loadavg()[0]!);
+    results[which].push(await round(trees[which]));
+    process.stderr.write(`[core-cost] round ${index + 1} ${which}: ${results[which].at(-1)!.cpuUs.toFixed(0)} µs/msg\n`);
+  }
+}
+const summary = (which: "before" | "after") => ({
+  cpu: median(results[which].map((result) => result.cpuUs)),
+  rate: median(results[which].map((result) => result.rate)),
+});
+const before = summary("before");
+const after = summary("after");
+process.stdout.write(
+  [
+    `core cost, ${mode} path, ${messages} × 10 KB messages per round, ${sessions} sessions${reuse ? ", reused connections" : ", one message per connection"}, ${rounds} rounds, load ${median(loads).toFixed(2)} (median)`,
+    `  before ${trees.before}: ${before.cpu.toFixed(0)} µs CPU/msg, ${before.rate.toFixed(0)} msg/s`,
+    `  after  ${trees.after}: ${after.cpu.toFixed(0)} µs CPU/msg, ${after.rate.toFixed(0)} msg/s`,
+    `  change: ${(after.cpu - before.cpu).toFixed(0)} µs CPU/msg (${(((after.cpu - before.cpu) / before.cpu) * 100).toFixed(1)}%)`,
+    "",
+  ].join("\n"),
+);
