@@ -17,11 +17,14 @@ import {
   type Session,
   type Verdict,
 } from "@postern/core";
+import { rememberSettings } from "./address-test.ts";
 import { type Directory, openResolvedDirectory } from "./directory.ts";
 import { refusalVerdict } from "./expansion-reply.ts";
-import { type RecipientsOptions, type ResolvedRecipientsOptions, recipientsOptionsSchema } from "./options.ts";
-import { decideRecipient, type RecipientDecision, type RelayRules } from "./policy.ts";
+import { type RecipientsOptions, recipientsOptionsSchema } from "./options.ts";
+import { decideRecipient, type RecipientDecision } from "./policy.ts";
 
+export type { AddressExplanation, AddressTest } from "./address-test.ts";
+export { addressTestFor } from "./address-test.ts";
 export type { AliasMap } from "./alias-map.ts";
 export { aliasMapSchema, loadAliasYaml } from "./alias-map.ts";
 export type { AliasEntry } from "./aliases-file.ts";
@@ -60,9 +63,6 @@ export const recipientDecisions: ResultKey<readonly RecipientDecision[]> =
 
 const pluginName = "@postern/recipients";
 
-/** What each plugin recipients() made was made from, for `postern address test` (directoryFor). */
-const settingsOf = new WeakMap<Plugin, { options: ResolvedRecipientsOptions; baseDir: string; relay: RelayRules }>();
-
 /**
  * Mail this server hands itself (core's submit: delivery reports, a plugin's reports) arrives on
  * core's local listener, never on a socket: its recipients elsewhere may be relayed, as Postfix
@@ -77,7 +77,7 @@ function isLocalSubmission(session: Session): boolean {
  * forward with the envelope sender the next hop sees (the SRS form of MAIL FROM, so SPF passes
  * there; the null sender stays null, and without SRS configured the sender is kept as it is).
  */
-export function expansionFor(
+function expansionFor(
   decision: Extract<RecipientDecision, { outcome: "local" }>,
   mailFrom: string,
   directory: Pick<Directory, "srs">,
@@ -134,30 +134,6 @@ export default function recipients(options: RecipientsOptions): Plugin {
       },
     },
   };
-  settingsOf.set(plugin, { options: resolved, baseDir, relay });
+  rememberSettings(plugin, { options: resolved, baseDir, relay });
   return plugin satisfies Plugin;
-}
-
-export interface AddressTest {
-  readonly directory: Directory;
-  /** Who may relay to other domains through this plugin. */
-  readonly relay: { readonly networks: readonly string[]; readonly authenticated: boolean };
-}
-
-/**
- * Opens the directory of a plugin recipients() made, with its options and base folder — how
- * `postern address test` resolves addresses the way the configured server does. Undefined for
- * any other plugin. The caller closes the directory.
- */
-export async function addressTestFor(plugin: Plugin): Promise<AddressTest | undefined> {
-  const settings = settingsOf.get(plugin);
-  if (!settings) return undefined;
-  const directory = await openResolvedDirectory(settings.options, { baseDir: settings.baseDir, prefix: pluginName });
-  return {
-    directory,
-    relay: {
-      networks: settings.relay.networks.networks.map((network) => network.text),
-      authenticated: settings.relay.authenticated,
-    },
-  };
 }
