@@ -1,6 +1,7 @@
 // Every `postern` subcommand, in the order `postern --help` lists them. To add one, write
 // commands/<name>.ts exporting a Command, import it here and add it to the list.
 import type { Command } from "../command.ts";
+import { address } from "./address.ts";
 import { check } from "./check.ts";
 import { dkim } from "./dkim.ts";
 import { dnsCommand } from "./dns.ts";
@@ -20,4 +21,5 @@ export const commands: readonly Command[] = [
   mailbox,
   rateLimit,
   user,
+  address,
 ];
