@@ -82,7 +82,9 @@ function expansionFor(
   mailFrom: string,
   directory: Pick<Directory, "srs">,
 ): CoreExpansion[] {
-  const forwardSender = mailFrom !== "" && directory.srs ? directory.srs.forward(mailFrom) : undefined;
+  // An HMAC per message, so only when something is forwarded.
+  const forwards = decision.targets.some((target) => target.kind === "forward");
+  const forwardSender = forwards && mailFrom !== "" && directory.srs ? directory.srs.forward(mailFrom) : undefined;
   return decision.targets.map((target) => ({
     address: target.address,
     route: target.route,
