@@ -5,11 +5,12 @@
 import type { Readable } from "node:stream";
 import type { Logger } from "@postern/core";
 import type { ConnectionPool } from "./connection-pool.ts";
+import { has8bit, readOriginal } from "./dsn.ts";
 import type { OutboundMetrics } from "./metrics.ts";
 import type { DeliveryReply, MessageEnvelope, RecipientRecord } from "./queue/store.ts";
 import { localReply } from "./replies.ts";
 import type { NextHop, Router } from "./routing.ts";
-import { type SendEnvelope, SessionError, type SmtpSession } from "./smtp-session.ts";
+import { type RecipientDsn, type SendEnvelope, SessionError, type SmtpSession } from "./smtp-session.ts";
 
 export interface DeliveryJob {
   readonly message: MessageEnvelope;
@@ -25,11 +26,19 @@ export interface RecipientResult {
   readonly index: number;
   readonly kind: ResultKind;
   readonly reply: DeliveryReply;
+  /**
+   * Delivered: the next hop offered DSN and took the recipient's NOTIFY/ORCPT with it, so reports
+   * from here on are its job (RFC 3461 §5.2.2); otherwise a SUCCESS request is answered "relayed".
+   */
+  readonly dsnPassed?: boolean;
 }
+
+/** Why a hop could not take the message at all (the next host is tried). */
+type Unable = "tls" | "smtputf8" | undefined;
 
 type HopOutcome =
   | { readonly kind: "done"; readonly results: RecipientResult[] }
-  | { readonly kind: "next"; readonly reply: DeliveryReply; readonly tls: boolean };
+  | { readonly kind: "next"; readonly reply: DeliveryReply; readonly tls: boolean; readonly unable?: Unable };
 
 function kindOf(reply: DeliveryReply): ResultKind {
   if (reply.code >= 200 && reply.code < 300) return "delivered";
@@ -40,6 +49,12 @@ function chunk<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
+}
+
+/** Whether a transaction needs SMTPUTF8: UTF-8 in an address, or in the header of a message received with it. */
+async function utf8Header(body: Readable): Promise<boolean> {
+  const { bytes } = await readOriginal(body, { headersOnly: true, maxSize: 0 });
+  return has8bit(bytes);
 }
 
 export interface DelivererOptions {
@@ -84,6 +99,8 @@ export class Deliverer {
     const requireTls = job.message.requireTls;
     let last: DeliveryReply | undefined;
     let tlsRefusals = 0;
+    let utf8Refusals = 0;
+    let utf8Reply: DeliveryReply | undefined;
     for (const route of hops) {
       // RFC 8689: a REQUIRETLS message only goes over TLS to a verified peer that offers REQUIRETLS.
       const hop: NextHop = requireTls ? { ...route, tls: "verify" } : route;
@@ -91,12 +108,20 @@ export class Deliverer {
       if (outcome.kind === "done") return outcome.results;
       last = outcome.reply;
       if (outcome.tls) tlsRefusals++;
+      if (outcome.unable === "smtputf8") {
+        utf8Refusals++;
+        utf8Reply = outcome.reply;
+      }
       this.#options.log.info(
         { queueId: job.message.id, domain: job.domain, host: outcome.reply.remote, reply: outcome.reply.text },
         "next hop failed, trying the next one",
       );
     }
     let reply = last ?? localReply("4.4.1", `no next hop for ${job.domain} could be reached`);
+    if (utf8Reply && utf8Refusals === hops.length) {
+      // RFC 6531 §3.2: no host of the domain can take the message without SMTPUTF8 (no downgrade).
+      return recipients.map((recipient) => ({ index: recipient.index, kind: "permanent", reply: utf8Reply }));
+    }
     if (requireTls && tlsRefusals === hops.length) {
       // No host can ever take it the way the sender demanded: say so now rather than in 5 days.
       reply = localReply(
@@ -156,6 +181,16 @@ export class Deliverer {
     return { kind: "next", reply: localReply("4.4.2", `${hop.name}: no usable connection`), tls: false };
   }
 
+  async #needsSmtpUtf8(
+    job: DeliveryJob,
+    recipients: readonly RecipientRecord[],
+  ): Promise<"address" | "header" | undefined> {
+    if (has8bit(job.message.from) || recipients.some((recipient) => has8bit(recipient.address))) return "address";
+    // RFC 6532 header fields travel only with SMTPUTF8; a message received without it has none.
+    if (!job.message.smtpUtf8) return undefined;
+    return (await utf8Header(await job.openBody())) ? "header" : undefined;
+  }
+
   async #transaction(
     job: DeliveryJob,
     session: SmtpSession,
@@ -163,8 +198,30 @@ export class Deliverer {
   ): Promise<HopOutcome | "retry-fresh"> {
     const { pool } = this.#options;
     const { message } = job;
-    const notify = recipients[0]?.notify;
-    const sameNotify = recipients.every((recipient) => (recipient.notify ?? []).join() === (notify ?? []).join());
+    const utf8 = session.offers("SMTPUTF8") ? undefined : await this.#needsSmtpUtf8(job, recipients);
+    if (utf8) {
+      pool.release(session, true);
+      const reply =
+        utf8 === "address"
+          ? localReply(
+              "5.6.7",
+              `${session.remote} does not offer SMTPUTF8, which the UTF-8 addresses need`,
+              session.remote,
+            )
+          : localReply(
+              "5.6.9",
+              `${session.remote} does not offer SMTPUTF8, which the UTF-8 header fields need`,
+              session.remote,
+            );
+      return { kind: "next", reply, tls: false, unable: "smtputf8" };
+    }
+    const recipientDsn = new Map<string, RecipientDsn>();
+    for (const recipient of recipients) {
+      if (recipient.notify?.length || recipient.orcpt) {
+        recipientDsn.set(recipient.address, { notify: recipient.notify, orcpt: recipient.orcpt });
+      }
+    }
+    const dsnPassed = session.offers("DSN");
     const envelope: SendEnvelope = {
       from: message.from,
       to: recipients.map((recipient) => recipient.address),
@@ -172,13 +229,13 @@ export class Deliverer {
       requireTls: message.requireTls,
       use8BitMime: message.bodyType.toLowerCase() === "8bitmime",
       dsn:
-        message.dsn?.ret || message.dsn?.envid || (sameNotify && notify)
+        message.dsn?.ret || message.dsn?.envid
           ? {
               ...(message.dsn?.ret ? { ret: message.dsn.ret } : {}),
               ...(message.dsn?.envid ? { envid: message.dsn.envid } : {}),
-              ...(sameNotify && notify ? { notify: [...notify] } : {}),
             }
           : undefined,
+      recipientDsn,
     };
     const body = await job.openBody();
     const result = await session.send(envelope, body);
@@ -192,10 +249,8 @@ export class Deliverer {
     if (result.kind === "sent") {
       pool.release(session, true);
       const accepted = result.accepted.flatMap((address) => byAddress(address));
-      return {
-        kind: "done",
-        results: [...each("delivered", result.reply, accepted), ...refusedResults(result.rejected)],
-      };
+      const delivered = each("delivered", result.reply, accepted).map((entry) => ({ ...entry, dsnPassed }));
+      return { kind: "done", results: [...delivered, ...refusedResults(result.rejected)] };
     }
     switch (result.stage) {
       case "REQUIRETLS":
@@ -213,10 +268,8 @@ export class Deliverer {
       case "DATA": {
         pool.release(session, await session.reset());
         const accepted = result.accepted.flatMap((address) => byAddress(address));
-        return {
-          kind: "done",
-          results: [...each(kindOf(result.reply), result.reply, accepted), ...refusedResults(result.rejected)],
-        };
+        const answered = each(kindOf(result.reply), result.reply, accepted).map((entry) => ({ ...entry, dsnPassed }));
+        return { kind: "done", results: [...answered, ...refusedResults(result.rejected)] };
       }
       case "CONNECTION":
         pool.release(session, false);

@@ -1,10 +1,11 @@
 // @postern/outbound — the public face: the plugin factory, the queue stores, the delivery hooks.
 import { getCACertificates, rootCertificates } from "node:tls";
-import { accept, defer, type Plugin, parseOptions } from "@postern/core";
+import { accept, defer, type Plugin, parseOptions, type Recipient, transactionEnded } from "@postern/core";
 import type { Registry } from "prom-client";
 import { ConnectionPool } from "./connection-pool.ts";
 import { Deliverer } from "./delivery.ts";
 import { outboundHooks } from "./delivery-hooks.ts";
+import { has8bit } from "./dsn.ts";
 import { OutboundMetrics } from "./metrics.ts";
 import { MtaStsPolicies } from "./mta-sts.ts";
 import { type OutboundOptions, outboundOptionsSchema, type ResolvedOutboundOptions } from "./options.ts";
@@ -13,7 +14,7 @@ import { FsQueueStore } from "./queue/fs-store.ts";
 import { PgQueueStore } from "./queue/pg-store.ts";
 import type { MessageEnvelope, QueueStore } from "./queue/store.ts";
 import { Router } from "./routing.ts";
-import { DeliveryRunner } from "./runner.ts";
+import { DeliveryRunner, wantsReport } from "./runner.ts";
 import { signMessage } from "./signer.ts";
 
 export type {
@@ -93,6 +94,13 @@ function trustedCas(extra: string | string[] | undefined): string[] | undefined 
   return [...defaults, ...(Array.isArray(extra) ? extra : [extra])];
 }
 
+/** RFC 3461 §4.2: the client's ORCPT, else for an expanded recipient the address the client gave. */
+function orcptOf(recipient: Recipient): string | undefined {
+  if (recipient.dsn?.orcpt) return recipient.dsn.orcpt;
+  if (recipient.original === recipient.address) return undefined;
+  return `${has8bit(recipient.original) ? "utf-8" : "rfc822"};${recipient.original}`;
+}
+
 export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
   const options = parseOptions(outboundOptionsSchema, input, "@postern/outbound");
   const store = createQueueStore(options.queue);
@@ -170,6 +178,43 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
         submit: context.submit,
       });
       if (options.worker.enabled) runner.start();
+      const deliveredRoutes = new Set(options.dsn.deliveredRoutes);
+      const reporter = runner;
+      // RFC 3461 §5.2.3 "delivered": a NOTIFY=SUCCESS recipient stored in a mailbox here. The store
+      // said yes before this event, so the report cannot hold the message up.
+      context.events.on(transactionEnded, async (event) => {
+        if (event.outcome !== "queued" || event.transaction.mailFrom.address === "") return;
+        const entries = event.groups
+          .filter((group) => deliveredRoutes.has(group.route))
+          .flatMap((group) => group.recipients)
+          .filter((recipient) => wantsReport(recipient.dsn?.notify, "SUCCESS") && recipient.dsn?.notify?.length)
+          .map((recipient) => ({
+            recipient: { address: recipient.address, orcpt: orcptOf(recipient) },
+            reply: { code: 250, status: "2.0.0", text: `delivered to the mailbox (route ${recipient.route})` },
+            action: "delivered" as const,
+          }));
+        if (entries.length === 0) return;
+        const { transaction } = event;
+        await reporter
+          .sendReport(
+            {
+              id: transaction.id,
+              from: transaction.mailFrom.address,
+              createdAt: Date.now(),
+              size: event.size ?? 0,
+              requireTls: transaction.requireTls,
+              smtpUtf8: transaction.smtpUtf8,
+              bodyType: transaction.bodyType.toLowerCase(),
+              dsn: transaction.dsn ? { ret: transaction.dsn.ret, envid: transaction.dsn.envid } : undefined,
+              kind: "relay",
+            },
+            entries,
+            Date.now(),
+          )
+          .catch((error: Error) =>
+            log.error({ err: error.message, queueId: transaction.id }, "delivered report not stored"),
+          );
+      });
       log.info({ store: store.kind, worker: options.worker.enabled ? runner.worker : false }, "outbound queue ready");
     },
 
@@ -203,9 +248,7 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
               address: recipient.address,
               notify: recipient.dsn?.notify,
               // RFC 3461 §4.2: an expanded recipient's reports name the address the client gave.
-              orcpt:
-                recipient.dsn?.orcpt ??
-                (recipient.original !== recipient.address ? `rfc822;${recipient.original}` : undefined),
+              orcpt: orcptOf(recipient),
             }));
             let body: Buffer | ReturnType<typeof message.stream> = message.stream();
             let size = message.size;

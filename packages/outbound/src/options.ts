@@ -146,6 +146,20 @@ export const outboundOptionsSchema = z.object({
         .default(256 * 1024),
     })
     .prefault({}),
+  dsn: z
+    .object({
+      /**
+       * Warn the sender once when a recipient is still queued after this long (an RFC 3464
+       * "delayed" report, for NOTIFY=DELAY and for recipients without NOTIFY); 0 sends none.
+       */
+      delayWarningMs: duration.default(4 * 3_600_000),
+      /**
+       * Routes whose storage is final delivery (mailboxes): a recipient there that asked for
+       * NOTIFY=SUCCESS gets a "delivered" report once the message is stored.
+       */
+      deliveredRoutes: z.array(z.string().min(1)).default(["local"]),
+    })
+    .prefault({}),
   worker: z
     .object({
       /** Deliver from this node; false only queues (e.g. a node that only accepts). */

@@ -26,6 +26,10 @@ export interface NextHop {
   readonly priority: number;
   /** Set when an MTA-STS policy applies to this hop. */
   readonly mtaSts?: "enforce" | "testing" | undefined;
+  /** Source address to connect from (a source pool); the system's choice when undefined. */
+  readonly localAddress?: string | undefined;
+  /** EHLO name for this hop (a source pool's); the plugin's heloName when undefined. */
+  readonly heloName?: string | undefined;
 }
 
 export type RouteSource = "hook" | "static" | "smarthost" | "literal" | "mx" | "implicit-mx";

@@ -9,7 +9,7 @@ import type { EventChannel, HookRunner, Logger, ServerContext } from "@postern/c
 import { newQueueId } from "@postern/core";
 import type { Deliverer, DeliveryJob, RecipientResult } from "./delivery.ts";
 import { type OutboundHooks, outboundDelivery } from "./delivery-hooks.ts";
-import { buildDsn, type DsnRecipient, has8bit, readOriginal } from "./dsn.ts";
+import { buildDsn, type DsnAction, type DsnRecipient, has8bit, readOriginal } from "./dsn.ts";
 import type { OutboundMetrics } from "./metrics.ts";
 import type { ResolvedOutboundOptions } from "./options.ts";
 import type {
@@ -36,11 +36,22 @@ export function retryDelay(policy: RetryPolicy, attempts: number, random: () => 
   return Math.round(base * (1 - policy.jitter * random()));
 }
 
-/** RFC 3461: no NOTIFY means "report failures"; NEVER means nothing. */
-function wantsFailureReport(recipient: RecipientRecord): boolean {
-  if (!recipient.notify || recipient.notify.length === 0) return true;
-  const notify = recipient.notify.map((value) => value.toUpperCase());
-  return notify.includes("FAILURE") && !notify.includes("NEVER");
+/**
+ * Whether the sender asked for this kind of report (RFC 3461 §4.1). NEVER means none; no NOTIFY
+ * means failures and delays (the RFC lets the MTA choose FAILURE or FAILURE,DELAY; Postfix and
+ * Exim warn of delays too), never successes.
+ */
+export function wantsReport(notify: readonly string[] | undefined, kind: "SUCCESS" | "DELAY" | "FAILURE"): boolean {
+  if (!notify || notify.length === 0) return kind !== "SUCCESS";
+  const asked = notify.map((value) => value.toUpperCase());
+  return asked.includes(kind) && !asked.includes("NEVER");
+}
+
+/** One recipient of a report about to be written. */
+export interface Reportable {
+  recipient: Pick<RecipientRecord, "address" | "orcpt">;
+  reply: DeliveryReply;
+  action: DsnAction;
 }
 
 export interface RunnerOptions {
@@ -249,18 +260,26 @@ export class DeliveryRunner {
   async #record(job: Job, results: readonly RecipientResult[]): Promise<void> {
     const { message } = job.claim;
     const retry = this.#options.retry;
+    const { delayWarningMs } = this.#options.dsn;
     const now = Date.now();
     const outcomes: RecipientOutcome[] = [];
-    const bounced: { recipient: RecipientRecord; reply: DeliveryReply }[] = [];
+    const bounced: Reportable[] = [];
+    const delayed: Reportable[] = [];
+    const relayed: Reportable[] = [];
     const deferredAt = new Map<number, number>();
     for (const result of results) {
       const recipient = job.recipients.find((candidate) => candidate.index === result.index);
       if (!recipient) continue;
       if (result.kind === "delivered") {
         outcomes.push({ index: result.index, result: "delivered", reply: result.reply });
+        // A next hop without DSN ends the chain of reports: say so now if the sender asked.
+        if (!result.dsnPassed && wantsReport(recipient.notify, "SUCCESS")) {
+          relayed.push({ recipient, reply: result.reply, action: "relayed" });
+        }
       } else if (result.kind === "permanent") {
         outcomes.push({ index: result.index, result: "bounced", reply: result.reply });
-        bounced.push({ recipient, reply: result.reply });
+        if (wantsReport(recipient.notify, "FAILURE"))
+          bounced.push({ recipient, reply: result.reply, action: "failed" });
       } else {
         const age = now - message.createdAt;
         if (age >= retry.maxAgeMs) {
@@ -271,32 +290,65 @@ export class DeliveryRunner {
             text: `delivery time expired after ${days} days; last error: ${result.reply.text}`,
           };
           outcomes.push({ index: result.index, result: "bounced", reply });
-          bounced.push({ recipient, reply });
+          if (wantsReport(recipient.notify, "FAILURE")) bounced.push({ recipient, reply, action: "failed" });
         } else {
           // The last attempt happens at the maximum age, not a full backoff after it.
           const delay = Math.min(retryDelay(retry, recipient.attempts + 1), retry.maxAgeMs - age);
           outcomes.push({ index: result.index, result: "deferred", reply: result.reply, retryAfterMs: delay });
           deferredAt.set(result.index, now + delay);
+          if (
+            delayWarningMs > 0 &&
+            age >= delayWarningMs &&
+            recipient.delayReportedAt === undefined &&
+            wantsReport(recipient.notify, "DELAY")
+          ) {
+            delayed.push({ recipient, reply: result.reply, action: "delayed" });
+          }
         }
       }
     }
 
+    // Reports on reports and on the null sender's mail would loop or go nowhere.
+    const reporting = message.from !== "" && message.kind !== "dsn";
     let dsnId: string | undefined;
-    const reportable = bounced.filter(({ recipient }) => wantsFailureReport(recipient));
-    if (reportable.length > 0 && message.from !== "" && message.kind !== "dsn") {
+    if (reporting && bounced.length > 0) {
       try {
-        dsnId = await this.#sendReport(message, reportable, now);
+        dsnId = await this.sendReport(message, bounced, now);
       } catch (error) {
         // No report stored means no bounce recorded: retry these recipients later instead.
         this.#log.error(
           { err: (error as Error).message, queueId: message.id },
           "delivery report not queued; bounce postponed",
         );
-        for (const { recipient, reply } of reportable) {
-          const index = outcomes.findIndex((outcome) => outcome.index === recipient.index);
-          outcomes[index] = { index: recipient.index, result: "deferred", reply, retryAfterMs: retry.initialDelayMs };
+        for (const { recipient, reply } of bounced) {
+          const index = outcomes.findIndex((outcome) => outcome.index === (recipient as RecipientRecord).index);
+          outcomes[index] = {
+            index: (recipient as RecipientRecord).index,
+            result: "deferred",
+            reply,
+            retryAfterMs: retry.initialDelayMs,
+          };
         }
       }
+    }
+    if (reporting && delayed.length > 0) {
+      try {
+        await this.sendReport(message, delayed, now);
+        // Recorded with the attempt, so the warning goes out once (a failed one is tried next time).
+        for (const { recipient } of delayed) {
+          const index = outcomes.findIndex((outcome) => outcome.index === (recipient as RecipientRecord).index);
+          const outcome = outcomes[index]!;
+          if (outcome.result === "deferred") outcomes[index] = { ...outcome, delayReported: true };
+        }
+      } catch (error) {
+        this.#log.error({ err: (error as Error).message, queueId: message.id }, "delay report not queued");
+      }
+    }
+    if (reporting && relayed.length > 0) {
+      // The message went out; a lost success report is logged, never a reason to send it again.
+      await this.sendReport(message, relayed, now).catch((error: Error) =>
+        this.#log.error({ err: error.message, queueId: message.id }, "success report not queued"),
+      );
     }
 
     const recorded = new Set(await this.#store.complete(this.worker, message.id, outcomes));
@@ -339,32 +391,36 @@ export class DeliveryRunner {
     }
   }
 
-  /** Queues a failure report to the envelope sender; returns its queue ID. */
-  async #sendReport(
-    message: MessageEnvelope,
-    failures: readonly { recipient: RecipientRecord; reply: DeliveryReply }[],
-    now: number,
-  ): Promise<string> {
+  /**
+   * Writes a delivery report (RFC 3464) to the envelope sender and stores it: locally when one of
+   * the server's own rcptTo hooks claims the sender, else in this queue. Returns its queue ID.
+   * Failures return the message (or its header with RET=HDRS, REQUIRETLS or when it is large);
+   * delays and successes return the header only (RFC 3461 §4.3: RET=FULL asks for failures).
+   */
+  async sendReport(message: MessageEnvelope, entries: readonly Reportable[], now: number): Promise<string> {
     const { bounces } = this.#options;
-    const headersOnly = message.dsn?.ret?.toUpperCase() === "HDRS" || message.requireTls;
-    const original = await readOriginal(await this.#store.body(message.id), {
-      headersOnly,
-      maxSize: bounces.maxReturnedSize,
-    });
-    const recipients: DsnRecipient[] = failures.map(({ recipient, reply }) => ({
+    const failure = entries.some((entry) => entry.action === "failed");
+    const headersOnly = !failure || message.dsn?.ret?.toUpperCase() === "HDRS" || message.requireTls;
+    // A "delivered" report is about a message in a local mailbox, not in this queue: none returned.
+    const original = entries.every((entry) => entry.action === "delivered")
+      ? undefined
+      : await readOriginal(await this.#store.body(message.id), { headersOnly, maxSize: bounces.maxReturnedSize });
+    const retry = this.#options.retry;
+    const recipients: DsnRecipient[] = entries.map(({ recipient, reply, action }) => ({
       address: recipient.address,
       orcpt: recipient.orcpt,
-      action: "failed",
+      action,
       reply,
       lastAttemptAt: new Date(now),
+      ...(action === "delayed" ? { willRetryUntil: new Date(message.createdAt + retry.maxAgeMs) } : {}),
     }));
     let bytes = buildDsn({
       hostname: this.#hostname,
       fromLocalPart: bounces.from,
       message,
       recipients,
-      original: original.bytes,
-      headersOnly: original.headersOnly,
+      original: original?.bytes,
+      headersOnly: original?.headersOnly ?? true,
       now: new Date(now),
     });
     const id = newQueueId();
@@ -386,7 +442,7 @@ export class DeliveryRunner {
       size: bytes.length,
       // RFC 8689 §5: the report on a REQUIRETLS message is itself sent with REQUIRETLS.
       requireTls: message.requireTls,
-      smtpUtf8: message.smtpUtf8,
+      smtpUtf8: message.smtpUtf8 || has8bit(message.from),
       bodyType: has8bit(bytes) ? "8bitmime" : "7bit",
       kind: "dsn",
     };

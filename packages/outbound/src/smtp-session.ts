@@ -38,6 +38,37 @@ export interface SendEnvelope {
   requireTls: boolean;
   use8BitMime: boolean;
   dsn?: { ret?: string | undefined; envid?: string | undefined } | undefined;
+  /** Each recipient's NOTIFY and ORCPT (RFC 3461), sent on its RCPT TO when the peer offers DSN. */
+  recipientDsn?: ReadonlyMap<string, RecipientDsn> | undefined;
+}
+
+export interface RecipientDsn {
+  readonly notify?: readonly string[] | undefined;
+  /** "addr-type;address", not xtext-encoded (this module encodes it). */
+  readonly orcpt?: string | undefined;
+}
+
+/**
+ * RFC 3461 §4 xtext: "+" and "=" and anything outside "!".."~" become "+HH" (UTF-8 bytes for a
+ * UTF-8 address, as RFC 6533 §3 allows for the "utf-8" address type's xtext form).
+ */
+export function encodeXtext(value: string): string {
+  let out = "";
+  for (const byte of Buffer.from(value, "utf8")) {
+    out +=
+      byte < 0x21 || byte > 0x7e || byte === 0x2b || byte === 0x3d
+        ? `+${byte.toString(16).toUpperCase().padStart(2, "0")}`
+        : String.fromCharCode(byte);
+  }
+  return out;
+}
+
+/** nodemailer's private state this module reads (pinned by the DSN and SMTPUTF8 tests over SMTP). */
+interface ConnectionInternals {
+  _supportedExtensions?: string[];
+  _recipientQueue?: string[];
+  _envelope?: unknown;
+  _getDsnRcptToArgs?: () => string;
 }
 
 export type SendResult =
@@ -75,7 +106,15 @@ const tlsRequired = (level: TlsLevel) => level === "encrypt" || level === "verif
 
 /** Pool key: sessions are interchangeable only with the same peer, TLS demand and credentials. */
 export function sessionKey(hop: NextHop): string {
-  return [hop.address, hop.port, hop.name, hop.secure ? "implicit" : hop.tls, hop.auth?.user ?? ""].join("|");
+  return [
+    hop.address,
+    hop.port,
+    hop.name,
+    hop.secure ? "implicit" : hop.tls,
+    hop.auth?.user ?? "",
+    hop.localAddress ?? "",
+    hop.heloName ?? "",
+  ].join("|");
 }
 
 export class SmtpSession {
@@ -84,6 +123,7 @@ export class SmtpSession {
   readonly remote: string;
   readonly #connection: SMTPConnection;
   #alive = true;
+  #recipientDsn: ReadonlyMap<string, RecipientDsn> | undefined;
   messages = 0;
 
   private constructor(hop: NextHop, connection: SMTPConnection) {
@@ -113,7 +153,9 @@ export class SmtpSession {
       port: hop.port,
       secure: hop.secure,
       ...(servername ? { servername } : {}),
-      name: settings.heloName,
+      // A source pool's address and name for this route or sender domain, else the defaults.
+      name: hop.heloName ?? settings.heloName,
+      ...(hop.localAddress ? { localAddress: hop.localAddress } : {}),
       ignoreTLS: level === "none",
       requireTLS: tlsRequired(level),
       opportunisticTLS: level === "opportunistic",
@@ -129,6 +171,19 @@ export class SmtpSession {
       },
     });
     const session = new SmtpSession(hop, connection);
+    // nodemailer gives every RCPT TO of a transaction the same NOTIFY and ORCPT; RFC 3461 wants
+    // each recipient's own (ORCPT names the address each one came from), in one transaction.
+    const internals = connection as unknown as ConnectionInternals;
+    internals._getDsnRcptToArgs = () => {
+      if (!internals._supportedExtensions?.includes("DSN")) return "";
+      const recipient = internals._recipientQueue?.at(-1);
+      const dsn = recipient === undefined ? undefined : session.#recipientDsn?.get(recipient);
+      const args = [
+        ...(dsn?.notify?.length ? [`NOTIFY=${dsn.notify.join(",").toUpperCase()}`] : []),
+        ...(dsn?.orcpt ? [`ORCPT=${encodeXtext(dsn.orcpt)}`] : []),
+      ];
+      return args.length ? ` ${args.join(" ")}` : "";
+    };
     // Errors outside a pending call (e.g. an idle connection dropped) only mark the session dead.
     connection.on("error", () => undefined);
     try {
@@ -214,11 +269,17 @@ export class SmtpSession {
     return this.secure && Boolean(this.#socket?.authorized);
   }
 
+  /** ESMTP extensions the peer announced in its (last) EHLO reply, e.g. "DSN", "SMTPUTF8". */
+  offers(extension: string): boolean {
+    return Boolean((this.#connection as unknown as ConnectionInternals)._supportedExtensions?.includes(extension));
+  }
+
   get tlsProtocol(): string | undefined {
     return this.secure ? (this.#socket?.getProtocol?.() ?? undefined) : undefined;
   }
 
   send(envelope: SendEnvelope, body: Readable): Promise<SendResult> {
+    this.#recipientDsn = envelope.recipientDsn;
     return new Promise<SendResult>((resolve) => {
       this.#connection.send(
         {

@@ -358,6 +358,7 @@ export class FsQueueStore implements QueueStore {
           nextAttemptAt:
             outcome.result === "deferred" ? now + Math.max(0, outcome.retryAfterMs) : recipient.nextAttemptAt,
           lastReply: outcome.reply,
+          ...(outcome.result === "deferred" && outcome.delayReported ? { delayReportedAt: now } : {}),
         } satisfies RecipientRecord;
       });
       if (recorded.length === 0) return [];

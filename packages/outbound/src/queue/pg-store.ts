@@ -83,6 +83,7 @@ interface RecipientRow {
   last_status: string | null;
   last_text: string | null;
   last_remote: string | null;
+  delay_reported_at: Date | null;
 }
 
 function removedWhileRead(messageId: string): Error {
@@ -111,6 +112,7 @@ function toRecord(row: RecipientRow): RecipientRecord {
     attempts: row.attempts,
     nextAttemptAt: row.next_attempt_at.getTime(),
     lastReply,
+    delayReportedAt: row.delay_reported_at?.getTime() ?? undefined,
   };
 }
 
@@ -203,8 +205,11 @@ export class PgQueueStore implements QueueStore {
         last_status text,
         last_text text,
         last_remote text,
+        delay_reported_at timestamptz,
         PRIMARY KEY (message_id, idx)
       )`);
+      // Added with delay reports: schemas made before them get the column here.
+      await client.query(`ALTER TABLE ${recipients} ADD COLUMN IF NOT EXISTS delay_reported_at timestamptz`);
       await client.query(
         `CREATE INDEX IF NOT EXISTS recipients_due ON ${recipients} (next_attempt_at) WHERE state = 'queued'`,
       );
@@ -383,9 +388,10 @@ export class PgQueueStore implements QueueStore {
            attempts = r.attempts + 1,
            next_attempt_at = CASE WHEN v.state = 'queued' THEN now() + v.delay * interval '1 millisecond' ELSE r.next_attempt_at END,
            last_code = v.code, last_status = v.status, last_text = v.text, last_remote = NULLIF(v.remote, ''),
+           delay_reported_at = CASE WHEN v.reported THEN now() ELSE r.delay_reported_at END,
            locked_by = NULL, locked_until = NULL
-         FROM unnest($2::integer[], $3::text[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::text[])
-           AS v(idx, state, delay, code, status, text, remote)
+         FROM unnest($2::integer[], $3::text[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::text[], $10::boolean[])
+           AS v(idx, state, delay, code, status, text, remote, reported)
          WHERE r.message_id = $1 AND r.idx = v.idx AND r.locked_by = $9 AND r.state = 'queued'
          RETURNING r.idx`,
         [
@@ -400,6 +406,7 @@ export class PgQueueStore implements QueueStore {
           outcomes.map((outcome) => outcome.reply.text),
           outcomes.map((outcome) => outcome.reply.remote ?? ""),
           worker,
+          outcomes.map((outcome) => outcome.result === "deferred" && Boolean(outcome.delayReported)),
         ],
       );
       await client.query(

@@ -1,8 +1,9 @@
 // One conformance suite for every queue store: the filesystem spool and PostgreSQL must behave
 // the same to the delivery code. Store-specific behaviour (crash recovery of half-written files,
 // the spool lock) is tested at the end.
-import { randomBytes } from "node:crypto";
+
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -224,6 +225,25 @@ describe.each(backends)("queue store conformance: $name", (backend) => {
     expect(await store.get(message.id)).toBeUndefined();
     await expect(store.body(message.id)).rejects.toThrow();
     expect((await store.stats()).messages).toBe(0);
+  });
+
+  it("remembers that a delay report went out, across a reopen, and keeps it on later attempts", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com", notify: ["DELAY"] }, { address: "b@example.com" }], body);
+    const [claim] = await store.claim({ worker: "w1", limit: 10, leaseMs: 10_000 });
+    expect(claim!.recipients.map((recipient) => recipient.delayReportedAt)).toEqual([undefined, undefined]);
+    await store.complete("w1", message.id, [
+      { index: 0, result: "deferred", reply: soft, retryAfterMs: 0, delayReported: true },
+      { index: 1, result: "deferred", reply: soft, retryAfterMs: 0 },
+    ]);
+    const reopened = await harness.reopen();
+    const [again] = await reopened.claim({ worker: "w2", limit: 10, leaseMs: 10_000 });
+    const [first, second] = again!.recipients;
+    expect(first!.delayReportedAt).toBeGreaterThan(Date.now() - 60_000);
+    expect(second!.delayReportedAt).toBeUndefined();
+    await reopened.complete("w2", message.id, [{ index: 0, result: "deferred", reply: soft, retryAfterMs: 0 }]);
+    expect((await reopened.get(message.id))!.recipients[0]!.delayReportedAt).toBe(first!.delayReportedAt);
   });
 
   it("releases claims without counting an attempt", async () => {

@@ -34,6 +34,8 @@ export interface RecipientRecord {
   /** Epoch milliseconds. */
   readonly nextAttemptAt: number;
   readonly lastReply?: DeliveryReply | undefined;
+  /** Epoch ms when a delay report (RFC 3464 "delayed") went to the sender; undefined until then. */
+  readonly delayReportedAt?: number | undefined;
 }
 
 /** What travels with the message besides its recipients. */
@@ -79,6 +81,8 @@ export type RecipientOutcome =
       readonly reply: DeliveryReply;
       /** Delay before the next attempt; the store adds it to its own clock. */
       readonly retryAfterMs: number;
+      /** A delay report went to the sender with this attempt (recorded once, never sent again). */
+      readonly delayReported?: boolean | undefined;
     };
 
 export interface ClaimOptions {

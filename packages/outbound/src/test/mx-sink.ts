@@ -16,6 +16,8 @@ export interface SinkMessage {
   user: string | undefined;
   /** NOTIFY and RET/ENVID as the sink received them. */
   dsn: unknown;
+  /** MAIL FROM carried SMTPUTF8. */
+  smtpUtf8: boolean;
 }
 
 export interface SinkReply {
@@ -32,6 +34,10 @@ export interface SinkOptions {
   tls?: { certificate: string; key: string } | undefined;
   /** Advertise REQUIRETLS (after STARTTLS). */
   requireTlsExtension?: boolean;
+  /** Advertise DSN (default true). */
+  dsn?: boolean;
+  /** Advertise SMTPUTF8 (default true). */
+  smtpUtf8?: boolean;
   /** Require AUTH with these credentials. */
   auth?: { user: string; pass: string };
   rcpt?: (address: string, seen: number) => SinkReply | undefined;
@@ -73,7 +79,8 @@ export async function startSink(options: SinkOptions): Promise<MxSink> {
     disabledCommands: [...(tls ? [] : ["STARTTLS"]), ...(options.auth ? [] : ["AUTH"])],
     hideSTARTTLS: !tls,
     hideREQUIRETLS: !options.requireTlsExtension,
-    hideDSN: false,
+    hideDSN: options.dsn === false,
+    hideSMTPUTF8: options.smtpUtf8 === false,
     authOptional: !options.auth,
     allowInsecureAuth: false,
     size: 50 * 1024 * 1024,
@@ -107,6 +114,7 @@ export async function startSink(options: SinkOptions): Promise<MxSink> {
           requireTls: Boolean(envelope.requireTLS),
           user: typeof session.user === "string" ? session.user : undefined,
           dsn: { ...(envelope.dsn as object), rcpt: envelope.rcptTo.map((rcpt) => (rcpt as { dsn?: unknown }).dsn) },
+          smtpUtf8: Boolean((envelope as { smtpUtf8?: boolean }).smtpUtf8),
         };
         if (options.stallData) {
           messages.push(message);
