@@ -336,6 +336,8 @@ export function createProtocol(dependencies: ProtocolDependencies) {
     adapterFor,
     messagePath,
     claim,
+    /** Stops the session clock (the generation ended). */
+    close: () => clock.close(),
     /** smtp-server's callbacks for one listener. */
     callbacksFor(_info: ListenerInfo, listener: SessionRules) {
       return callbacks(listener);

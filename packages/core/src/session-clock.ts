@@ -41,12 +41,15 @@ export class SessionClock<Key> {
     if (watched) watched.data = undefined;
   }
 
+  /** Stops watching a session. The sweep keeps running (unref'd): sessions come and go all the time. */
   forget(key: Key): void {
     this.#watched.delete(key);
-    if (this.#watched.size === 0 && this.#timer) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-    }
+  }
+
+  /** Stops the sweep (the server stopped). */
+  close(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
   #sweep(): void {

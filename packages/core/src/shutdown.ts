@@ -15,6 +15,8 @@ export interface GenerationState {
   readonly sessions: Map<string, SessionState>;
   readonly inFlight: Set<string>;
   readonly closing: Set<Promise<void>>;
+  /** The generation's smtp-server callbacks (its session clock stops with it). */
+  readonly protocol: { close(): void };
   /** Set when the server stops while this generation is being ended patiently: stop waiting for sessions. */
   hurried: boolean;
 }
@@ -63,6 +65,7 @@ export async function endGeneration(generation: GenerationState, options: EndOpt
   const closeHooksDeadline = Date.now() + 2000;
   while (sessions.size > 0 && Date.now() < closeHooksDeadline) await pause(10);
   await Promise.all(closing);
+  generation.protocol.close();
   for (const plugin of [...generation.plugins].reverse()) {
     try {
       await plugin.close?.();
