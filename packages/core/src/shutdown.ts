@@ -34,9 +34,10 @@ export interface EndOptions {
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function closeIdle(generation: GenerationState): void {
+/** Tells sessions 421 and closes them: those not inside DATA, or (past the deadline) every one. */
+function closeSessions(generation: GenerationState, options: { inDataToo: boolean }): void {
   for (const session of generation.sessions.values()) {
-    if (generation.inFlight.has(session.id)) continue;
+    if (!options.inDataToo && generation.inFlight.has(session.id)) continue;
     session.connection?.send(coreReplies.shuttingDown.code, coreReplies.shuttingDown.message);
     session.connection?.close();
   }
@@ -57,9 +58,10 @@ export async function endGeneration(generation: GenerationState, options: EndOpt
   }
   closeHandlers();
   // Sessions not inside DATA are told now; one inside DATA gets its reply first, then 421.
-  closeIdle(generation);
+  closeSessions(generation, { inDataToo: false });
   while (inFlight.size > 0 && Date.now() < deadline) await pause(25);
-  closeIdle(generation);
+  // Past the deadline a transaction still in DATA is cut off: 421, never 250 (nothing was stored).
+  closeSessions(generation, { inDataToo: true });
   // smtp-server runs onClose a tick after each socket closes; wait (briefly) for every session's
   // close hooks before closing the plugins they use.
   const closeHooksDeadline = Date.now() + 2000;
