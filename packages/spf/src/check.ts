@@ -1,7 +1,9 @@
-// One SPF evaluation with mailauth (RFC 7208): the MAIL FROM identity, or the HELO identity for
-// the null sender (§2.4), with the lookup limits (§4.6.4) and all DNS through core's resolver.
+// One SPF evaluation with mailauth (RFC 7208): the MAIL FROM identity, or the HELO identity (for
+// the null sender, §2.4, and on its own, §2.3), with the lookup limits (§4.6.4) and all DNS
+// through core's resolver.
 
-import type { DnsResolver } from "@postern/core";
+import { isIP } from "node:net";
+import { type DnsResolver, normalizeDomain } from "@postern/core";
 import { spf as mailauthSpf } from "mailauth";
 
 export const spfResults = ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"] as const;
@@ -9,7 +11,7 @@ export type SpfResultKeyword = (typeof spfResults)[number];
 
 export interface SpfResult {
   readonly result: SpfResultKeyword;
-  /** "mailfrom" for a sender, "helo" for the null sender. */
+  /** "mailfrom" for a sender, "helo" for the HELO identity (the null sender's, or checked on its own). */
   readonly identity: "mailfrom" | "helo";
   /** The domain whose policy was evaluated. */
   readonly domain: string;
@@ -32,6 +34,7 @@ export interface SpfResult {
 }
 
 export interface SpfCheckInput {
+  /** The MAIL FROM address; "" checks the HELO identity (as for the null sender, RFC 7208 §2.3). */
   sender: string;
   ip: string;
   helo: string | undefined;
@@ -70,7 +73,19 @@ export async function checkSpf(input: SpfCheckInput): Promise<SpfResult> {
     lookups: outcome.lookups
       ? { count: outcome.lookups.count, void: outcome.lookups.void, limit: outcome.lookups.limit }
       : undefined,
-    authResults: outcome.info,
-    receivedSpf: outcome.header.replace(/^Received-SPF:\s*/i, ""),
+    // mailauth names both identities in each entry; a HELO check's is about smtp.helo alone.
+    authResults: input.sender ? outcome.info : outcome.info.replace(/\s+smtp\.mailfrom=\S+/, ""),
+    // RFC 7208 §9.1: the identity key says which was checked (mailauth leaves it out).
+    receivedSpf: `${outcome.header.replace(/^Received-SPF:\s*/i, "").replace(/\s+$/, "")}${input.sender ? "" : " identity=helo;"}`,
   };
+}
+
+/**
+ * Whether a HELO name can be checked (RFC 7208 §2.3): a fully qualified domain name, not an
+ * address literal or a bare word.
+ */
+export function checkableHelo(name: string | undefined): name is string {
+  if (!name || name.startsWith("[") || isIP(name) !== 0) return false;
+  const domain = normalizeDomain(name);
+  return domain !== undefined && domain.includes(".");
 }

@@ -13,28 +13,49 @@ import {
   writeAuthenticationResults,
 } from "@postern/core";
 import { z } from "zod";
-import { checkSpf, type SpfResult } from "./check.ts";
+import { checkableHelo, checkSpf, type SpfResult } from "./check.ts";
 
 export type { SpfCheckInput, SpfResult, SpfResultKeyword } from "./check.ts";
-export { checkSpf, spfResults } from "./check.ts";
+export { checkableHelo, checkSpf, spfResults } from "./check.ts";
 
-/** The SPF result of the transaction, set at MAIL FROM. */
+/** The SPF result of the transaction, set at MAIL FROM (the HELO identity's for the null sender). */
 export const spfResult = resultKey<SpfResult>("spf");
+
+/**
+ * The HELO identity's own result (RFC 7208 §2.3), checked for every sender with a FQDN HELO name;
+ * for the null sender it is `spfResult` itself. DMARC does not use it for a non-null sender.
+ */
+export const spfHeloResult = resultKey<SpfResult>("spf.helo");
+
+/** The session's HELO result, kept while the client does not say EHLO again. */
+const sessionHelo = resultKey<{ name: string; result: Promise<SpfResult> }>("spf.helo.session");
 
 /** What to do with a result: record it only ("accept"), refuse (5xx) or ask to retry (4xx). */
 const action = z.enum(["accept", "reject", "defer"]);
 export type SpfAction = z.infer<typeof action>;
 
+const policy = {
+  pass: action.default("accept"),
+  fail: action.default("accept"),
+  softfail: action.default("accept"),
+  neutral: action.default("accept"),
+  none: action.default("accept"),
+  temperror: action.default("accept"),
+  permerror: action.default("accept"),
+};
+
 const optionsSchema = z
   .object({
     /** Per result; every result is only recorded unless set here (DMARC usually decides). */
-    pass: action.default("accept"),
-    fail: action.default("accept"),
-    softfail: action.default("accept"),
-    neutral: action.default("accept"),
-    none: action.default("accept"),
-    temperror: action.default("accept"),
-    permerror: action.default("accept"),
+    ...policy,
+    /**
+     * The HELO identity checked on its own for every sender (RFC 7208 §2.3), reported as
+     * smtp.helo; its own policy per result (record only by default).
+     */
+    helo: z
+      .object({ check: z.boolean().default(true), ...policy })
+      .strict()
+      .prefault({}),
     /** Skip SPF for sessions that authenticated (submission): their address is not the domain's. */
     skipAuthenticated: z.boolean().default(true),
     /** Add a Received-SPF field (RFC 7208 §9.1). */
@@ -54,10 +75,14 @@ function verdictFor(result: SpfResult, chosen: SpfAction): Verdict | undefined {
   if (chosen === "accept") return undefined;
   // RFC 7372: x.7.23 "SPF validation failed", x.7.24 "SPF validation error".
   const error = result.result === "temperror" || result.result === "permerror";
+  const what =
+    result.identity === "helo"
+      ? `SPF ${result.result} for HELO ${result.domain}`
+      : `SPF ${result.result} for ${result.domain}`;
   const why =
     result.result === "fail" && result.explanation
-      ? `SPF ${result.result} for ${result.domain}: ${result.explanation}`
-      : `SPF ${result.result} for ${result.domain}${error ? " (SPF validation error)" : ""}`;
+      ? `${what}: ${result.explanation}`
+      : `${what}${error ? " (SPF validation error)" : ""}`;
   if (chosen === "reject") return reject(error ? "5.7.24" : "5.7.23", why);
   return defer(error ? "4.7.24" : "4.7.23", `${why}; try again later`);
 }
@@ -80,27 +105,49 @@ export default function spf(options: SpfOptions = {}) {
         const session = transaction.session;
         if (config.skipAuthenticated && session.user !== undefined) return undefined;
         const { hostname, resolver } = context();
-        const result = await checkSpf({
-          sender: address.address,
-          ip: session.remoteAddress,
-          helo: session.heloName,
-          hostname,
-          resolver: resolver.resolve,
-          maxLookups: config.maxLookups,
-          maxVoidLookups: config.maxVoidLookups,
-          timeoutMs: config.timeoutMs,
-        });
+        const check = (sender: string) =>
+          checkSpf({
+            sender,
+            ip: session.remoteAddress,
+            helo: session.heloName,
+            hostname,
+            resolver: resolver.resolve,
+            maxLookups: config.maxLookups,
+            maxVoidLookups: config.maxVoidLookups,
+            timeoutMs: config.timeoutMs,
+          });
+        if (address.address !== "" && config.helo.check && checkableHelo(session.heloName)) {
+          // Once per session and HELO name: later transactions of the connection reuse it.
+          let cached = session.results.get(sessionHelo);
+          if (cached?.name !== session.heloName) {
+            cached = { name: session.heloName, result: check("") };
+            session.results.set(sessionHelo, cached);
+          }
+          const helo = await cached.result;
+          transaction.results.set(spfHeloResult, helo);
+          // A conclusive HELO answer may end the transaction before MAIL FROM's policy is looked up.
+          const refused = verdictFor(helo, config.helo[helo.result]);
+          if (refused) return refused;
+        }
+        const result = await check(address.address);
         transaction.results.set(spfResult, result);
         return verdictFor(result, config[result.result]);
       },
       async data(transaction, message) {
         const result = transaction.results.get(spfResult);
         if (!result) return undefined;
+        const helo = transaction.results.get(spfHeloResult);
+        // One Received-SPF per identity checked (RFC 7208 §9.1), MAIL FROM's on top.
+        if (config.receivedSpf && helo) message.prepend("Received-SPF", helo.receivedSpf);
         if (config.receivedSpf) message.prepend("Received-SPF", result.receivedSpf);
         // Structured too, so DMARC reads the result and the domain without depending on this plugin.
+        // HELO's entry first (it is checked first, RFC 7208 §2.3), MAIL FROM's last: readers that
+        // keep one spf= result per method (mailauth's ARC summary among them) keep MAIL FROM's.
         recordAuthResults(transaction, "spf", [
+          ...(helo ? [{ text: helo.authResults, result: helo.result, properties: { "smtp.helo": helo.domain } }] : []),
           {
-            text: result.authResults,
+            // With the HELO identity in its own entry, MAIL FROM's names only its own.
+            text: helo ? result.authResults.replace(/\s+smtp\.helo=\S+/, "") : result.authResults,
             result: result.result,
             properties: { [result.identity === "helo" ? "smtp.helo" : "smtp.mailfrom"]: result.domain },
           },

@@ -10,7 +10,7 @@ import {
   type Zone,
 } from "@postern/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import spf, { type SpfOptions, type SpfResult, spfResult } from "./index.ts";
+import spf, { type SpfOptions, type SpfResult, spfHeloResult, spfResult } from "./index.ts";
 
 // The test kit's client connects from 127.0.0.1 and says EHLO client.test.
 const lookups = (count: number, last: string) =>
@@ -44,6 +44,7 @@ const zone: Zone = {
   "servfail.example": "SERVFAIL",
   "include-timeout.example": { TXT: ["v=spf1 include:timeout.example ip4:127.0.0.1 -all"] },
   "client.test": { A: ["127.0.0.1"], TXT: ["v=spf1 a -all"] },
+  "forged-helo.example": { TXT: ["v=spf1 ip4:192.0.2.9 -all"] },
 };
 
 function headersOf(bytes: Buffer): HeaderList {
@@ -95,7 +96,7 @@ describe("@postern/spf over SMTP", () => {
       const authResults = headers.getAll("Authentication-Results");
       expect(authResults).toHaveLength(1);
       expect(authResults[0]).toMatch(
-        new RegExp(`^mx\\.test;\\s+spf=${expected} .*smtp\\.mailfrom=sender@${domain.replace(/\./g, "\\.")}`),
+        new RegExp(`;\\s+spf=${expected} [^;]*smtp\\.mailfrom=sender@${domain.replace(/\./g, "\\.")}`),
       );
       expect(headers.get("Received-SPF")).toMatch(new RegExp(`^${expected} .*client-ip=127\\.0\\.0\\.1;`));
     });
@@ -130,6 +131,37 @@ describe("@postern/spf over SMTP", () => {
     expect(headersOf(stored.bytes).get("Authentication-Results")).toMatch(/spf=pass .*smtp\.helo=client\.test/);
   });
 
+  it("checks the HELO identity for every sender too, reported as smtp.helo beside smtp.mailfrom", async () => {
+    await server.send({ from: "sender@fail.example", to: "user@localhost", raw: buildMessage(), name: "client.test" });
+    const stored = queue.messages.at(-1)!;
+    expect(stored.transaction.results.get(spfHeloResult)).toMatchObject({
+      result: "pass",
+      identity: "helo",
+      domain: "client.test",
+    });
+    expect(stored.transaction.results.get(spfResult)).toMatchObject({ result: "fail", identity: "mailfrom" });
+    const headers = headersOf(stored.bytes);
+    const [authResults] = headers.getAll("Authentication-Results");
+    expect(authResults).toMatch(
+      /^mx\.test;\s+spf=pass [^;]*smtp\.helo=client\.test;\s+spf=fail [^;]*smtp\.mailfrom=sender@fail\.example$/,
+    );
+    expect(authResults).not.toMatch(/smtp\.mailfrom=postmaster@/);
+    // One Received-SPF per identity, MAIL FROM's first.
+    const received = headers.getAll("Received-SPF");
+    expect(received).toHaveLength(2);
+    expect(received[0]).toMatch(/^fail .*envelope-from="?sender@fail\.example/);
+    expect(received[1]).toMatch(/^pass .*identity=helo/);
+  });
+
+  it("checks no HELO that is an address literal or not a domain name", async () => {
+    for (const name of ["[127.0.0.1]", "localhost"]) {
+      await server.send({ from: "sender@pass.example", to: "user@localhost", raw: buildMessage(), name });
+      const stored = queue.messages.at(-1)!;
+      expect(stored.transaction.results.get(spfHeloResult)).toBeUndefined();
+      expect(headersOf(stored.bytes).getAll("Received-SPF")).toHaveLength(1);
+    }
+  });
+
   it("removes an incoming Authentication-Results that claims our authserv-id, keeps others", async () => {
     const raw = buildMessage({
       subject: "spoof",
@@ -142,7 +174,7 @@ describe("@postern/spf over SMTP", () => {
     const { headers } = await deliver("sender@fail.example", raw);
     const values = headers.getAll("Authentication-Results");
     expect(values).toHaveLength(2);
-    expect(values[0]).toMatch(/^mx\.test;\s+spf=fail /);
+    expect(values[0]).toMatch(/^mx\.test;.*;\s+spf=fail /);
     expect(values[1]).toBe("relay.example.net; spf=fail smtp.mailfrom=fail.example");
   });
 });
@@ -171,6 +203,32 @@ describe("@postern/spf policy", () => {
     expect(error.response).toMatch(/^550 5\.7\.23 SPF fail for fail\.example: 127\.0\.0\.1 is not one of our servers/);
   });
 
+  it('helo.fail: "reject" refuses a forged HELO at MAIL FROM with 550 5.7.23, whatever the sender', async () => {
+    const queue = memoryQueue();
+    server = await startTestServer({
+      plugins: [claimRecipients(), spf({ helo: { fail: "reject" } }), queue.plugin],
+      dns: zone,
+    });
+    const error = (await server
+      .send({ from: "sender@pass.example", to: "user@localhost", raw: buildMessage(), name: "forged-helo.example" })
+      .catch((e: unknown) => e)) as SendError;
+    expect(error.command).toBe("MAIL FROM");
+    expect(error.response).toMatch(/^550 5\.7\.23 SPF fail for HELO forged-helo\.example/);
+    // The same HELO with helo.check off is only MAIL FROM's business.
+    await server.stop();
+    server = await startTestServer({
+      plugins: [claimRecipients(), spf({ helo: { check: false, fail: "reject" } }), queue.plugin],
+      dns: zone,
+    });
+    await server.send({
+      from: "sender@pass.example",
+      to: "user@localhost",
+      raw: buildMessage(),
+      name: "forged-helo.example",
+    });
+    expect(queue.messages).toHaveLength(1);
+  });
+
   it('temperror: "defer" answers 451 4.7.24 when DNS times out', async () => {
     const error = await refusal({ temperror: "defer" }, "sender@timeout.example");
     expect(error.responseCode).toBe(451);
@@ -185,5 +243,6 @@ describe("@postern/spf policy", () => {
   it("rejects a bad option with one line naming it", () => {
     expect(() => spf({ fail: "bounce" as never })).toThrow(/@postern\/spf\.fail: /);
     expect(() => spf({ maxLookup: 3 } as never)).toThrow(/@postern\/spf/);
+    expect(() => spf({ helo: { fail: "drop" } } as never)).toThrow(/@postern\/spf\.helo\.fail: /);
   });
 });
