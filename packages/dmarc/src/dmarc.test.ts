@@ -59,14 +59,17 @@ describe("@postern/dmarc with @postern/spf and @postern/dkim", () => {
     const headers = headersOf(stored.bytes);
     expect(headers.fields[0]!.name).toBe("Authentication-Results");
     const value = authResultsOf(stored);
+    // spf twice: the HELO identity (RFC 7208 §2.3, checked by @postern/spf for every sender), then MAIL FROM.
     expect(value.split(";").map((part) => part.trim().split(/[ =]/)[0])).toEqual([
       "mx.test",
+      "spf",
       "spf",
       "dkim",
       "dmarc",
       "arc",
     ]);
-    expect(value).toMatch(/spf=pass .*smtp\.mailfrom=bounce@evil\.example/);
+    expect(value).toMatch(/spf=\w+ [^;]*smtp\.helo=client\.test;/);
+    expect(value).toMatch(/spf=pass [^;]*smtp\.mailfrom=bounce@evil\.example/);
     expect(value).toMatch(/dkim=pass header\.i=@signed\.example header\.s=py-rsa/);
     expect(value).toMatch(/dmarc=pass \(p=REJECT arc=none\) policy\.dmarc=reject header\.from=signed\.example/);
     expect(value).toMatch(/arc=none/);
@@ -97,6 +100,20 @@ describe("@postern/dmarc with @postern/spf and @postern/dkim", () => {
     expect(
       server.logs.some((line) => line.msg === "refused" && line.hook === "data" && line.plugin === "@postern/dmarc"),
     ).toBe(true);
+  });
+
+  it("p=reject: an SPF pass of the HELO name only (EHLO reject.example, another sender) does not align", async () => {
+    const before = queue.messages.length;
+    const error = (await server
+      .send({
+        from: "attacker@evil.example",
+        to: "user@localhost",
+        raw: buildMessage({ from: "ceo@reject.example" }),
+        name: "reject.example",
+      })
+      .catch((e: unknown) => e)) as SendError;
+    expect(error.response).toMatch(/^550 5\.7\.1 Rejected by the DMARC policy of reject\.example/);
+    expect(queue.messages).toHaveLength(before);
   });
 
   it("p=reject, dkimpy-signed message whose body was changed: 550 5.7.1", async () => {

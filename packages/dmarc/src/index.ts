@@ -160,9 +160,12 @@ export default function dmarc(options: DmarcOptions = {}) {
       transaction.results.set(dkimResult, dkim);
       recordAuthResults(transaction, "dkim", dkimEntries(dkim));
     }
-    // Only a passing SPF identity can align (RFC 9989 §4.4); for the null sender it is HELO's.
+    // Only a passing SPF identity can align (RFC 9989 §4.4): MAIL FROM's; HELO's only for the null
+    // sender. An SPF plugin may also report the HELO identity of a non-null sender (RFC 7208
+    // §2.3): that entry never counts, or a client saying EHLO victim.example would align.
+    const identity = transaction.mailFrom.address ? "smtp.mailfrom" : "smtp.helo";
     const spfPassDomains = authResultsOf(transaction, "spf").flatMap((entry) => {
-      const domain = entry.properties?.["smtp.mailfrom"] ?? entry.properties?.["smtp.helo"];
+      const domain = entry.properties?.[identity];
       return entry.result === "pass" && domain ? [domain.replace(/^.*@/, "")] : [];
     });
     return { spfPassDomains, dkim };
