@@ -35,8 +35,18 @@ export type { Status } from "./status.ts";
 
 const pluginName = "@postern/admin";
 
+/** How a client (postern status, postern trace) reaches the admin API of a configured plugin. */
+export interface AdminAccess {
+  /** The API's base URL: the listen address (a wildcard address as loopback) and port. */
+  readonly url: string;
+  readonly tokenFile: string | undefined;
+  /** The listener's certificate file with TLS: what a client trusts for it. */
+  readonly certificate: string | undefined;
+}
+
 export interface AdminPlugin extends Plugin {
   readonly name: typeof pluginName;
+  readonly access: AdminAccess;
   /** The port the admin listener is bound to, once set up (for `port: 0`). */
   readonly port: number | undefined;
 }
@@ -115,8 +125,14 @@ export default function admin(input: AdminOptions = {}): AdminPlugin {
     return { status, history, queue, mailStores, rateLimits, listening: context.listening };
   };
 
+  const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
   const plugin: AdminPlugin = {
     name: pluginName,
+    access: {
+      url: `${secure ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`,
+      tokenFile: options.tokenFile,
+      certificate: options.tls?.certificate,
+    },
     get port() {
       return endpoint && (endpoint.server.address() as AddressInfo | null)?.port;
     },
