@@ -136,7 +136,8 @@ describe("forwarding with SRS to a next hop that checks SPF", () => {
     expect(text).toMatch(/^Content-Type: multipart\/report; report-type=delivery-status/im);
     expect(text).toMatch(/^Reporting-MTA: dns; ?mx\.next\.example/im);
     expect(text).toMatch(/^Final-Recipient: rfc822; ?lost@nullmx\.example/im);
-    expect(text).toMatch(/^Original-Recipient: rfc822; ?bounce@next\.example/im);
+    // ORCPT travelled with the forward (RFC 3461 §4.2): the report names what the sender wrote to.
+    expect(text).toMatch(/^Original-Recipient: rfc822; ?gone@example\.com/im);
     // A forged SRS address is no way into the forwarder: refused at RCPT.
     const forged = srs.forward("sender@origin.example").replace(/^SRS0=[^=]{4}=/, "SRS0=AAAA=");
     expect(await rcpt(a.server, [forged], { from: "" })).toEqual(["550 5.1.1"]);
