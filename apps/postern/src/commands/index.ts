@@ -9,6 +9,8 @@ import { mailbox } from "./mailbox.ts";
 import { queue } from "./queue.ts";
 import { rateLimit } from "./rate-limit.ts";
 import { start } from "./start.ts";
+import { status } from "./status.ts";
+import { trace } from "./trace.ts";
 import { user } from "./user.ts";
 
 // biome-ignore format: one command per line, so adding a command is a one-line change
@@ -22,4 +24,6 @@ export const commands: readonly Command[] = [
   rateLimit,
   user,
   address,
+  status,
+  trace,
 ];
