@@ -111,8 +111,8 @@ plugins:
     expect(await servedFingerprint(port)).toBe(await fingerprint(first.certificate));
 
     await installFrom(renewed, `kill -HUP ${cli.pid}`);
-    await cli.waitForStderr(/SIGHUP: reloading the TLS certificates/);
-    // Core reloads right after the signal, reading the files; ask again until it has.
+    // SIGHUP reloads the whole configuration, the certificates with it; ask until the new one is served.
+    await cli.waitForStderr(/SIGHUP: configuration reloaded/);
     const wanted = await fingerprint(renewed.certificate);
     let served = await servedFingerprint(port);
     while (served !== wanted) {
