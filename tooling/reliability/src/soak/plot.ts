@@ -64,13 +64,14 @@ export function renderSvg(samples: Sample[], title: string): string {
       const points = series.values.map((value, at) => `${x(minutes[at]!).toFixed(1)},${y(value).toFixed(1)}`).join(" ");
       parts.push(
         `<polyline fill="none" stroke="${series.color}" stroke-width="1.5" points="${points}"/>`,
-        `<text x="${margin.left + 200 + seriesIndex * 170}" y="${top + 16}" font-size="11" fill="${series.color}">${escapeXml(series.name)}</text>`,
+        `<text x="${margin.left + 260 + seriesIndex * 170}" y="${top + 16}" font-size="11" fill="${series.color}">${escapeXml(series.name)}</text>`,
       );
     });
   });
   const height = 30 + panels.length * panelHeight;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
+    `<title>${escapeXml(title)}</title>`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${margin.left}" y="20" font-size="14">${escapeXml(title)}</text>`,
     ...parts,
