@@ -1,83 +1,99 @@
 // Fault injection under load: PostgreSQL restarted (fast shutdown) and killed (SIGKILL to every
-// backend) while `postern start` stores mail in @postern/store-postgres (local recipients) and
-// queues it in @postern/outbound's PostgreSQL queue (relayed recipients). The PostgreSQL server is
-// the test's own (initdb in a temp folder, its own port), never the shared one.
+// backend) while `postern start` stores mail in @postern/store-postgres (local recipients), then
+// again while it queues mail in @postern/outbound's PostgreSQL queue (relayed recipients). The
+// PostgreSQL server is the test's own (initdb in a temp folder, its own port), never the shared one.
 //   pnpm --filter @postern/reliability test:faults
 import { PgQueueStore } from "@postern/outbound";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { acknowledgedMore, type FaultLoad, refusedMore, startFaultLoad } from "./support/fault-load.ts";
-import { type FaultServer, startFaultServer } from "./support/fault-server.ts";
+import { acknowledgedMore, refusedMore, startFaultLoad } from "./support/fault-load.ts";
+import { startFaultServer } from "./support/fault-server.ts";
 import { type PostgresInstance, startPostgres } from "./support/postgres-instance.ts";
 import { replySummary } from "./support/reply-summary.ts";
-import { checkStored, readPostgresMail, readQueue } from "./support/stored-mail.ts";
-
-const local = "user@fault.test";
-const remote = "someone@remote.test";
-const mailSchema = "fault_mail";
-const queueSchema = "fault_queue";
+import { checkStored, readPostgresMail, readQueue, type StoredCopy } from "./support/stored-mail.ts";
 
 let postgres: PostgresInstance;
-let server: FaultServer;
-let load: FaultLoad;
-
 beforeAll(async () => {
   postgres = await startPostgres();
-  server = await startFaultServer("postgres", () => ({
-    plugins: [
-      { package: "@postern/recipients", options: { domains: ["fault.test"], relay: { networks: ["127.0.0.0/8"] } } },
-      {
-        package: "@postern/store-postgres",
-        options: { connectionString: postgres.url, schema: mailSchema, connectionTimeoutMs: 2000 },
-      },
-      {
-        package: "@postern/outbound",
-        options: {
-          queue: { type: "postgres", connectionString: postgres.url, schema: queueSchema },
-          worker: { enabled: false },
-        },
-      },
-    ],
-  }));
-  load = startFaultLoad({ port: server.port, sessions: 4, recipients: [local, remote], tag: "pg" });
-  await acknowledgedMore(load, 20, 30_000);
 });
-
 afterAll(async () => {
-  await load?.stop();
-  await server?.cleanup();
   await postgres?.stop();
 });
 
-describe("PostgreSQL faults under load", () => {
-  it("answers 4xx while PostgreSQL restarts, and carries on by itself", async () => {
-    await postgres.restart();
-    await acknowledgedMore(load, 20, 60_000);
-  });
+interface PostgresStore {
+  name: string;
+  recipient: string;
+  plugin(url: string): unknown;
+  read(url: string): Promise<StoredCopy[]>;
+}
 
-  it("answers 4xx while PostgreSQL is killed and down, and carries on once it is back", async () => {
+const storePostgres: PostgresStore = {
+  name: "@postern/store-postgres",
+  recipient: "user@fault.test",
+  plugin: (url) => ({
+    package: "@postern/store-postgres",
+    options: { connectionString: url, schema: "fault_mail", connectionTimeoutMs: 2000 },
+  }),
+  read: (url) => readPostgresMail(url, "fault_mail", "user@fault.test"),
+};
+
+const outboundQueue: PostgresStore = {
+  name: "@postern/outbound (PostgreSQL queue)",
+  recipient: "someone@remote.test",
+  plugin: (url) => ({
+    package: "@postern/outbound",
+    options: { queue: { type: "postgres", connectionString: url, schema: "fault_queue" }, worker: { enabled: false } },
+  }),
+  read: (url) => readQueue(new PgQueueStore({ connectionString: url, schema: "fault_queue" })),
+};
+
+/** Restart, then kill and start again, under load; then read the store and check every promise. */
+async function restartAndKill(store: PostgresStore): Promise<void> {
+  const server = await startFaultServer("postgres", () => ({
+    plugins: [
+      { package: "@postern/recipients", options: { domains: ["fault.test"], relay: { networks: ["127.0.0.0/8"] } } },
+      store.plugin(postgres.url),
+    ],
+  }));
+  const load = startFaultLoad({ port: server.port, sessions: 4, recipients: [store.recipient], tag: "pg" });
+  try {
+    await acknowledgedMore(load, 20, 30_000, server.exited);
+    await postgres.restart();
+    await acknowledgedMore(load, 20, 60_000, server.exited);
     await postgres.kill();
     await refusedMore(load, 4, 30_000);
     await new Promise((resolve) => setTimeout(resolve, 2000));
     await postgres.start();
-    await acknowledgedMore(load, 20, 60_000);
-  });
+    await acknowledgedMore(load, 20, 60_000, server.exited);
 
-  it("stored every acknowledged message exactly as sent, nothing half, and told no client 5xx", async () => {
     await load.stop();
     const { exit } = await server.stop();
     expect(exit, server.process.output()).toBe(0);
     expect(load.hangs, "commands that got no reply").toEqual([]);
     expect(load.permanent, "5xx replies for a fault of ours").toEqual([]);
     expect(load.temporary.length + load.dropped.count, "the faults were felt").toBeGreaterThan(0);
-
-    const stored = [
-      ...(await readPostgresMail(postgres.url, mailSchema, local)),
-      ...(await readQueue(new PgQueueStore({ connectionString: postgres.url, schema: queueSchema }))),
-    ];
-    const check = checkStored(load, stored, [local, remote]);
+    const check = checkStored(load, await store.read(postgres.url), [store.recipient]);
     expect(check.problems).toEqual([]);
     console.log(
-      `PostgreSQL faults: ${replySummary(load)}\n  ${check.storedUnacknowledged} stored though not acknowledged`,
+      `PostgreSQL faults (${store.name}): ${replySummary(load)}\n  ${check.storedUnacknowledged} stored though not acknowledged`,
     );
+  } finally {
+    await load.stop();
+    await server.cleanup();
+    // A fault case that failed half-way may leave PostgreSQL down: the next case needs it.
+    await postgres.start().catch(() => undefined);
+  }
+}
+
+describe("PostgreSQL restarted and killed under load", () => {
+  it("@postern/store-postgres: 4xx while it is gone, carries on by itself, every acknowledged message stored exactly", async () => {
+    await restartAndKill(storePostgres);
+  });
+
+  // Fails today: packages/outbound/src/queue/pg-store.ts:158 (#transaction) checks a client out of
+  // the pool without an 'error' listener; a restart while an enqueue transaction streams the body
+  // makes that client emit 'error' unheard, and the whole server stops ("uncaught error: Connection
+  // terminated unexpectedly", exit 70). See the README's findings. Drop `.fails` once fixed.
+  it.fails("@postern/outbound's PostgreSQL queue: the same (fails today: the server exits on the restart)", async () => {
+    await restartAndKill(outboundQueue);
   });
 });

@@ -54,8 +54,9 @@ async function fieldsOf(message: string): Promise<string[]> {
 }
 
 describe("known gaps (each fails today; see the README's list)", () => {
-  // packages/core/src/headers.ts:50 looks for the colon in the whole folded group, so a line that
-  // is not a field, followed by a folded line holding a colon, becomes a field whose name has CRLF.
+  // packages/core/src/headers.ts:65 (parseHeaderSegments) looks for the colon in the whole folded
+  // group, so a line that is not a field, followed by a folded line holding a colon, becomes a
+  // field whose name has CRLF.
   it.fails("a field name never spans a folded line", async () => {
     const names = await fieldsOf("Subject: x\r\n..\r\n |KbEu(: y\r\n\r\nbody");
     for (const name of names) expect(name).not.toMatch(/[\r\n]/);
@@ -69,7 +70,7 @@ describe("known gaps (each fails today; see the README's list)", () => {
   });
 
   // RFC 5321 §4.1.1.11: a parameter the server does not know is answered 555. Core's onMailFrom
-  // (packages/core/src/server.ts:346) and onRcptTo (:360) take whatever smtp-server parsed.
+  // (packages/core/src/protocol.ts:271) and onRcptTo (:289) take whatever smtp-server parsed.
   it.fails("MAIL FROM with an unknown parameter is refused with 555", async () => {
     expect((await replies(["MAIL FROM:<a@example.org> FOO=BAR"]))[0]).toMatch(/^555 /);
   });
@@ -93,7 +94,7 @@ describe("known gaps (each fails today; see the README's list)", () => {
   });
 
   // A full spool disk is answered with the catch-all 451 4.3.0 "Temporary local problem" (core's
-  // onData, packages/core/src/server.ts:397, logs it as "DATA failed"); RFC 5321 has 452 and
+  // DATA path, packages/core/src/message-path.ts:206, logs it as "DATA failed"); RFC 5321 has 452 and
   // RFC 3463 4.3.1 ("mail system full") for it, which tells the operator and the client what it is.
   it.fails("a full spool disk answers 452 4.3.1", async () => {
     const disk = await mountSmallDisk(1);

@@ -221,11 +221,21 @@ export function startFaultLoad(options: FaultLoadOptions): FaultLoad {
   };
 }
 
-/** Resolves once `count` more messages were acknowledged after now; rejects after `timeoutMs`. */
-export async function acknowledgedMore(load: FaultLoad, count: number, timeoutMs: number): Promise<void> {
+/**
+ * Resolves once `count` more messages were acknowledged after now; rejects after `timeoutMs`, or
+ * at once when `exited()` says the server is gone (nothing will be acknowledged any more).
+ */
+export async function acknowledgedMore(
+  load: FaultLoad,
+  count: number,
+  timeoutMs: number,
+  exited?: () => string | undefined,
+): Promise<void> {
   const start = load.ackTimes.length;
   const deadline = Date.now() + timeoutMs;
   while (load.ackTimes.length < start + count) {
+    const gone = exited?.();
+    if (gone !== undefined) throw new Error(`the server exited while waiting for mail to flow:\n${gone}`);
     if (Date.now() > deadline) {
       const recent = [...load.temporary, ...load.permanent].slice(-3).map((entry) => `${entry.code} ${entry.text}`);
       throw new Error(

@@ -9,6 +9,8 @@ export interface FaultServer {
   readonly dir: string;
   readonly port: number;
   readonly process: PosternProcess;
+  /** Undefined while it runs; its output once it has exited (for acknowledgedMore). */
+  exited(): string | undefined;
   /** SIGTERM; resolves with how it exited and how long it took. */
   stop(): Promise<{ exit: number | NodeJS.Signals; ms: number }>;
   cleanup(): Promise<void>;
@@ -42,6 +44,7 @@ export async function startFaultServer(
     dir,
     port,
     process,
+    exited: () => (process.child.exitCode === null && process.child.signalCode === null ? undefined : process.output()),
     async stop() {
       const started = Date.now();
       if (process.child.exitCode === null && process.child.signalCode === null) process.child.kill("SIGTERM");

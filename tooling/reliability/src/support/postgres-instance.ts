@@ -65,7 +65,8 @@ export async function startPostgres(): Promise<PostgresInstance> {
   let server: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
 
-  const start = async () => {
+  const start = async (): Promise<void> => {
+    if (server && server.exitCode === null && server.signalCode === null) return; // running
     // fsync off: the faults here are process crashes, which keep written pages in the kernel; a
     // flush per commit would only cost the shared machine disk time.
     const child = spawn(
