@@ -22,6 +22,7 @@ import webhook from "@postern/webhook";
 import nodemailer from "nodemailer";
 import { startDovecot } from "../../packages/lmtp/src/test-dovecot.ts";
 import { startReceiver } from "../../packages/webhook/src/test-receiver.ts";
+import { cpuSeconds } from "./compare/proc.ts";
 
 const total = Number(process.argv[2] ?? 1000);
 const connections = Number(process.argv[3] ?? 10);
@@ -67,6 +68,9 @@ async function measure(label: string, store: Plugin): Promise<number> {
   try {
     await Promise.all(Array.from({ length: warmup }, send));
     const started = performance.now();
+    // CPU of this process (server and client share it) and of Dovecot's processes, per message.
+    const cpuBefore = process.cpuUsage();
+    const dovecotBefore = cpuSeconds(dovecot.pid);
     const deadline = started + runDeadlineMs;
     let sent = 0;
     let failed = 0;
@@ -84,8 +88,11 @@ async function measure(label: string, store: Plugin): Promise<number> {
     await Promise.all(Array.from({ length: connections }, worker));
     const seconds = (performance.now() - started) / 1000;
     const rate = sent / seconds;
+    const cpu = process.cpuUsage(cpuBefore);
+    const ownMs = (cpu.user + cpu.system) / 1000 / sent;
+    const dovecotMs = ((cpuSeconds(dovecot.pid) - dovecotBefore) * 1000) / sent;
     console.log(
-      `${label.padEnd(38)} ${rate.toFixed(0).padStart(6)} msg/s  (${sent} messages in ${seconds.toFixed(1)} s${failed ? `, ${failed} failed: ${firstError}` : ""})`,
+      `${label.padEnd(38)} ${rate.toFixed(0).padStart(6)} msg/s  (${sent} messages in ${seconds.toFixed(1)} s; CPU per message: Postern + client ${ownMs.toFixed(2)} ms, Dovecot ${dovecotMs.toFixed(2)} ms${failed ? `; ${failed} failed: ${firstError}` : ""})`,
     );
     return rate;
   } finally {

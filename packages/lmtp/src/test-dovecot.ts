@@ -29,6 +29,8 @@ export interface Dovecot {
   readonly imapPort: number;
   readonly lmtpPort: number;
   readonly lmtpSocket: string;
+  /** The Dovecot master process (its lmtp, imap and auth processes are its children). */
+  readonly pid: number;
   /** Rewrites the passwd-file (Dovecot re-reads it when it changes). */
   setUsers(users: DovecotUser[]): Promise<void>;
   /** The Maildir of `address`. */
@@ -221,6 +223,7 @@ export async function startDovecot(options: { users: DovecotUser[]; quotaTempfai
     imapPort,
     lmtpPort,
     lmtpSocket: join(dir, "run", "lmtp"),
+    pid: child.pid!,
     setUsers,
     maildir,
     async readMaildir(address) {
