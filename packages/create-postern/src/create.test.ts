@@ -72,7 +72,7 @@ describe("createSite", () => {
       private: true,
       type: "module",
       engines: { node: nodeEngines },
-      scripts: { start: "postern start", check: "postern check --strict" },
+      scripts: { start: "exec postern start", check: "postern check --strict" },
       dependencies: { postern: siteVersions.postern, "@postern/core": siteVersions["@postern/core"] },
     });
     expect(manifest.scripts.test).toMatch(/^postern check --strict && node --test /);

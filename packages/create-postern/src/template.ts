@@ -51,7 +51,8 @@ export function siteManifest(names: SiteNames): Record<string, unknown> {
     type: "module",
     engines: { node: nodeEngines },
     scripts: {
-      start: "postern start",
+      // exec: npm runs scripts under sh, which would not pass a SIGTERM for npm on to the server.
+      start: "exec postern start",
       check: "postern check --strict",
       test: "postern check --strict && node --test test/*.test.ts",
       typecheck: "tsc",
