@@ -8,7 +8,15 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { pnpmCommand, publicPackages, readManifest, repoRoot, runOk } from "./workspace.ts";
+import {
+  pnpmCommand,
+  publicApps,
+  publicPackages,
+  readManifest,
+  repoRoot,
+  runOk,
+  type WorkspacePackage,
+} from "./workspace.ts";
 
 export interface PackedPackage {
   readonly name: string;
@@ -23,6 +31,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     /** Every public package found when the run started, by name. */
     packed: Record<string, PackedPackage>;
+    /** The published applications (the `postern` command), by name: packed like the packages. */
+    packedApps: Record<string, PackedPackage>;
   }
 }
 
@@ -39,21 +49,26 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const tsc = createRequire(join(repoRoot, "package.json")).resolve("typescript/bin/tsc");
   const packDir = await mkdtemp(join(tmpdir(), "postern-packs-"));
   const [pnpm, pnpmArgs] = pnpmCommand();
-  const packed: Record<string, PackedPackage> = {};
-  for (const pkg of publicPackages()) {
-    const { name, version } = pkg.manifest;
-    try {
-      const built = existsSync(join(pkg.dir, "dist/index.js"));
-      if (!declared.has(name) || !built)
-        await runOk(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: pkg.dir });
-      await runOk(pnpm, [...pnpmArgs, "pack", "--pack-destination", packDir], { cwd: pkg.dir });
-      const tarball = join(packDir, tarballName(name, version));
-      if (!existsSync(tarball)) throw new Error(`pnpm pack did not write ${tarball}`);
-      packed[name] = { name, dir: pkg.dir, tarball };
-    } catch (error) {
-      packed[name] = { name, dir: pkg.dir, problem: (error as Error).message };
+  const pack = async (packages: WorkspacePackage[]): Promise<Record<string, PackedPackage>> => {
+    const packed: Record<string, PackedPackage> = {};
+    for (const pkg of packages) {
+      const { name, version } = pkg.manifest;
+      try {
+        const built = existsSync(join(pkg.dir, "dist/index.js")) || existsSync(join(pkg.dir, "dist/cli.js"));
+        if (!declared.has(name) || !built)
+          await runOk(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: pkg.dir });
+        await runOk(pnpm, [...pnpmArgs, "pack", "--pack-destination", packDir], { cwd: pkg.dir });
+        const tarball = join(packDir, tarballName(name, version));
+        if (!existsSync(tarball)) throw new Error(`pnpm pack did not write ${tarball}`);
+        packed[name] = { name, dir: pkg.dir, tarball };
+      } catch (error) {
+        packed[name] = { name, dir: pkg.dir, problem: (error as Error).message };
+      }
     }
-  }
+    return packed;
+  };
+  const packed = await pack(publicPackages());
+  project.provide("packedApps", await pack(publicApps()));
   project.provide("packed", packed);
   return async () => {
     await rm(packDir, { recursive: true, force: true });

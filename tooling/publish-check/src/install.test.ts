@@ -17,7 +17,7 @@ import { publint } from "publint";
 import { formatMessage } from "publint/utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packedList, tarballOf } from "./packed.ts";
-import { cleanEnv, type RunResult, run, runOk } from "./workspace.ts";
+import { cleanEnv, notPlugins, type RunResult, run, runOk } from "./workspace.ts";
 
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 const npmFlags = ["--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"];
@@ -66,9 +66,7 @@ describe("installed from tarballs with npm, outside the workspace", () => {
     const output = await runOk(process.execPath, ["imports.mjs"], { cwd: project, env: cleanEnv() });
     const defaults = JSON.parse(output.trim().split("\n").at(-1)!) as Record<string, string>;
     for (const pkg of packedList) {
-      const expected = ["@postern/core", "@postern/testing", "create-postern-plugin"].includes(pkg.name)
-        ? "undefined"
-        : "function";
+      const expected = notPlugins.has(pkg.name) ? "undefined" : "function";
       expect([pkg.name, defaults[pkg.name]]).toEqual([pkg.name, expected]);
     }
   });

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { packedList, tarballOf } from "./packed.ts";
-import { type Manifest, notPlugins, readManifest, repoRoot } from "./workspace.ts";
+import { type Manifest, notPlugins, readManifest, repoRoot, scaffolders } from "./workspace.ts";
 
 const rootManifest = readManifest(repoRoot) as Manifest & { scripts: Record<string, string> };
 const repositoryUrl = "git+https://github.com/postern-mta/postern.git";
@@ -57,7 +57,7 @@ describe.each(packedList.map((pkg) => [pkg.name, pkg] as const))("%s", (name, pk
   });
 
   it("takes @postern/core as a peer, so a server holds one core", () => {
-    if (name === "@postern/core" || name === "create-postern-plugin") {
+    if (name === "@postern/core" || scaffolders.has(name)) {
       expect(manifest.peerDependencies?.["@postern/core"]).toBeUndefined();
       return;
     }

@@ -14,3 +14,14 @@ export function tarballOf(name: string): string {
   if (!pkg.tarball) throw new Error(`${name} could not be built or packed:\n${pkg.problem}`);
   return pkg.tarball;
 }
+
+/** The published applications (the `postern` command), packed like the packages. */
+export const packedApps: Record<string, PackedPackage> = inject("packedApps");
+
+/** Every tarball a user could install from npm: the packages and the applications. */
+export function everyTarball(): { name: string; tarball: string }[] {
+  return [...packedList, ...Object.values(packedApps)].map((pkg) => {
+    if (!pkg.tarball) throw new Error(`${pkg.name} could not be built or packed:\n${pkg.problem}`);
+    return { name: pkg.name, tarball: pkg.tarball };
+  });
+}

@@ -50,8 +50,28 @@ export function publicPackages(): WorkspacePackage[] {
     .sort((a, b) => a.manifest.name.localeCompare(b.manifest.name));
 }
 
+/** The applications under apps/ that are published (not private): the `postern` command. */
+export function publicApps(): WorkspacePackage[] {
+  const appsDir = join(repoRoot, "apps");
+  if (!existsSync(appsDir)) return [];
+  return readdirSync(appsDir, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && existsSync(join(appsDir, entry.name, "package.json")))
+    .map((entry) => join(appsDir, entry.name))
+    .map((dir) => ({ dir, relativeDir: `apps/${dir.slice(appsDir.length + 1)}`, manifest: readManifest(dir) }))
+    .filter((pkg) => !pkg.manifest.private)
+    .sort((a, b) => a.manifest.name.localeCompare(b.manifest.name));
+}
+
 /** Packages that are not plugins and so need no "postern-plugin" keyword. */
-export const notPlugins: ReadonlySet<string> = new Set(["@postern/core", "@postern/testing", "create-postern-plugin"]);
+export const notPlugins: ReadonlySet<string> = new Set([
+  "@postern/core",
+  "@postern/testing",
+  "create-postern-plugin",
+  "create-postern",
+]);
+
+/** The scaffolders: they write packages that depend on @postern/core, and need no core themselves. */
+export const scaffolders: ReadonlySet<string> = new Set(["create-postern-plugin", "create-postern"]);
 
 /** npm settings the machine's operator chose (registry mirror, cache, CA), kept for npm. */
 const operatorNpmSettings = new Set([
