@@ -27,9 +27,14 @@ export function mailboxPath(root: string, layout: string, address: string, defau
   // Core's address rules: local part lower-cased, domain in lower-case ASCII (punycode), so
   // Unicode and ASCII spellings of an IDN share one mailbox; an address literal has no domain name.
   const parsed = parseAddress(address);
-  const user = parsed.kind === "mailbox" || parsed.kind === "address-literal" ? parsed.localPart.toLowerCase() : "postmaster";
+  const user =
+    parsed.kind === "mailbox" || parsed.kind === "address-literal" ? parsed.localPart.toLowerCase() : "postmaster";
   const domain =
-    parsed.kind === "mailbox" ? parsed.domain : parsed.kind === "postmaster" ? (normalizeDomain(defaultDomain) ?? "") : "";
+    parsed.kind === "mailbox"
+      ? parsed.domain
+      : parsed.kind === "postmaster"
+        ? (normalizeDomain(defaultDomain) ?? "")
+        : "";
   const values: Record<string, string> = { user, domain, address: `${user}@${domain}` };
   for (const [name, value] of Object.entries(values)) {
     const problem =

@@ -92,12 +92,13 @@ describe("delivery", () => {
     expect(inodes.size).toBe(1);
   });
 
+  // (No NUL among the bytes: 8BITMIME data may not carry it, RFC 6152, and core refuses it.)
   it("stores dot-stuffed lines un-stuffed and 8-bit bytes exactly", async () => {
     const test = await start([claimRecipients(), maildir({ root: freshRoot() })]);
     const original = Buffer.concat([
       Buffer.from("From: <a@example.org>\r\nTo: <dots@example.com>\r\nSubject: dots\r\n\r\n", "latin1"),
       Buffer.from(".leading dot\r\n..\r\n.\r\n", "latin1"),
-      Buffer.from([0x63, 0x61, 0x66, 0xc3, 0xa9, 0x20, 0xff, 0x80, 0x00, 0x7f, 0x0d, 0x0a]),
+      Buffer.from([0x63, 0x61, 0x66, 0xc3, 0xa9, 0x20, 0xff, 0x80, 0x01, 0x7f, 0x0d, 0x0a]),
       Buffer.from("last line\r\n", "latin1"),
     ]);
     // On the wire every line starting with "." gets one more (RFC 5321 §4.5.2).
