@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { acquireFileLock, type FileLock } from "@postern/core";
+import { acquireFileLock, type FileLock, FileLockedError } from "@postern/core";
 import { AuthError } from "./errors.ts";
 import { hashProblem } from "./password-hash.ts";
 
@@ -180,7 +180,7 @@ export async function updatePasswordFile<T>(
     // Another command's change takes well under a second: wait for it rather than fail.
     lock = await acquireFileLock(lockPath, { waitMs: options.lockWaitMs ?? 10_000, purpose: path });
   } catch (cause) {
-    if ((cause as { code?: unknown }).code !== "POSTERN_FILE_LOCKED") throw cause;
+    if (!(cause instanceof FileLockedError)) throw cause;
     throw new AuthError(
       "POSTERN_AUTH_PASSWORD_FILE_LOCKED",
       `another \`postern user\` command is changing ${path}: ${(cause as Error).message.replace(/^.*? is locked: /, "")}`,

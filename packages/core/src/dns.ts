@@ -3,6 +3,7 @@
 // takes, and failures keep Node's codes (ENOTFOUND / ENODATA drive SPF's void-lookup count;
 // ETIMEOUT / ESERVFAIL become temperror).
 import { promises as dnsPromises } from "node:dns";
+import { PosternError } from "./errors.ts";
 
 export interface DnsOptions {
   /** Servers as "ip" or "ip:port"; the system's when empty. */
@@ -21,13 +22,11 @@ export interface DnsResolver {
   reverse(ip: string): Promise<string[]>;
 }
 
-export class DnsError extends Error {
-  readonly code: string;
+/** A failed lookup; `code` keeps Node's (ENOTFOUND, ENODATA, ETIMEOUT, ESERVFAIL), which mailauth reads. */
+export class DnsError extends PosternError {
   readonly hostname: string;
   constructor(code: string, hostname: string, rrtype: string) {
-    super(`query ${rrtype} ${hostname} failed: ${code}`);
-    this.name = "DnsError";
-    this.code = code;
+    super(code, `query ${rrtype} ${hostname} failed: ${code}`);
     this.hostname = hostname;
   }
 }

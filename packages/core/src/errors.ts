@@ -13,8 +13,8 @@ export type CoreErrorCode =
   | "POSTERN_SETUP_FAILED"
   | "POSTERN_LISTEN_FAILED"
   | "POSTERN_TLS_FILES"
-  | "POSTERN_LOCK_HELD"
   | "POSTERN_SUBMIT_REFUSED"
+  | "POSTERN_FILE_LOCKED"
   | "POSTERN_RELOAD_REFUSED";
 
 /** Core's codes, or a package's own (upper-case, prefixed with the package's short name). */

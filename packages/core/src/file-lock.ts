@@ -27,6 +27,7 @@ import { readFileSync, unlinkSync } from "node:fs";
 import { link, open, readFile, readlink, rename, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
+import { PosternError } from "./errors.ts";
 
 /** Who holds a lock, as its file says. */
 export interface FileLockOwner {
@@ -66,14 +67,16 @@ export interface FileLockOptions {
  * The lock is held by a live owner (after waitMs). `code` is stable; `owner` is what the lock file
  * says; `message` names the owner and what to do.
  */
-export class FileLockedError extends Error {
-  readonly code = "POSTERN_FILE_LOCKED";
+export class FileLockedError extends PosternError {
+  declare readonly code: "POSTERN_FILE_LOCKED";
   readonly path: string;
   readonly owner: FileLockOwner | undefined;
 
   constructor(path: string, owner: FileLockOwner | undefined, reason: string, purpose?: string) {
-    super(`${purpose ?? path} is locked: ${reason} (lock file ${path}; it is released when its owner exits)`);
-    this.name = "FileLockedError";
+    super(
+      "POSTERN_FILE_LOCKED",
+      `${purpose ?? path} is locked: ${reason} (lock file ${path}; it is released when its owner exits)`,
+    );
     this.path = path;
     this.owner = owner;
   }

@@ -51,24 +51,35 @@ export interface HeaderSegment {
   readonly text: string;
 }
 
-/** Splits a header block (the bytes before the first empty line) into fields and the rest. */
+/** A line that starts a field: a field name (RFC 5322 §3.6.8, no CR/LF/space), optional blanks, a colon. */
+const fieldStart = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/;
+
+/**
+ * Splits a header block (the bytes before the first empty line) into fields and the rest. The
+ * header section ends at the first line that is neither a field nor its continuation, as Postfix
+ * and mail readers see it: what follows is kept in the bytes but never listed as a field (a From
+ * below such a line would be seen by DMARC but be body to the reader).
+ */
 export function parseHeaderSegments(block: Buffer): HeaderSegment[] {
   // latin1 keeps every byte as one char, so raw round-trips; values are decoded as UTF-8 below.
   const text = block.toString("latin1");
   const segments: HeaderSegment[] = [];
   const lines = text.split(/(?<=\n)/);
   let current: string[] = [];
+  let ended = false;
   const flush = () => {
     if (current.length === 0) return;
     const raw = current.join("");
     current = [];
-    const colon = raw.indexOf(":");
-    if (colon <= 0) {
-      segments.push({ field: undefined, text: raw }); // not a field: kept in the bytes, not listed
+    // The name comes from the first line only: a colon on a folded line never makes a name.
+    const match = fieldStart.exec(raw.slice(0, raw.indexOf("\n") === -1 ? raw.length : raw.indexOf("\n")));
+    const name = match?.[1];
+    if (!name) {
+      ended = true;
+      segments.push({ field: undefined, text: raw });
       return;
     }
-    const name = raw.slice(0, colon).trim();
-    const value = Buffer.from(raw.slice(colon + 1), "latin1")
+    const value = Buffer.from(raw.slice(match[0].length), "latin1")
       .toString("utf8")
       .replace(/\r?\n(?=[ \t])/g, "")
       .replace(/\r?\n$/, "")
@@ -76,12 +87,23 @@ export function parseHeaderSegments(block: Buffer): HeaderSegment[] {
     segments.push({ field: { name, value, raw }, text: raw });
   };
   for (const line of lines) {
+    if (ended) {
+      segments.push({ field: undefined, text: line });
+      continue;
+    }
     if (line.startsWith(" ") || line.startsWith("\t")) {
       if (current.length > 0) current.push(line);
-      else segments.push({ field: undefined, text: line });
+      else {
+        ended = true;
+        segments.push({ field: undefined, text: line });
+      }
       continue;
     }
     flush();
+    if (ended) {
+      segments.push({ field: undefined, text: line });
+      continue;
+    }
     current.push(line);
   }
   flush();

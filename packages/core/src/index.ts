@@ -50,8 +50,8 @@ export type { CoreErrorCode, PosternErrorCode, PosternErrorOptions } from "./err
 export { ConfigError, isPosternError, PosternError } from "./errors.ts";
 export type { EventChannel, EventKey, Observer } from "./events.ts";
 export { createEventChannel, eventKey } from "./events.ts";
-export type { FileLock, FileLockOptions } from "./file-lock.ts";
-export { acquireFileLock } from "./file-lock.ts";
+export type { FileLock, FileLockOptions, FileLockOwner } from "./file-lock.ts";
+export { acquireFileLock, FileLockedError } from "./file-lock.ts";
 export type { HeaderField, HeaderSegment } from "./headers.ts";
 export { formatHeaderField, HeaderList, parseHeaderBlock, parseHeaderSegments } from "./headers.ts";
 export type {

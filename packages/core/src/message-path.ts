@@ -33,6 +33,8 @@ export function groupByRoute(recipients: readonly Recipient[]): RouteGroup[] {
   return [...groups].map(([route, members]) => ({ route, recipients: members }));
 }
 
+const storageErrors = new Set(["ENOSPC", "EDQUOT", "EROFS"]);
+
 /** Header lines named `name` in a raw header block: cheaper than parsing it, for every message. */
 function countFieldLines(block: string, name: RegExp): number {
   return block.match(name)?.length ?? 0;
@@ -202,6 +204,12 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
         return await process(transaction, spooled.message);
       } catch (error) {
         if ((error as Partial<ReplyError>).responseCode) throw error;
+        // The spool's disk is full or read-only: say so (RFC 3463 4.3.1), it is the operator's to fix.
+        if (storageErrors.has(String((error as NodeJS.ErrnoException).code))) {
+          logger.error({ session: session.id, queueId: transaction.id, err: error }, "spool storage unavailable");
+          if (!transaction.ended) ended(transaction, "refused", coreReplies.storageFull, undefined);
+          throw replyError(coreReplies.storageFull);
+        }
         // Not a reply: the client went away mid-DATA, or a bug. Never an acknowledgement.
         logger.error({ session: session.id, queueId: transaction.id, err: error }, "DATA failed");
         if (!transaction.ended) ended(transaction, "refused", coreReplies.hookFailed, undefined);

@@ -88,6 +88,15 @@ function written(name: string, value: string): Segment {
 const sameName = (field: HeaderField | undefined, lower: string) =>
   field !== undefined && field.name.toLowerCase() === lower;
 
+/**
+ * Where the header section ends among the segments: before the first line that is not a field
+ * (what follows it is body to mail readers), or at the end. Fields added "at the end" go there.
+ */
+function sectionEnd(segments: readonly Segment[]): number {
+  const end = segments.findIndex((segment) => segment.field === undefined);
+  return end === -1 ? segments.length : end;
+}
+
 function readBody(body: SpooledBody, start = 0): Readable {
   if (body.kind === "file") return createReadStream(body.path, { start, highWaterMark: 256 * 1024 });
   if (start === 0) return Readable.from(body.chunks, { objectMode: false });
@@ -173,7 +182,8 @@ export class SpooledMessage implements Message {
   }
 
   addHeader(name: string, value: string): void {
-    this.#editable().push(written(name, value));
+    const segments = this.#editable();
+    segments.splice(sectionEnd(segments), 0, written(name, value));
   }
 
   insertHeader(index: number, name: string, value: string): void {
@@ -190,8 +200,7 @@ export class SpooledMessage implements Message {
     }
     let fieldIndex = 0;
     const at = segments.findIndex((entry) => entry.field !== undefined && fieldIndex++ === index);
-    if (at === -1) segments.push(segment);
-    else segments.splice(at, 0, segment);
+    segments.splice(at === -1 ? sectionEnd(segments) : at, 0, segment);
   }
 
   changeHeader(name: string, occurrence: number, value: string | null): void {
@@ -200,7 +209,7 @@ export class SpooledMessage implements Message {
     let seen = 0;
     const at = segments.findIndex((segment) => sameName(segment.field, lower) && ++seen === occurrence);
     if (at === -1) {
-      if (value !== null) segments.push(written(name, value));
+      if (value !== null) segments.splice(sectionEnd(segments), 0, written(name, value));
       return;
     }
     if (value === null) segments.splice(at, 1);

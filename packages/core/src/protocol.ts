@@ -9,6 +9,7 @@ import type {
   SMTPServerOptions,
   SMTPServerSession,
 } from "smtp-server";
+import { parseAddress } from "./address.ts";
 import type { ServerConfig } from "./config.ts";
 import {
   authAttempted,
@@ -45,6 +46,32 @@ export interface ProtocolDependencies {
   readonly closing: Set<Promise<void>>;
   /** True once shutdown began. */
   readonly stopping: () => boolean;
+}
+
+/** ESMTP parameters the server implements (RFC 1870, 6152, 6531, 8689, 3461, 4954); any other is 555. */
+const mailParameters = new Set(["SIZE", "BODY", "SMTPUTF8", "REQUIRETLS", "RET", "ENVID", "AUTH"]);
+const rcptParameters = new Set(["NOTIFY", "ORCPT"]);
+const nonAscii = /[^\x00-\x7f]/;
+
+function unknownParameter(address: SMTPServerAddress, known: ReadonlySet<string>): boolean {
+  return Object.keys(address.args || {}).some((key) => !known.has(key.toUpperCase()));
+}
+
+/** What smtp-server lets through at MAIL FROM that RFC 5321 and 6531 refuse. */
+function mailFromProblem(address: SMTPServerAddress): SmtpReply | undefined {
+  if (unknownParameter(address, mailParameters)) return coreReplies.unknownParameter;
+  const smtpUtf8 = Boolean(address.args && (address.args as Record<string, unknown>).SMTPUTF8);
+  if (!smtpUtf8 && nonAscii.test(address.address)) return coreReplies.utf8NeedsSmtputf8;
+  // The null sender is fine; any other sender needs a domain that is one (or an address literal).
+  if (address.address !== "" && parseAddress(address.address).kind === "malformed") return coreReplies.badSenderSyntax;
+  return undefined;
+}
+
+function rcptToProblem(address: SMTPServerAddress, smtpUtf8: boolean): SmtpReply | undefined {
+  if (unknownParameter(address, rcptParameters)) return coreReplies.unknownParameter;
+  if (!smtpUtf8 && nonAscii.test(address.address)) return coreReplies.utf8NeedsSmtputf8;
+  if (parseAddress(address.address).kind === "malformed") return coreReplies.badRecipientSyntax;
+  return undefined;
 }
 
 function toAddress(smtp: SMTPServerAddress): Address {
@@ -270,6 +297,11 @@ export function createProtocol(dependencies: ProtocolDependencies) {
 
     onMailFrom(address, smtp, callback) {
       const session = stateOf(smtp);
+      const problem = mailFromProblem(address);
+      if (problem) {
+        refused(session, "mailFrom", undefined, problem);
+        return callback(replyError(problem));
+      }
       abandon(session);
       const transaction = new TransactionState(session, toAddress(address), smtp, (tx, candidate) =>
         claim(tx, candidate),
@@ -290,6 +322,11 @@ export function createProtocol(dependencies: ProtocolDependencies) {
       const session = stateOf(smtp);
       const transaction = session.transaction;
       if (!transaction) return callback(replyError(coreReplies.needMail));
+      const problem = rcptToProblem(address, transaction.smtpUtf8);
+      if (problem) {
+        refused(session, "rcptTo", undefined, problem, address.address);
+        return callback(replyError(problem));
+      }
       settle(
         claim(transaction, toAddress(address), address.dsn).then((outcome) => (outcome.ok ? undefined : outcome.reply)),
         session,

@@ -35,6 +35,14 @@ export const coreReplies = {
   tooManyHops: reply(554, "5.4.6 Too many Received header fields: mail loop?"),
   expansionTooLarge: reply(550, "5.5.3 Recipient expands to too many addresses"),
 
+  storageFull: reply(452, "4.3.1 Insufficient system storage, try again later"),
+
+  // Commands.
+  unknownParameter: reply(555, "5.5.4 Parameter not recognized"),
+  utf8NeedsSmtputf8: reply(553, "5.6.7 Non-ASCII address requires SMTPUTF8 (RFC 6531)"),
+  badSenderSyntax: reply(553, "5.1.7 Bad sender address syntax"),
+  badRecipientSyntax: reply(501, "5.1.3 Bad recipient address syntax"),
+
   // Sequence and session.
   badSequence: reply(503, "5.5.1 Bad sequence of commands"),
   needMail: reply(503, "5.5.1 Need MAIL command"),

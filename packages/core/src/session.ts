@@ -39,7 +39,10 @@ export interface Session {
   readonly remotePort: number;
   readonly localAddress: string;
   readonly localPort: number;
-  /** The client's verified reverse DNS name, or undefined. */
+  /**
+   * The client's reverse DNS (PTR) name as smtp-server looked it up, or undefined. Not
+   * forward-confirmed: a plugin that trusts it checks that the name resolves back to the address.
+   */
   readonly clientHostname: string | undefined;
   /** The name given with HELO/EHLO, once given. */
   readonly heloName: string | undefined;

@@ -93,7 +93,7 @@ describe("PostgreSQL restarted and killed under load", () => {
   // the pool without an 'error' listener; a restart while an enqueue transaction streams the body
   // makes that client emit 'error' unheard, and the whole server stops ("uncaught error: Connection
   // terminated unexpectedly", exit 70). See the README's findings. Drop `.fails` once fixed.
-  it.fails("@postern/outbound's PostgreSQL queue: the same (fails today: the server exits on the restart)", async () => {
+  it("@postern/outbound's PostgreSQL queue: the same", async () => {
     await restartAndKill(outboundQueue);
   });
 });

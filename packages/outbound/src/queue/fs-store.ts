@@ -15,7 +15,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { acquireFileLock, type FileLock } from "@postern/core";
+import { acquireFileLock, type FileLock, FileLockedError, PosternError } from "@postern/core";
 import {
   assertMessageId,
   type Claim,
@@ -42,28 +42,21 @@ export interface FsQueueStoreOptions {
 }
 
 /** Another live process owns the spool directory. */
-export class SpoolLockedError extends Error {
-  readonly code = "POSTERN_OUTBOUND_SPOOL_LOCKED";
+export class SpoolLockedError extends PosternError {
+  declare readonly code: "POSTERN_OUTBOUND_SPOOL_LOCKED";
   /** The owner's PID, as the lock file names it (undefined when the lock file is unreadable). */
   readonly pid: number | undefined;
   constructor(dir: string, pid: number | undefined, reason: string, options: { cause?: unknown } = {}) {
     super(
+      "POSTERN_OUTBOUND_SPOOL_LOCKED",
       `queue spool ${dir} is in use: ${reason}; one process owns a spool (use the PostgreSQL store to share a queue)`,
-      options,
+      { ...options, plugin: "@postern/outbound" },
     );
-    this.name = "SpoolLockedError";
     this.pid = pid;
   }
 }
 
-/** What core's acquireFileLock throws for a lock held by a live owner (FileLockedError). */
-interface HeldLockError {
-  code: "POSTERN_FILE_LOCKED";
-  message: string;
-  owner?: { pid: number };
-}
-const isHeldLock = (error: unknown): error is HeldLockError =>
-  (error as { code?: unknown } | undefined)?.code === "POSTERN_FILE_LOCKED";
+const isHeldLock = (error: unknown): error is FileLockedError => error instanceof FileLockedError;
 
 interface StoredRecord {
   version: 1;

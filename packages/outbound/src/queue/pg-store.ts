@@ -157,16 +157,26 @@ export class PgQueueStore implements QueueStore {
 
   async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
+    // A checked-out client is not heard by the pool's error listener: a server restart mid-
+    // transaction would emit an unheard 'error' and crash the process. Keep the error, fail the
+    // work, and discard the connection instead of returning it (PostgreSQL rolls back the rest).
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost ??= error;
+    };
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const result = await work(client);
       await client.query("COMMIT");
       return result;
     } catch (error) {
-      await client.query("ROLLBACK").catch(() => undefined);
+      if (!lost) await client.query("ROLLBACK").catch(() => undefined);
+      lost ??= error instanceof Error && isConnectionError(error) ? error : undefined;
       throw error;
     } finally {
-      client.release();
+      if (!lost) client.off("error", onError);
+      client.release(lost);
     }
   }
 
@@ -555,4 +565,10 @@ export class PgQueueStore implements QueueStore {
       [key, JSON.stringify(value)],
     );
   }
+}
+
+/** An error that leaves the connection unusable (it ended, or the server went away). */
+function isConnectionError(error: Error): boolean {
+  const code = (error as { code?: string }).code ?? "";
+  return /terminat|Connection/i.test(error.message) || code.startsWith("57P") || code === "ECONNRESET";
 }
