@@ -5,6 +5,7 @@
 // recipient not yet answered. lmtp-pool.ts keeps sessions open between transactions.
 import { connect as netConnect, type Socket } from "node:net";
 import { Readable } from "node:stream";
+import { PosternError } from "@postern/core";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 
 export type RecipientOutcome =
@@ -35,14 +36,11 @@ export interface LmtpTransaction {
 }
 
 /** A failure of the connection itself (nothing per recipient is known). */
-export class LmtpConnectionError extends Error {
-  readonly code: string;
+export class LmtpConnectionError extends PosternError {
   /** True when the message transfer had begun: copies may have been stored without a reply. */
   readonly transferStarted: boolean;
   constructor(message: string, code: string, transferStarted: boolean, cause?: unknown) {
-    super(message, { cause });
-    this.name = "LmtpConnectionError";
-    this.code = code;
+    super(code, message, { cause, plugin: "@postern/lmtp", hook: "queue" });
     this.transferStarted = transferStarted;
   }
 }

@@ -2,6 +2,7 @@
 // user or domain, and lifting them (`postern rate-limit show|reset`). Works from a separate
 // process, with the plugin's own Redis settings; in-memory counters are out of reach by nature.
 import type { Plugin } from "@postern/core";
+import { PosternError } from "@postern/core";
 import { Redis } from "ioredis";
 import { keyNames, type ResolvedOptions } from "./options.ts";
 import { heartbeatPrefix } from "./redis-backend.ts";
@@ -31,12 +32,11 @@ export interface RateLimitCounters {
 }
 
 /** A query that is not a counter key ("address=…", "ip=not-an-ip"). */
-export class RateLimitKeyError extends Error {
-  readonly code = "POSTERN_RATE_LIMIT_BAD_KEY";
+export class RateLimitKeyError extends PosternError {
+  declare readonly code: "POSTERN_RATE_LIMIT_BAD_KEY";
 
   constructor(message: string) {
-    super(message);
-    this.name = "RateLimitKeyError";
+    super("POSTERN_RATE_LIMIT_BAD_KEY", message, { plugin: "@postern/rate-limit" });
   }
 }
 

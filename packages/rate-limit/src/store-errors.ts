@@ -2,16 +2,15 @@
 // warning that is logged at most once per interval however many sessions run into the outage.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "@postern/core";
+import { PosternError } from "@postern/core";
 
 export type RateLimitErrorCode = "POSTERN_RATE_LIMIT_STORE_TIMEOUT" | "POSTERN_RATE_LIMIT_STORE_FAILED";
 
-export class RateLimitStoreError extends Error {
-  readonly code: RateLimitErrorCode;
+export class RateLimitStoreError extends PosternError {
+  declare readonly code: RateLimitErrorCode;
 
   constructor(code: RateLimitErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, { cause: options.cause });
-    this.name = "RateLimitStoreError";
-    this.code = code;
+    super(code, message, { cause: options.cause, plugin: "@postern/rate-limit" });
   }
 }
 

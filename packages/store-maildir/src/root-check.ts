@@ -3,20 +3,21 @@
 import { randomBytes } from "node:crypto";
 import { link, mkdir, open, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { PosternError } from "@postern/core";
 
-export class MaildirRootError extends Error {
-  readonly code = "POSTERN_MAILDIR_ROOT" as const;
+export class MaildirRootError extends PosternError {
+  declare readonly code: "POSTERN_MAILDIR_ROOT";
   readonly root: string;
 
   constructor(root: string, cause: NodeJS.ErrnoException) {
     const uid = process.getuid?.();
     super(
+      "POSTERN_MAILDIR_ROOT",
       `cannot use the Maildir root ${root}: ${cause.code ?? "error"} (${cause.message}). ` +
         `Make it a directory writable by the user Postern runs as${uid === undefined ? "" : ` (uid ${uid})`}, ` +
         "on a file system that supports hard links, or change the root option.",
-      { cause },
+      { cause, plugin: "@postern/store-maildir" },
     );
-    this.name = "MaildirRootError";
     this.root = root;
   }
 }

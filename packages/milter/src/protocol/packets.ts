@@ -1,6 +1,8 @@
 // Milter packets as bytes: a 32-bit big-endian length (command byte included), the command byte,
 // then the command's data. Strings are NUL-terminated. Encoders build what the MTA sends; the
 // decoder turns one of the milter's packets into a typed reply.
+
+import { PosternError } from "@postern/core";
 import { Command, type CommandCode, type MacroStageName, macroStageCommand, Reply } from "./constants.ts";
 
 /** One packet: length, command, data. */
@@ -116,10 +118,9 @@ export interface SymbolList {
   macros: string[];
 }
 
-export class MilterProtocolError extends Error {
+export class MilterProtocolError extends PosternError {
   constructor(message: string) {
-    super(message);
-    this.name = "MilterProtocolError";
+    super("MILTER_PROTOCOL", message, { plugin: "@postern/milter" });
   }
 }
 
