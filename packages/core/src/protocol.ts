@@ -51,6 +51,7 @@ export interface ProtocolDependencies {
 /** ESMTP parameters the server implements (RFC 1870, 6152, 6531, 8689, 3461, 4954); any other is 555. */
 const mailParameters = new Set(["SIZE", "BODY", "SMTPUTF8", "REQUIRETLS", "RET", "ENVID", "AUTH"]);
 const rcptParameters = new Set(["NOTIFY", "ORCPT"]);
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the test is "anything beyond ASCII"
 const nonAscii = /[^\x00-\x7f]/;
 
 function unknownParameter(address: SMTPServerAddress, known: ReadonlySet<string>): boolean {

@@ -659,7 +659,10 @@ export const headersCase: FuzzCase<{
         () => `field ${JSON.stringify(field.raw)} is not in the header section`,
       );
       check(!/[\r\n]/.test(field.name), () => `field name ${JSON.stringify(field.name)} spans a folded line`);
-      check(/^[\x21-\x39\x3b-\x7e]+$/.test(field.name), () => `field name ${JSON.stringify(field.name)} is not RFC 5322`);
+      check(
+        /^[\x21-\x39\x3b-\x7e]+$/.test(field.name),
+        () => `field name ${JSON.stringify(field.name)} is not RFC 5322`,
+      );
     }
     const strict = fieldsUntilFirstNonField(original.split("\r\n"));
     check(fromMessage.length <= strict.length, () => "fields listed after a line that is not a field");
