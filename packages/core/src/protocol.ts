@@ -54,6 +54,14 @@ const rcptParameters = new Set(["NOTIFY", "ORCPT"]);
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the test is "anything beyond ASCII"
 const nonAscii = /[^\x00-\x7f]/;
 
+/**
+ * A non-ASCII local part needs SMTPUTF8 (RFC 6531 §3.4). Only the local part can tell: smtp-server
+ * hands over every domain in Unicode, also one the client sent as ASCII (xn--…) A-labels.
+ */
+function utf8WithoutSmtputf8(address: string, smtpUtf8: boolean): boolean {
+  return !smtpUtf8 && nonAscii.test(address.slice(0, Math.max(0, address.lastIndexOf("@"))));
+}
+
 function unknownParameter(address: SMTPServerAddress, known: ReadonlySet<string>): boolean {
   return Object.keys(address.args || {}).some((key) => !known.has(key.toUpperCase()));
 }
@@ -62,7 +70,7 @@ function unknownParameter(address: SMTPServerAddress, known: ReadonlySet<string>
 function mailFromProblem(address: SMTPServerAddress): SmtpReply | undefined {
   if (unknownParameter(address, mailParameters)) return coreReplies.unknownParameter;
   const smtpUtf8 = Boolean(address.args && (address.args as Record<string, unknown>).SMTPUTF8);
-  if (!smtpUtf8 && nonAscii.test(address.address)) return coreReplies.utf8NeedsSmtputf8;
+  if (utf8WithoutSmtputf8(address.address, smtpUtf8)) return coreReplies.utf8NeedsSmtputf8;
   // The null sender is fine; any other sender needs a domain that is one (or an address literal).
   if (address.address !== "" && parseAddress(address.address).kind === "malformed") return coreReplies.badSenderSyntax;
   return undefined;
@@ -70,7 +78,7 @@ function mailFromProblem(address: SMTPServerAddress): SmtpReply | undefined {
 
 function rcptToProblem(address: SMTPServerAddress, smtpUtf8: boolean): SmtpReply | undefined {
   if (unknownParameter(address, rcptParameters)) return coreReplies.unknownParameter;
-  if (!smtpUtf8 && nonAscii.test(address.address)) return coreReplies.utf8NeedsSmtputf8;
+  if (utf8WithoutSmtputf8(address.address, smtpUtf8)) return coreReplies.utf8NeedsSmtputf8;
   if (parseAddress(address.address).kind === "malformed") return coreReplies.badRecipientSyntax;
   return undefined;
 }
