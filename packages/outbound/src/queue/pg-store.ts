@@ -332,9 +332,13 @@ export class PgQueueStore implements QueueStore {
     const claimed = await this.#pool.query<RecipientRow>(
       // seeds: the oldest due recipients, at most one per delivery wanted; picked: every due
       // recipient of the same message and domain, so one delivery is never split between workers.
+      // Row locks alone would let two workers seed on two recipients of one message and each pick
+      // only its own: a message-level advisory lock (held until this statement commits) keeps a
+      // message to whichever worker seeds it first.
       `WITH seeds AS (
          SELECT message_id, domain FROM ${recipients}
          WHERE state = 'queued' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until <= now())
+           AND pg_try_advisory_xact_lock(hashtext('postern-outbound-claim:' || message_id))
          ORDER BY next_attempt_at, message_id, idx
          LIMIT $1
          FOR UPDATE SKIP LOCKED
