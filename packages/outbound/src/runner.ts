@@ -397,7 +397,7 @@ export class DeliveryRunner {
    * Failures return the message (or its header with RET=HDRS, REQUIRETLS or when it is large);
    * delays and successes return the header only (RFC 3461 §4.3: RET=FULL asks for failures).
    */
-  async sendReport(message: MessageEnvelope, entries: readonly Reportable[], now: number): Promise<string> {
+  async sendReport(message: MessageEnvelope, entries: readonly Reportable[], now: number): Promise<string | undefined> {
     const { bounces } = this.#options;
     const failure = entries.some((entry) => entry.action === "failed");
     const headersOnly = !failure || message.dsn?.ret?.toUpperCase() === "HDRS" || message.requireTls;
@@ -434,7 +434,26 @@ export class DeliveryRunner {
       message: bytes,
       declineRoutes: this.#options.queueRoutes,
     });
-    if (local.queueId) return local.queueId;
+    // What the hooks routed to outbound's own routes goes out from here — to the address they
+    // resolved it to (an SRS sender reversed is the original sender, not the SRS address). An
+    // address nobody claims for relaying (550 5.7.1, a stranger's domain) goes out as written.
+    // A temporary refusal (a directory down) postpones the bounce; any other refusal (a local
+    // user who no longer exists) has nowhere to go and is logged.
+    const temporary = local.refused.find(({ reply }) => reply.code >= 400 && reply.code < 500);
+    if (temporary) throw new Error(`the report's recipient was deferred: ${temporary.reply.message}`);
+    const outgoing = [
+      ...local.declined.map((recipient) => recipient.address),
+      ...local.refused.filter(({ reply }) => reply.message.startsWith("5.7.1 ")).map(({ address }) => address),
+    ];
+    for (const { address, reply } of local.refused) {
+      if (!reply.message.startsWith("5.7.1 ")) {
+        this.#log.warn(
+          { queueId: message.id, to: address, reply: `${reply.code} ${reply.message}` },
+          "delivery report dropped: its recipient is refused here",
+        );
+      }
+    }
+    if (outgoing.length === 0) return local.queueId;
     const envelope: MessageEnvelope = {
       id,
       from: "",
@@ -442,11 +461,15 @@ export class DeliveryRunner {
       size: bytes.length,
       // RFC 8689 §5: the report on a REQUIRETLS message is itself sent with REQUIRETLS.
       requireTls: message.requireTls,
-      smtpUtf8: message.smtpUtf8 || has8bit(message.from),
+      smtpUtf8: message.smtpUtf8 || outgoing.some((address) => has8bit(address)),
       bodyType: has8bit(bytes) ? "8bitmime" : "7bit",
       kind: "dsn",
     };
-    await this.#store.enqueue(envelope, [{ address: message.from, notify: ["NEVER"] }], bytes);
+    await this.#store.enqueue(
+      envelope,
+      outgoing.map((address) => ({ address, notify: ["NEVER"] })),
+      bytes,
+    );
     this.#metrics.queued.inc();
     this.wake();
     return id;

@@ -143,9 +143,9 @@ describe("forwarding with SRS to a next hop that checks SPF", () => {
     expect(await rcpt(a.server, [forged], { from: "" })).toEqual(["550 5.1.1"]);
   });
 
-  // Fails until outbound hands a report declined by core's submit() to the addresses the rcptTo
-  // hooks resolved (runner.ts enqueues it to the SRS address itself, which then loops back to us).
-  it.fails("delivers a report about a forward it could not deliver to the original sender", async () => {
+  // Outbound hands a report declined by core's submit() to the addresses the rcptTo hooks resolved
+  // (the original sender), not to the SRS address itself, which would loop back to us.
+  it("delivers a report about a forward it could not deliver to the original sender", async () => {
     const report = c.local.next(20_000);
     expect(await send(a.server, ["nowhere@example.com"], "sender@origin.example")).toMatch(/^250/);
     const bounce = await report;
