@@ -114,7 +114,7 @@ export const serverConfigSchema = z.strictObject({
   listeners: z
     .array(listenerSchema)
     .min(1)
-    .default([{ port: 2525 } as never]),
+    .prefault([{ port: 2525 }]),
   limits: z
     .strictObject({
       maxMessageSize: byteSize.default(25 * 1024 * 1024),
