@@ -100,6 +100,8 @@ export { localListener } from "./local-submission.ts";
 export type { Logger, LogOptions } from "./logger.ts";
 export { createLogger } from "./logger.ts";
 export type { BodySource, Message } from "./message.ts";
+export type { DurationNumbers } from "./option-values.ts";
+export { duration, durationSchema, ipNetworks, parseDuration } from "./option-values.ts";
 export { parseOptions } from "./options.ts";
 export { newQueueId } from "./queue-id.ts";
 export type { CoreReplyName, SmtpReply } from "./reply.ts";

@@ -2,8 +2,9 @@
 // texts read as an operator writes and a sender's postmaster reads them.
 import { ConfigError } from "@postern/core";
 import { describe, expect, it } from "vitest";
-import { humanDuration, parseDuration } from "./duration.ts";
+import { humanDuration } from "./duration.ts";
 import greylist, { type GreylistOptions, memoryStore } from "./index.ts";
+import { greylistOptionsSchema } from "./options.ts";
 
 function problem(options: unknown): string {
   try {
@@ -19,11 +20,11 @@ describe("greylist() options", () => {
   it.each([
     [
       { delay: "5 minutes" },
-      '@postern/greylist.delay: expected a duration such as "5m", "2h", "36d" or a number of seconds (got "5 minutes")',
+      '@postern/greylist.delay: expected a duration such as 300 (seconds), "5m" or "36d" (got "5 minutes")',
     ],
     [
       { passedFor: -1 },
-      '@postern/greylist.passedFor: expected a duration such as "5m", "2h", "36d" or a number of seconds (got -1)',
+      '@postern/greylist.passedFor: expected a duration such as 300 (seconds), "5m" or "36d" (got -1)',
     ],
     [
       { delay: "1h", retryWindow: "30m" },
@@ -92,7 +93,8 @@ describe("durations", () => {
     [-1, undefined],
     [Number.NaN, undefined],
   ])("%j → %s ms", (value, ms) => {
-    expect(parseDuration(value)).toBe(ms);
+    const parsed = greylistOptionsSchema.safeParse({ passedFor: value });
+    expect(parsed.success ? parsed.data.passedFor : undefined).toBe(ms);
   });
 
   it.each([

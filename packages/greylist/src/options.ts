@@ -1,9 +1,8 @@
 // The options of greylist(), validated when the config loads: one line naming the key on a mistake.
-import { IpNetworkList, normalizeDomain } from "@postern/core";
+import { durationSchema, IpNetworkList, ipNetworks, normalizeDomain } from "@postern/core";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import { clientNamePattern } from "./allowlist.ts";
-import { parseDuration } from "./duration.ts";
 import type { GreylistStore } from "./store.ts";
 
 export interface GreylistRedisOptions {
@@ -53,17 +52,8 @@ export interface GreylistOptions {
   clock?: () => number;
 }
 
-const durationHint = 'expected a duration such as "5m", "2h", "36d" or a number of seconds';
-const duration = (fallback: number) =>
-  z
-    .unknown()
-    .transform((value, context): number => {
-      const ms = parseDuration(value);
-      if (ms !== undefined) return ms;
-      context.addIssue({ code: "custom", message: durationHint });
-      return z.NEVER;
-    })
-    .default(fallback);
+// Bare numbers have always been seconds here (the README says so); strings are core's notation.
+const duration = durationSchema("seconds");
 
 const prefix = (max: number) =>
   z
@@ -71,19 +61,6 @@ const prefix = (max: number) =>
     .int({ error: `expected a prefix length 0–${max}` })
     .min(0, { error: `expected a prefix length 0–${max}` })
     .max(max, { error: `expected a prefix length 0–${max}` });
-
-const networks = z
-  .array(z.string(), { error: 'expected a list of networks such as ["192.0.2.0/24"]' })
-  .transform((texts, context): IpNetworkList => {
-    const parsed = IpNetworkList.parse(texts);
-    if (parsed instanceof IpNetworkList) return parsed;
-    context.addIssue({
-      code: "custom",
-      path: [parsed.invalid],
-      message: 'expected a network such as "192.0.2.0/24", "2001:db8::/32" or one address',
-    });
-    return z.NEVER;
-  });
 
 const domains = z
   .array(z.string(), { error: 'expected a list of domains such as ["example.com"]' })
@@ -131,9 +108,9 @@ const storeShape = z.custom<GreylistStore>(
 
 export const greylistOptionsSchema = z
   .strictObject({
-    delay: duration(5 * 60_000),
-    retryWindow: duration(2 * 86_400_000),
-    passedFor: duration(36 * 86_400_000),
+    delay: duration.default(5 * 60_000),
+    retryWindow: duration.default(2 * 86_400_000),
+    passedFor: duration.default(36 * 86_400_000),
     autoAllowAfter: z
       .number({ error: "expected a number of passed triplets (0 to never allowlist a network)" })
       .int({ error: "expected a whole number of passed triplets" })
@@ -142,7 +119,7 @@ export const greylistOptionsSchema = z
     network: z.strictObject({ ipv4: prefix(32).default(24), ipv6: prefix(128).default(64) }).prefault({}),
     allow: z
       .strictObject({
-        networks: networks.default(new IpNetworkList([])),
+        networks: ipNetworks.default(new IpNetworkList([])),
         senderDomains: domains.default([]),
         clientNames: clientNames.default([]),
       })

@@ -3,7 +3,13 @@ import { ConfigError } from "@postern/core";
 import { describe, expect, it } from "vitest";
 import rateLimit, { type RateLimitOptions } from "./index.ts";
 import { rateLimitOptionsSchema } from "./options.ts";
-import { parseByteRate, parseDelay, parseRate } from "./units.ts";
+import { parseByteRate, parseRate } from "./units.ts";
+
+/** The tarpit a rule ends up with when the plugin's `tarpit` is `value`. */
+function tarpitOf(value: string | number): number {
+  return rateLimitOptionsSchema.parse({ limits: [{ kind: "messages", limit: "1/1h" }], tarpit: value }).rules[0]!
+    .tarpitMs;
+}
 
 describe("human units", () => {
   it("parses rates, byte rates and delays", () => {
@@ -14,9 +20,9 @@ describe("human units", () => {
     expect(parseRate("3/h")).toEqual({ count: 3, windowSeconds: 3600 });
     expect(parseByteRate("500MB/1d")).toEqual({ count: 500 * 1024 * 1024, windowSeconds: 86_400 });
     expect(parseByteRate("1048576/1h")).toEqual({ count: 1_048_576, windowSeconds: 3600 });
-    expect(parseDelay("2s")).toBe(2000);
-    expect(parseDelay("500ms")).toBe(500);
-    expect(parseDelay(750)).toBe(750);
+    expect(tarpitOf("2s")).toBe(2000);
+    expect(tarpitOf("500ms")).toBe(500);
+    expect(tarpitOf(750)).toBe(750);
     for (const bad of ["100", "100/", "0/1h", "100/0m", "100/1w", "100 per hour", "-1/1h", "1.5/1h"]) {
       expect(parseRate(bad), bad).toBeUndefined();
     }

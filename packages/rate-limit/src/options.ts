@@ -2,10 +2,10 @@
 // resolved form the hooks use. Validation happens once, when the config loads; every problem is
 // one ConfigError line naming the key, e.g. `@postern/rate-limit: limits.0.limit: expected …`.
 
-import { type IpNetwork, parseIpNetwork } from "@postern/core";
+import { duration, type IpNetwork, parseIpNetwork } from "@postern/core";
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import { parseByteRate, parseDelay, parseRate } from "./units.ts";
+import { parseByteRate, parseRate } from "./units.ts";
 
 /** What a limit counts. */
 export type LimitKind =
@@ -154,8 +154,10 @@ const networkSchema = z.string().transform((value, context) => {
   return network;
 });
 
-const delaySchema = z.union([z.number(), z.string()]).transform((value, context) => {
-  const ms = parseDelay(value);
+// Core's duration notation ("2s", "500ms", a number of ms), up to a minute, with this option's own message.
+const delaySchema = z.unknown().transform((value, context) => {
+  const parsed = duration.safeParse(value);
+  const ms = parsed.success ? parsed.data : undefined;
   if (ms === undefined || ms > 60_000) {
     context.addIssue({ code: "custom", message: 'expected a delay up to 1 minute such as "2s", "500ms" or 2000' });
     return z.NEVER;

@@ -1,6 +1,6 @@
-// Human units in limits: durations ("30s", "5m", "1h", "1d"), rates ("100/1h", "5/1m") and byte
-// rates ("500MB/1d"). Each parser returns undefined on bad input so the option schema can report
-// one line naming the key and the expected form.
+// Human units in limits: windows ("30s", "5m", "1h", "1d", "day"), rates ("100/1h", "5/1m") and
+// byte rates ("500MB/1d"). Each parser returns undefined on bad input so the option schema can
+// report one line naming the key and the expected form. (Tarpit delays are core's `duration`.)
 import { byteSize } from "@postern/core";
 
 /** A count allowed per window. */
@@ -58,13 +58,4 @@ export function parseByteRate(text: string): Rate | undefined {
   const windowSeconds = parseWindow(text.slice(slash + 1));
   if (!size.success || windowSeconds === undefined || size.data < 1) return undefined;
   return { count: size.data, windowSeconds };
-}
-
-/** "500ms", "2s", "1m" or a number of milliseconds → milliseconds. */
-export function parseDelay(value: string | number): number | undefined {
-  if (typeof value === "number") return Number.isInteger(value) && value >= 0 ? value : undefined;
-  const millis = /^\s*(\d+)\s*ms\s*$/i.exec(value);
-  if (millis) return Number(millis[1]);
-  const seconds = parseWindow(value);
-  return seconds === undefined ? undefined : seconds * 1000;
 }

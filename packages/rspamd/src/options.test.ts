@@ -47,7 +47,7 @@ describe("rspamd() options", () => {
     ],
     [
       { rules: [{ when: { networks: ["10.0.0.0/8", "10.0.0.300"] }, skip: true }] },
-      '@postern/rspamd.rules.0.when.networks.1: expected a network such as "10.0.0.0/8", "2001:db8::/32" or one address (got "10.0.0.300")',
+      '@postern/rspamd.rules.0.when.networks.1: expected a network such as "192.0.2.0/24", "2001:db8::/32" or one address (got "10.0.0.300")',
     ],
     [
       { rules: [{ when: { authenticated: "yes" } }] },

@@ -1,5 +1,5 @@
 // The options of rspamd(), validated when the config loads: one line naming the key on a mistake.
-import { byteSize, IpNetworkList } from "@postern/core";
+import { byteSize, ipNetworks } from "@postern/core";
 import { z } from "zod";
 import { parseEndpoint, type RspamdEndpoint } from "./client.ts";
 
@@ -100,24 +100,11 @@ const fieldNameHint = "expected a header field name (printable ASCII without spa
 const fieldName = z.string({ error: fieldNameHint }).regex(/^[\x21-\x39\x3b-\x7e]+$/, { error: fieldNameHint });
 const nonEmpty = (what: string) => z.string({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
 
-const networks = z
-  .array(z.string(), { error: 'expected a list of networks such as ["10.0.0.0/8"]' })
-  .transform((texts, context): IpNetworkList => {
-    const parsed = IpNetworkList.parse(texts);
-    if (parsed instanceof IpNetworkList) return parsed;
-    context.addIssue({
-      code: "custom",
-      path: [parsed.invalid],
-      message: 'expected a network such as "10.0.0.0/8", "2001:db8::/32" or one address',
-    });
-    return z.NEVER;
-  });
-
 const ruleSchema = z.strictObject({
   when: z.strictObject({
     listeners: z.array(nonEmpty("a listener name")).optional(),
     authenticated: z.boolean({ error: "expected true or false" }).optional(),
-    networks: networks.optional(),
+    networks: ipNetworks.optional(),
   }),
   skip: z.boolean({ error: "expected true or false" }).default(false),
   settingsId: nonEmpty("a settings id").optional(),
