@@ -14,8 +14,13 @@ import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { accept, type Plugin } from "../../packages/core/src/index.ts";
 import rateLimit, { type LimitRule } from "../../packages/rate-limit/src/index.ts";
-import { deleteKeys } from "../../packages/rate-limit/src/support.test-util.ts";
-import { buildMessage, connectSmtp, type RawSmtpClient, startTestServer } from "../../packages/testing/src/index.ts";
+import {
+  buildMessage,
+  connectSmtp,
+  deleteRedisKeys,
+  type RawSmtpClient,
+  startTestServer,
+} from "../../packages/testing/src/index.ts";
 
 const { values } = parseArgs({
   options: {
@@ -149,7 +154,7 @@ async function main() {
     }
   } finally {
     for (const server of servers.values()) await server.stop();
-    await deleteKeys(keyPrefix, redisUrl);
+    await deleteRedisKeys(keyPrefix, redisUrl);
   }
 
   console.log(

@@ -4,10 +4,10 @@
 //   node --conditions=dev-source packages/greylist/bench/stores.ts [checks]
 import { loadavg } from "node:os";
 import { createLogger } from "@postern/core";
+import { deleteRedisKeys, sharedRedisUrl, uniqueRedisPrefix } from "@postern/testing";
 import { memoryStore } from "../src/memory-store.ts";
 import { redisStore } from "../src/redis-store.ts";
 import type { GreylistStore } from "../src/store.ts";
-import { deleteKeys, sharedRedisUrl, uniquePrefix } from "../src/testing/redis-server.ts";
 
 const checks = Number(process.argv[2] ?? 20_000);
 const timings = { delayMs: 300_000, retryWindowMs: 172_800_000, passedForMs: 3_110_400_000, autoAllowAfter: 5 };
@@ -47,12 +47,12 @@ async function measure(store: GreylistStore, label: string): Promise<string> {
   return `| ${label} | ${sequential.toFixed(1)} µs | ${Math.round(rate).toLocaleString("en")} checks/s |`;
 }
 
-const prefix = uniquePrefix("bench");
+const prefix = uniqueRedisPrefix("greylist:bench");
 const rows = [await measure(memoryStore(), "memory")];
 try {
   rows.push(await measure(redisStore({ url: sharedRedisUrl, keyPrefix: prefix }), `Redis (${sharedRedisUrl})`));
 } finally {
-  await deleteKeys(prefix);
+  await deleteRedisKeys(prefix);
 }
 console.log(
   [

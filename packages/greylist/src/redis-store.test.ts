@@ -2,15 +2,15 @@
 // key prefix of its own), and shows what only Redis does: several nodes share one state, and every
 // key expires on its own.
 import { createLogger } from "@postern/core";
+import { deleteRedisKeys, sharedRedisUrl, uniqueRedisPrefix } from "@postern/testing";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { redactUrl, redisStore } from "./redis-store.ts";
-import { deleteKeys, sharedRedisUrl, uniquePrefix } from "./testing/redis-server.ts";
 import { describeGreylistStoreConformance } from "./testing/store-conformance.ts";
 
-const filePrefix = uniquePrefix("store");
+const filePrefix = uniqueRedisPrefix("greylist:store");
 afterAll(async () => {
-  await deleteKeys(filePrefix);
+  await deleteRedisKeys(filePrefix);
 });
 
 let run = 0;
@@ -21,7 +21,7 @@ describeGreylistStoreConformance("redis", async () => {
     store,
     async cleanup() {
       await store.close?.();
-      await deleteKeys(keyPrefix);
+      await deleteRedisKeys(keyPrefix);
     },
   };
 });

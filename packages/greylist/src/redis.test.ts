@@ -3,22 +3,32 @@
 // of this test's own, which it kills; the shared Redis only ever sees keys under this file's prefix.
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { claimRecipients, connectSmtp, memoryQueue, startTestServer, type TestServer } from "@postern/testing";
+import {
+  claimRecipients,
+  connectSmtp,
+  deleteRedisKeys,
+  memoryQueue,
+  type RedisServer,
+  sharedRedisUrl,
+  startRedisServer,
+  startTestServer,
+  type TestServer,
+  uniqueRedisPrefix,
+} from "@postern/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import greylist, { type GreylistOptions } from "./index.ts";
-import { deleteKeys, type OwnRedis, sharedRedisUrl, startOwnRedis, uniquePrefix } from "./testing/redis-server.ts";
 
-const filePrefix = uniquePrefix("smtp");
+const filePrefix = uniqueRedisPrefix("greylist:smtp");
 const servers: TestServer[] = [];
-let ownRedis: OwnRedis | undefined;
+let ownRedis: RedisServer | undefined;
 
 afterEach(async () => {
   for (const server of servers.splice(0)) await server.stop();
-  await ownRedis?.kill();
+  await ownRedis?.stop();
   ownRedis = undefined;
 });
 afterAll(async () => {
-  await deleteKeys(filePrefix);
+  await deleteRedisKeys(filePrefix);
 });
 
 const minute = 60_000;
@@ -74,7 +84,7 @@ describe("greylisting shared through Redis", () => {
 
 describe("a Redis outage", () => {
   it('default "accept": mail passes ungreylisted with one warning, and greylisting resumes when Redis is back', async () => {
-    ownRedis = await startOwnRedis();
+    ownRedis = await startRedisServer();
     const server = await node({ redis: { url: ownRedis.url, keyPrefix: "outage", timeoutMs: 500 } });
     expect(await rcptCode(server.port, "192.0.2.10")).toBe(451);
 
@@ -103,7 +113,7 @@ describe("a Redis outage", () => {
   });
 
   it('"defer": 451 4.7.1 while Redis is down', async () => {
-    ownRedis = await startOwnRedis();
+    ownRedis = await startRedisServer();
     const server = await node({
       redis: { url: ownRedis.url, keyPrefix: "outage", timeoutMs: 500 },
       onStoreError: "defer",
@@ -127,7 +137,7 @@ describe("a Redis outage", () => {
   });
 
   it("a Redis that is not there at start does not stop the server; it says so at start", async () => {
-    ownRedis = await startOwnRedis();
+    ownRedis = await startRedisServer();
     const url = ownRedis.url;
     await ownRedis.kill();
     const server = await node({ redis: { url, keyPrefix: "outage", timeoutMs: 500 } });

@@ -1,19 +1,11 @@
 // Reading and resetting the Redis counters of a configured plugin from outside the server, the way
 // `postern rate-limit show|reset` does: a reset lifts a limit at once.
-import { startTestServer, type TestServer } from "@postern/testing";
+import { deleteRedisKeys, sharedRedisUrl, startTestServer, type TestServer, uniqueRedisPrefix } from "@postern/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import rateLimit, { type RateLimitCounters, RateLimitKeyError, rateLimitCounters } from "./index.ts";
-import {
-  deleteKeys,
-  openSession,
-  ready,
-  redisClient,
-  redisUrl,
-  transaction,
-  uniquePrefix,
-} from "./support.test-util.ts";
+import { openSession, ready, redisClient, transaction } from "./support.test-util.ts";
 
-const keyPrefix = uniquePrefix("counters");
+const keyPrefix = uniqueRedisPrefix("rate-limit:counters");
 let server: TestServer | undefined;
 let counters: RateLimitCounters | undefined;
 
@@ -24,7 +16,7 @@ afterEach(async () => {
   counters = undefined;
 });
 afterAll(async () => {
-  await deleteKeys(keyPrefix);
+  await deleteRedisKeys(keyPrefix);
 });
 
 const options = () =>
@@ -34,7 +26,7 @@ const options = () =>
       { kind: "messages", limit: "1/1h" },
       { kind: "messages", key: "senderDomain", limit: "10/1h" },
     ],
-    redis: { url: redisUrl, keyPrefix, timeoutMs: 5000 },
+    redis: { url: sharedRedisUrl, keyPrefix, timeoutMs: 5000 },
   }) as const;
 
 describe("rateLimitCounters", () => {

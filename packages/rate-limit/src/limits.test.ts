@@ -1,27 +1,26 @@
 // Every kind of limit and every key, over real SMTP, once per backend: the same suite for the
 // in-memory counters and for Redis (the real server at REDIS_URL, keys under a prefix of this file).
-import { claimRecipients, memoryQueue, startTestServer, type TestServer } from "@postern/testing";
+import {
+  claimRecipients,
+  deleteRedisKeys,
+  memoryQueue,
+  sharedRedisUrl,
+  startTestServer,
+  type TestServer,
+  uniqueRedisPrefix,
+} from "@postern/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import rateLimit, { type RateLimitOptions } from "./index.ts";
-import {
-  authPlain,
-  deleteKeys,
-  openSession,
-  ready,
-  redisUrl,
-  testAuth,
-  transaction,
-  uniquePrefix,
-} from "./support.test-util.ts";
+import { authPlain, openSession, ready, testAuth, transaction } from "./support.test-util.ts";
 
-const filePrefix = uniquePrefix("limits");
+const filePrefix = uniqueRedisPrefix("rate-limit:limits");
 let runs = 0;
 
 const backends: { name: string; options: () => Partial<RateLimitOptions> }[] = [
   { name: "memory", options: () => ({}) },
   {
     name: "redis",
-    options: () => ({ redis: { url: redisUrl, keyPrefix: `${filePrefix}:${++runs}`, timeoutMs: 5000 } }),
+    options: () => ({ redis: { url: sharedRedisUrl, keyPrefix: `${filePrefix}:${++runs}`, timeoutMs: 5000 } }),
   },
 ];
 
@@ -31,7 +30,7 @@ afterEach(async () => {
   server = undefined;
 });
 afterAll(async () => {
-  await deleteKeys(filePrefix);
+  await deleteRedisKeys(filePrefix);
 });
 
 describe.each(backends)("limits with the $name backend", ({ options: backendOptions }) => {

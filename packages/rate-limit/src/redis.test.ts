@@ -2,34 +2,30 @@
 // are not counted; and a Redis that hangs or dies mid-test is handled by the configured policy
 // ("allow" lets sessions through with a warning, "defer" answers 4.7.1) without hanging a session.
 // Outages use a redis-server of this test's own; the shared Redis only sees keys under our prefix.
-import { startTestServer, type TestServer } from "@postern/testing";
+import {
+  deleteRedisKeys,
+  type RedisServer,
+  sharedRedisUrl,
+  startRedisServer,
+  startTestServer,
+  type TestServer,
+  uniqueRedisPrefix,
+} from "@postern/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import rateLimit, { type LimitRule } from "./index.ts";
-import {
-  authPlain,
-  deleteKeys,
-  eventually,
-  type OwnRedis,
-  openSession,
-  ready,
-  redisClient,
-  redisUrl,
-  startOwnRedis,
-  transaction,
-  uniquePrefix,
-} from "./support.test-util.ts";
+import { authPlain, eventually, openSession, ready, redisClient, transaction } from "./support.test-util.ts";
 
-const filePrefix = uniquePrefix("redis");
+const filePrefix = uniqueRedisPrefix("rate-limit:redis");
 const servers: TestServer[] = [];
-let ownRedis: OwnRedis | undefined;
+let ownRedis: RedisServer | undefined;
 
 afterEach(async () => {
   for (const server of servers.splice(0)) await server.stop();
-  await ownRedis?.kill();
+  await ownRedis?.stop();
   ownRedis = undefined;
 });
 afterAll(async () => {
-  await deleteKeys(filePrefix);
+  await deleteRedisKeys(filePrefix);
 });
 
 async function start(
@@ -53,7 +49,7 @@ const proxyLine = (client: string) => `PROXY TCP4 ${client} 127.0.0.1 40000 25`;
 
 describe("two nodes sharing one Redis", () => {
   it("enforce one limit: a flood from one address is refused on both while another address is served", async () => {
-    const redis = { url: redisUrl, keyPrefix: `${filePrefix}:shared`, timeoutMs: 5000 };
+    const redis = { url: sharedRedisUrl, keyPrefix: `${filePrefix}:shared`, timeoutMs: 5000 };
     const limits: LimitRule[] = [
       { kind: "messages", limit: "3/1h" },
       { kind: "concurrent", limit: 2 },
@@ -94,7 +90,7 @@ describe("two nodes sharing one Redis", () => {
 
   it("ignore the slots of a node whose heartbeat expired, and count those of a live one", async () => {
     const keyPrefix = `${filePrefix}:nodes`;
-    const server = await start([{ kind: "concurrent", limit: 1 }], { url: redisUrl, keyPrefix, timeoutMs: 5000 });
+    const server = await start([{ kind: "concurrent", limit: 1 }], { url: sharedRedisUrl, keyPrefix, timeoutMs: 5000 });
     const gaugeKey = `${keyPrefix}:concurrent-ip:ip=127.0.0.1`;
     const redis = redisClient();
     try {
@@ -120,7 +116,7 @@ describe("two nodes sharing one Redis", () => {
 
 describe("a Redis outage mid-test", () => {
   it('follows onError: "defer" answers 4.7.1, "allow" serves and warns; both recover', async () => {
-    ownRedis = await startOwnRedis();
+    ownRedis = await startRedisServer();
     const limits: LimitRule[] = [
       { kind: "concurrent", limit: 1 },
       { kind: "messages", limit: "100/1h" },
@@ -194,7 +190,7 @@ describe("a Redis outage mid-test", () => {
   }, 90_000);
 
   it("a node whose Redis is unreachable from the start still starts, and defers", async () => {
-    ownRedis = await startOwnRedis();
+    ownRedis = await startRedisServer();
     const url = ownRedis.url;
     await ownRedis.kill();
     const server = await start(

@@ -1,12 +1,20 @@
 // A concurrent-connection slot is given back however the connection ends: QUIT, a reset from the
 // client, the idle timeout, a failed STARTTLS handshake, and server shutdown. Each test holds the
 // only slot, shows that a second client is refused, ends the first, and waits for a client to get in.
-import { createTestCertificate, startTestServer, type TestCertificate, type TestServer } from "@postern/testing";
+import {
+  createTestCertificate,
+  deleteRedisKeys,
+  sharedRedisUrl,
+  startTestServer,
+  type TestCertificate,
+  type TestServer,
+  uniqueRedisPrefix,
+} from "@postern/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import rateLimit, { type RateLimitOptions } from "./index.ts";
-import { deleteKeys, eventually, openSession, redisClient, redisUrl, uniquePrefix } from "./support.test-util.ts";
+import { eventually, openSession, redisClient } from "./support.test-util.ts";
 
-const filePrefix = uniquePrefix("release");
+const filePrefix = uniqueRedisPrefix("rate-limit:release");
 let runs = 0;
 let certificate: TestCertificate;
 const servers: TestServer[] = [];
@@ -18,14 +26,14 @@ afterEach(async () => {
   for (const server of servers.splice(0)) await server.stop();
 });
 afterAll(async () => {
-  await deleteKeys(filePrefix);
+  await deleteRedisKeys(filePrefix);
 });
 
 const backends: { name: string; options: () => Partial<RateLimitOptions> }[] = [
   { name: "memory", options: () => ({}) },
   {
     name: "redis",
-    options: () => ({ redis: { url: redisUrl, keyPrefix: `${filePrefix}:${++runs}`, timeoutMs: 5000 } }),
+    options: () => ({ redis: { url: sharedRedisUrl, keyPrefix: `${filePrefix}:${++runs}`, timeoutMs: 5000 } }),
   },
 ];
 
@@ -107,7 +115,7 @@ describe.each(backends)("concurrent slots with the $name backend are given back"
 describe("concurrent slots in Redis are given back at server shutdown", () => {
   it("the stopping node leaves no slot behind, and the other node admits a client", async () => {
     const keyPrefix = `${filePrefix}:shutdown`;
-    const shared = { redis: { url: redisUrl, keyPrefix, timeoutMs: 5000 } };
+    const shared = { redis: { url: sharedRedisUrl, keyPrefix, timeoutMs: 5000 } };
     const first = await start(shared);
     const second = await start(shared);
     const holder = await openSession(first.port);

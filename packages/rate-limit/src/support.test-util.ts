@@ -1,114 +1,13 @@
-// Shared by this package's tests: Redis key prefixes per test file, a private redis-server that a
-// test may stop (the shared one is never touched beyond its own keys), and short SMTP dialogues.
-import { type ChildProcess, spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
-import { type AddressInfo, createServer } from "node:net";
+// Shared by this package's tests: a client of the shared Redis and short SMTP dialogues. (Key
+// prefixes and a redis-server a test may stop are @postern/testing's.)
 import { setTimeout as sleep } from "node:timers/promises";
 import { accept, type Plugin } from "@postern/core";
-import { buildMessage, connectSmtp, type RawSmtpClient, type SmtpReplyLines } from "@postern/testing";
+import { buildMessage, connectSmtp, type RawSmtpClient, type SmtpReplyLines, sharedRedisUrl } from "@postern/testing";
 import { Redis } from "ioredis";
 
-export const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-
-/** A key prefix no other test file (or run) uses. */
-export function uniquePrefix(file: string): string {
-  return `postern-test:rate-limit:${file}:${randomUUID().slice(0, 8)}`;
-}
-
-/** Deletes every key under `prefix` from the Redis at `url`. */
-export async function deleteKeys(prefix: string, url = redisUrl): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== "0");
-  } finally {
-    redis.disconnect();
-  }
-}
-
 /** A plain client of the shared Redis, for looking at what the plugin wrote. */
-export function redisClient(url = redisUrl): Redis {
+export function redisClient(url = sharedRedisUrl): Redis {
   return new Redis(url, { maxRetriesPerRequest: 1 });
-}
-
-async function sparePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/** A redis-server of the test's own, on a spare loopback port, that the test may stop, freeze or restart. */
-export interface OwnRedis {
-  readonly url: string;
-  readonly port: number;
-  /** SIGKILL: Redis is gone (connections refused). */
-  kill(): Promise<void>;
-  /** SIGSTOP: Redis accepts nothing and answers nothing (a hung server). */
-  freeze(): void;
-  /** SIGCONT after freeze(). */
-  thaw(): void;
-  /** Starts it again on the same port (empty). */
-  restart(): Promise<void>;
-}
-
-export async function startOwnRedis(): Promise<OwnRedis> {
-  const port = await sparePort();
-  const url = `redis://127.0.0.1:${port}`;
-  let child: ChildProcess | undefined;
-
-  const launch = async () => {
-    child = spawn(
-      "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
-      { stdio: "ignore" },
-    );
-    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on("error", () => undefined);
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await probe.connect();
-          await probe.ping();
-          return;
-        } catch (error) {
-          if (attempt > 100) throw error;
-          probe.disconnect();
-          await sleep(50);
-        }
-      }
-    } finally {
-      probe.disconnect();
-    }
-  };
-
-  const kill = async () => {
-    const running = child;
-    child = undefined;
-    if (!running || running.exitCode !== null) return;
-    const exited = new Promise((resolve) => running.once("exit", resolve));
-    running.kill("SIGKILL");
-    await exited;
-  };
-
-  await launch();
-  return {
-    url,
-    port,
-    kill,
-    freeze: () => child?.kill("SIGSTOP"),
-    thaw: () => child?.kill("SIGCONT"),
-    async restart() {
-      await kill();
-      await launch();
-    },
-  };
 }
 
 /** Retries `attempt` until it returns true (or throws the last failure after `timeoutMs`). */

@@ -8,6 +8,8 @@ export type { MessageSpec } from "./message-builder.ts";
 export { buildMessage, bulkyText } from "./message-builder.ts";
 export type { CapturedMessage, MemoryQueue } from "./plugins.ts";
 export { claimRecipients, memoryQueue } from "./plugins.ts";
+export type { RedisServer } from "./redis-server.ts";
+export { deleteRedisKeys, sharedRedisUrl, startRedisServer, uniqueRedisPrefix } from "./redis-server.ts";
 export type { SendError, SendOptions, SendResult } from "./send.ts";
 export { sendMail } from "./send.ts";
 export type { RawSmtpClient, SmtpReplyLines } from "./smtp-client.ts";

@@ -4,18 +4,18 @@
 // is back; "allow" keeps taking mail. The Redis server is the test's own, on its own port.
 //   pnpm --filter @postern/reliability test:faults
 import { join } from "node:path";
+import { type RedisServer, startRedisServer } from "@postern/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { acknowledgedMore, refusedMore, startFaultLoad } from "./support/fault-load.ts";
 import { startFaultServer } from "./support/fault-server.ts";
-import { type RedisInstance, startRedis } from "./support/redis-instance.ts";
 import { replySummary } from "./support/reply-summary.ts";
 import { checkStored, readMaildir } from "./support/stored-mail.ts";
 
 const recipient = "user@fault.test";
-let redis: RedisInstance;
+let redis: RedisServer;
 
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await startRedisServer();
 });
 afterAll(async () => {
   await redis?.stop();
@@ -54,7 +54,7 @@ describe.each(["defer", "allow"] as const)("Redis killed and restarted under loa
         await acknowledgedMore(load, 20, 30_000);
       }
       const refusedWhileDown = load.temporary.length;
-      await redis.start();
+      await redis.restart();
       await acknowledgedMore(load, 20, 60_000);
       await load.stop();
       const { exit } = await server.stop();
