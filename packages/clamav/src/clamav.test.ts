@@ -4,6 +4,7 @@ import { ConfigError, type Plugin } from "@postern/core";
 import {
   buildMessage,
   claimRecipients,
+  freePort,
   type MemoryQueue,
   memoryQueue,
   type SendError,
@@ -12,7 +13,7 @@ import {
 } from "@postern/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import clamav, { type ClamavOptions, type ClamavResult, clamavResult, parseScanReply } from "./index.ts";
-import { type Clamd, eicarSignature, eicarTestFile, freePort, startClamd } from "./testing/clamd.ts";
+import { type Clamd, eicarSignature, eicarTestFile, startClamd } from "./testing/clamd.ts";
 
 let clamd: Clamd;
 let server: TestServer | undefined;

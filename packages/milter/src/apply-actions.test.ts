@@ -2,8 +2,7 @@
 // at the protocol level (OpenDKIM, rspamd's milter worker) and applied to a MessageEditor that
 // records the calls, so the mapping from milter action to rewriting API is checked on its own.
 import { readdir, rm } from "node:fs/promises";
-import { makeTempDir } from "@postern/clamav/testing";
-import { type FakeDns, startFakeDns } from "@postern/testing";
+import { type FakeDns, makeTempDir, startFakeDns } from "@postern/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MilterAction } from "./actions.ts";
 import { applyActions, type MessageEditor } from "./apply-actions.ts";

@@ -7,12 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { type Clamd, eicarTestFile, freePort, startClamd } from "@postern/clamav/testing";
+import { type Clamd, eicarTestFile, startClamd } from "@postern/clamav/testing";
 import { ConfigError, type Plugin } from "@postern/core";
 import {
   buildMessage,
   claimRecipients,
   type FakeDns,
+  freePort,
   type MemoryQueue,
   memoryQueue,
   type SendError,

@@ -7,7 +7,7 @@
 // compiled at start (20–40 s on 2 cores).
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type Daemon, freePort, makeTempDir, startDaemon } from "@postern/clamav/testing";
+import { type Daemon, freePort, makeTempDir, startDaemon } from "@postern/testing";
 
 export interface StockRspamd extends Daemon {
   readonly url: string;

@@ -2,7 +2,6 @@
 // configuration, driven over real SMTP. rspamd's Lua rules (testing/rspamd.ts) echo what it was
 // told and let a message ask for an action or a milter change.
 
-import { freePort } from "@postern/clamav/testing";
 import { accept, type Plugin } from "@postern/core";
 import {
   buildMessage,
@@ -10,6 +9,7 @@ import {
   claimRecipients,
   createTestCertificate,
   type FakeDns,
+  freePort,
   type MemoryQueue,
   memoryQueue,
   type SendError,

@@ -3,14 +3,10 @@
 // and key prefixes for the shared Redis at REDIS_URL, which tests never stop and only ever touch
 // under their own prefix. Nothing starts and ioredis is not loaded until a function is called, so
 // the kit loads on machines without redis-server (or ioredis).
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { rmSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { type AddressInfo, connect, createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import { rm } from "node:fs/promises";
+import { connect } from "node:net";
+import { type Daemon, freePort, makeTempDir, startDaemon } from "./daemon.ts";
 
 /** The shared Redis every suite uses under its own key prefix (REDIS_URL, default 127.0.0.1:6379). */
 export const sharedRedisUrl: string = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -55,17 +51,6 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-async function freeLoopbackPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 /** One PING in RESP; true on +PONG (what redis-server answers once it serves commands). */
 function answersPing(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -87,100 +72,50 @@ function answersPing(port: number): Promise<boolean> {
   });
 }
 
-// Servers (and folders) a test left behind go when the process exits normally, not outlive it.
-const running = new Set<ChildProcess>();
-const folders = new Set<string>();
-let cleanupRegistered = false;
-function cleanUpAtExit(): void {
-  if (cleanupRegistered) return;
-  cleanupRegistered = true;
-  process.once("exit", () => {
-    for (const child of running) child.kill("SIGKILL");
-    for (const dir of folders) rmSync(dir, { recursive: true, force: true });
-  });
-}
-
 /** Starts Debian's redis-server on a free 127.0.0.1 port; resolves once it answers PING. */
 export async function startRedisServer(options: { binary?: string } = {}): Promise<RedisServer> {
-  const binary = options.binary ?? "redis-server";
-  const port = await freeLoopbackPort();
-  cleanUpAtExit();
-  const dir = await mkdtemp(join(tmpdir(), "postern-redis-"));
-  folders.add(dir);
-  let child: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
-
-  const launch = async () => {
-    const started = spawn(
-      binary,
-      [
+  const port = await freePort();
+  const dir = await makeTempDir("redis");
+  const launch = () =>
+    startDaemon({
+      name: "redis-server",
+      command: options.binary ?? "redis-server",
+      args: [
         ...["--port", String(port), "--bind", "127.0.0.1", "--dir", dir],
         ...["--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
       ],
-      { cwd: dir, stdio: ["ignore", "ignore", "pipe"] },
-    );
-    let failure: Error | undefined;
-    let stderr = "";
-    started.once("error", (error) => {
-      failure = error;
+      dir,
+      startTimeoutMs: 20_000,
+      ready: () => answersPing(port),
     });
-    started.stderr?.setEncoding("utf8").on("data", (text: string) => {
-      stderr = (stderr + text).slice(-2_000);
-    });
-    child = started;
-    running.add(started);
-    exited = new Promise((resolve) =>
-      started.once("close", () => {
-        running.delete(started);
-        resolve();
-      }),
-    );
-    for (let waited = 0; !(await answersPing(port)); waited += 50) {
-      const gone = failure !== undefined || started.exitCode !== null || started.signalCode !== null;
-      if (gone || waited > 20_000) {
-        started.kill("SIGKILL");
-        const why = failure?.message ?? (stderr.trim() || "no answer to PING");
-        throw new Error(
-          `${binary} on 127.0.0.1:${port} did not start (${why}); Debian's redis-server package provides it`,
-        );
-      }
-      await sleep(50);
-    }
-  };
-
-  const end = async (signal: NodeJS.Signals) => {
-    const server = child;
-    child = undefined;
-    if (!server || server.exitCode !== null || server.signalCode !== null) return;
-    if (signal === "SIGTERM") server.kill("SIGCONT"); // a frozen server would never see SIGTERM
-    server.kill(signal);
-    await exited;
-  };
-
+  let daemon: Daemon | undefined;
   try {
-    await launch();
+    daemon = await launch();
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
-    folders.delete(dir);
     throw error;
   }
+  const kill = async () => {
+    await daemon?.kill();
+    daemon = undefined;
+  };
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
     get pid() {
-      return child?.pid;
+      return daemon?.pid;
     },
-    kill: () => end("SIGKILL"),
-    freeze: () => void child?.kill("SIGSTOP"),
-    thaw: () => void child?.kill("SIGCONT"),
+    kill,
+    freeze: () => daemon?.pause(),
+    thaw: () => daemon?.resume(),
     async restart() {
-      await end("SIGKILL");
-      await launch();
+      await kill();
+      daemon = await launch();
     },
     async stop() {
-      await end("SIGTERM");
+      if (daemon) await daemon.stop();
+      daemon = undefined;
       await rm(dir, { recursive: true, force: true });
-      folders.delete(dir);
     },
   };
 }

@@ -4,11 +4,8 @@
 // well under a second; the start is bounded all the same.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { type Daemon, freePort, makeTempDir, startDaemon } from "@postern/testing";
 import { ping } from "../clamd-client.ts";
-import { type Daemon, freePort, makeTempDir, startDaemon } from "./daemon.ts";
-
-export type { Daemon } from "./daemon.ts";
-export { canConnect, freePort, makeTempDir, startDaemon } from "./daemon.ts";
 
 /**
  * The EICAR anti-virus test file (68 bytes). Assembled at run time so the repository's own

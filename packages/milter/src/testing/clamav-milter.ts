@@ -1,7 +1,8 @@
 // A real clamav-milter (Debian's clamav-milter) in front of a test clamd, rejecting infected mail.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type Clamd, canConnect, type Daemon, freePort, makeTempDir, startDaemon } from "@postern/clamav/testing";
+import type { Clamd } from "@postern/clamav/testing";
+import { canConnect, type Daemon, freePort, makeTempDir, startDaemon } from "@postern/testing";
 
 export interface ClamavMilter extends Daemon {
   /** "inet:127.0.0.1:PORT" */

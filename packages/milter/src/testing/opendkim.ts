@@ -3,7 +3,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { canConnect, type Daemon, freePort, makeTempDir, startDaemon } from "@postern/clamav/testing";
+import { canConnect, type Daemon, freePort, makeTempDir, startDaemon } from "@postern/testing";
 
 export interface OpenDkim extends Daemon {
   /** "inet:127.0.0.1:PORT", or "unix:/…/opendkim.sock" */

@@ -5,7 +5,7 @@
 // on demand: the X-Test-Milter header of a message names the change.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { canConnect, type Daemon, freePort, makeTempDir, startDaemon } from "@postern/clamav/testing";
+import { canConnect, type Daemon, freePort, makeTempDir, startDaemon } from "@postern/testing";
 
 export interface Rspamd extends Daemon {
   /** "inet:127.0.0.1:PORT" of the milter (proxy) worker. */

@@ -10,7 +10,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Daemon, freePort, makeTempDir, startDaemon } from "@postern/clamav/testing";
+import { type Daemon, freePort, makeTempDir, startDaemon } from "@postern/testing";
 
 export interface Rspamd extends Daemon {
   /** "http://127.0.0.1:PORT" of the normal worker. */

@@ -1,5 +1,6 @@
 // Runs a Debian daemon for a test: in the foreground, with a configuration in a temporary folder,
 // on loopback ports chosen here, stopped by its PID afterwards (never a system-wide service).
+// Nothing is spawned until startDaemon() is called, so the kit loads where no daemon is installed.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
@@ -52,10 +53,16 @@ export async function makeTempDir(prefix: string): Promise<string> {
 }
 
 const running = new Set<ChildProcess>();
-// A test run that ends abruptly must not leave daemons behind.
-process.once("exit", () => {
-  for (const child of running) child.kill("SIGKILL");
-});
+let exitHookAdded = false;
+/** A test process that exits with daemons still running takes them along (added on the first start). */
+function killAtExit(started: ChildProcess): void {
+  running.add(started);
+  if (exitHookAdded) return;
+  exitHookAdded = true;
+  process.once("exit", () => {
+    for (const child of running) child.kill("SIGKILL");
+  });
+}
 
 /**
  * Starts `command` and waits until `ready()` says yes (polled), at most `startTimeoutMs`; a
@@ -75,7 +82,7 @@ export async function startDaemon(options: {
     stdio: ["ignore", "pipe", "pipe"],
     env: options.env ?? process.env,
   });
-  running.add(child);
+  killAtExit(child);
   let printed = "";
   child.stdout!.on("data", (bytes: Buffer) => {
     printed += bytes.toString();
