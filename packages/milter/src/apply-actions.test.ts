@@ -2,6 +2,7 @@
 // at the protocol level (OpenDKIM, rspamd's milter worker) and applied to a MessageEditor that
 // records the calls, so the mapping from milter action to rewriting API is checked on its own.
 import { readdir, rm } from "node:fs/promises";
+import { type RspamdWithMilter, startRspamd } from "@postern/rspamd/testing";
 import { type FakeDns, makeTempDir, startFakeDns } from "@postern/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MilterAction } from "./actions.ts";
@@ -10,7 +11,6 @@ import { type MessageOutcome, MilterSession } from "./milter-session.ts";
 import { parseMilterAddress } from "./options.ts";
 import { ActionFlag } from "./protocol/constants.ts";
 import { type OpenDkim, startOpenDkim } from "./testing/opendkim.ts";
-import { type Rspamd, startRspamd } from "./testing/rspamd.ts";
 
 type Call = [method: string, ...args: unknown[]];
 
@@ -118,10 +118,10 @@ describe("OpenDKIM's changes", () => {
 
 describe("rspamd's changes", () => {
   let dns: FakeDns;
-  let rspamd: Rspamd;
+  let rspamd: RspamdWithMilter;
   beforeAll(async () => {
     dns = await startFakeDns({});
-    rspamd = await startRspamd({ dnsServer: dns.servers[0]! });
+    rspamd = await startRspamd({ dnsServer: dns.servers[0]!, milter: true });
   }, 90_000);
   afterAll(async () => {
     await rspamd.stop();
@@ -135,7 +135,10 @@ describe("rspamd's changes", () => {
   };
 
   it("header changes: addHeader, insertHeader(0, …), and changeHeader(name, 1, null) to remove", async () => {
-    const outcome = await converse(rspamd.address, message("X-Test-Milter: headers\nX-Remove-Me: please\n"));
+    const outcome = await converse(
+      rspamd.milterAddress,
+      message("X-Test-Milter: one-header-each\nX-Remove-Me: please\n"),
+    );
     expect(outcome.reply).toEqual({ kind: "accept" });
     const calls = await applied(outcome);
     expect(calls).toHaveLength(3);
@@ -149,7 +152,7 @@ describe("rspamd's changes", () => {
   });
 
   it("recipient changes: addRecipient and removeRecipient, addresses without angle brackets", async () => {
-    const outcome = await converse(rspamd.address, message("X-Test-Milter: recipients\n"), [
+    const outcome = await converse(rspamd.milterAddress, message("X-Test-Milter: recipients\n"), [
       "kept@example.net",
       "removed@example.net",
     ]);
@@ -160,18 +163,18 @@ describe("rspamd's changes", () => {
   });
 
   it("quarantine: SMFIR_QUARANTINE with its reason, then accept", async () => {
-    const outcome = await converse(rspamd.address, message("X-Test-Milter: quarantine\n"));
+    const outcome = await converse(rspamd.milterAddress, message("X-Test-Milter: quarantine\n"));
     expect(outcome.reply).toEqual({ kind: "accept" });
     expect(await applied(outcome)).toEqual([["quarantine", "Spam message quarantined"]]);
   });
 
   it("discard is the final reply, with no changes", async () => {
-    const outcome = await converse(rspamd.address, message("X-Test-Milter: discard\n"));
+    const outcome = await converse(rspamd.milterAddress, message("X-Test-Milter: discard\n"));
     expect(outcome).toEqual({ reply: { kind: "discard" }, actions: [] });
   });
 
   it("a body replacement sent in many SMFIR_REPLBODY packets is spooled to a file, streamed, then removed", async () => {
-    const outcome = await converse(rspamd.address, message("X-Test-Milter: large-body\n"));
+    const outcome = await converse(rspamd.milterAddress, message("X-Test-Milter: large-body\n"));
     const replacement = outcome.actions.find(
       (action): action is Extract<MilterAction, { kind: "replaceBody" }> => action.kind === "replaceBody",
     );

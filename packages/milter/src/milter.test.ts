@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { type Clamd, eicarTestFile, startClamd } from "@postern/clamav/testing";
 import { ConfigError, type Plugin } from "@postern/core";
+import { type RspamdWithMilter, startRspamd } from "@postern/rspamd/testing";
 import {
   buildMessage,
   claimRecipients,
@@ -25,7 +26,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import milter, { type MilterConfig, type MilterOptions } from "./index.ts";
 import { type ClamavMilter, startClamavMilter } from "./testing/clamav-milter.ts";
 import { type OpenDkim, startOpenDkim } from "./testing/opendkim.ts";
-import { type Rspamd, startRspamd } from "./testing/rspamd.ts";
 
 const run = promisify(execFile);
 const verifyScript = fileURLToPath(new URL("../test-fixtures/dkim-verify.py", import.meta.url));
@@ -209,10 +209,10 @@ describe("clamav-milter with a real clamd", () => {
 
 describe("rspamd's proxy worker in milter mode", () => {
   let dns: FakeDns;
-  let rspamd: Rspamd;
+  let rspamd: RspamdWithMilter;
   beforeAll(async () => {
     dns = await startFakeDns({});
-    rspamd = await startRspamd({ dnsServer: dns.servers[0]! });
+    rspamd = await startRspamd({ dnsServer: dns.servers[0]!, milter: true });
   }, 90_000);
   afterAll(async () => {
     await rspamd.stop();
@@ -222,15 +222,15 @@ describe("rspamd's proxy worker in milter mode", () => {
   const gtube = ["XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-", "UBE-TEST-EMAIL*C.34X"].join("");
 
   it("rejects GTUBE with rspamd's reply code and text", async () => {
-    const { server, queue } = await start([{ address: rspamd.address }]);
+    const { server, queue } = await start([{ address: rspamd.milterAddress }]);
     const error = await refusal(server.send({ to: "user@localhost", raw: buildMessage({ text: `${gtube}\n` }) }));
     expect(error.response).toBe("554 5.7.1 Gtube pattern");
     expect(queue.messages).toHaveLength(0);
   });
 
   it("applies its header changes: appended, inserted on top, removed", async () => {
-    const { server, queue } = await start([{ address: rspamd.address }]);
-    const raw = buildMessage({ headers: { "X-Test-Milter": "headers", "X-Remove-Me": "please" } });
+    const { server, queue } = await start([{ address: rspamd.milterAddress }]);
+    const raw = buildMessage({ headers: { "X-Test-Milter": "one-header-each", "X-Remove-Me": "please" } });
     await server.send({ to: "user@localhost", raw });
     const fields = fieldsOf(queue.messages[0]!.bytes);
     expect(fields[0]).toBe("X-Inserted: on top");
@@ -240,7 +240,7 @@ describe("rspamd's proxy worker in milter mode", () => {
   });
 
   it("adds and removes recipients", async () => {
-    const { server, queue } = await start([{ address: rspamd.address }]);
+    const { server, queue } = await start([{ address: rspamd.milterAddress }]);
     await server.send({
       to: ["kept@example.net", "removed@example.net"],
       raw: buildMessage({ headers: { "X-Test-Milter": "recipients" } }),
@@ -249,14 +249,14 @@ describe("rspamd's proxy worker in milter mode", () => {
   });
 
   it("quarantines: the message is stored under the quarantine route", async () => {
-    const { server, queue } = await start([{ address: rspamd.address }]);
+    const { server, queue } = await start([{ address: rspamd.milterAddress }]);
     await server.send({ to: "user@localhost", raw: buildMessage({ headers: { "X-Test-Milter": "quarantine" } }) });
     expect(queue.messages.map((message) => message.route)).toEqual(["quarantine"]);
     expect(queue.messages[0]!.transaction.quarantined?.reason).toBe("Spam message quarantined");
   });
 
   it("discards: the client hears 250, nothing is stored", async () => {
-    const { server, queue } = await start([{ address: rspamd.address }]);
+    const { server, queue } = await start([{ address: rspamd.milterAddress }]);
     const sent = await server.send({
       to: "user@localhost",
       raw: buildMessage({ headers: { "X-Test-Milter": "discard" } }),
@@ -266,7 +266,7 @@ describe("rspamd's proxy worker in milter mode", () => {
   });
 
   it("replaces the body", async () => {
-    const { server, queue } = await start([{ address: rspamd.address }]);
+    const { server, queue } = await start([{ address: rspamd.milterAddress }]);
     await server.send({ to: "user@localhost", raw: buildMessage({ headers: { "X-Test-Milter": "body" } }) });
     const stored = queue.messages[0]!.bytes.toString();
     expect(stored).toContain("The body rspamd wrote.");
@@ -276,14 +276,14 @@ describe("rspamd's proxy worker in milter mode", () => {
   it("runs milters in order, each seeing the changes of the one before (OpenDKIM signs rspamd's field)", async () => {
     const dkim = await startOpenDkim({ signHeaders: "From,To,Subject,Date,X-Inserted" });
     try {
-      const { server, queue } = await start([{ address: rspamd.address }, { address: dkim.address }]);
+      const { server, queue } = await start([{ address: rspamd.milterAddress }, { address: dkim.address }]);
       await server.send({
         from: "alice@example.org",
         to: "bob@example.net",
         raw: buildMessage({
           from: "alice@example.org",
           to: "bob@example.net",
-          headers: { "X-Test-Milter": "headers" },
+          headers: { "X-Test-Milter": "one-header-each" },
         }),
       });
       const [signature] = await dkimpy(queue.messages[0]!.bytes, recordOf(dkim));
@@ -296,7 +296,7 @@ describe("rspamd's proxy worker in milter mode", () => {
   it("stops at the first milter that refuses: a GTUBE message never reaches the second", async () => {
     const dkim = await startOpenDkim();
     try {
-      const { server } = await start([{ address: rspamd.address }, { address: dkim.address }]);
+      const { server } = await start([{ address: rspamd.milterAddress }, { address: dkim.address }]);
       const error = await refusal(server.send({ to: "user@localhost", raw: buildMessage({ text: `${gtube}\n` }) }));
       expect(error.responseCode).toBe(554);
     } finally {

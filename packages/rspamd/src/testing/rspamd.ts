@@ -1,16 +1,18 @@
-// A real rspamd (Debian's rspamd) for tests: a normal worker speaking rspamd's HTTP protocol on a
-// loopback port and a Unix socket, from a minimal configuration written into a temporary folder.
-// No module that would reach the network is loaded, DNS points at the test's fake server, the
-// public-suffix list is five lines and hyperscan is off, so it answers in about two seconds instead
-// of half a minute. (The idea is @postern/milter's harness, for the milter worker; this one is
-// HTTP.) Three Lua rules let a test see and steer what rspamd does:
+// A real rspamd (Debian's rspamd) for tests, exported as @postern/rspamd/testing: a normal worker
+// speaking rspamd's HTTP protocol on a loopback port and a Unix socket and, with `milter: true`, a
+// proxy worker speaking the milter protocol that scans itself (self_scan) — @postern/milter's tests
+// use that one. From a minimal configuration written into a temporary folder: no module that would
+// reach the network is loaded, DNS points at the test's fake server, the public-suffix list is five
+// lines and hyperscan is off, so it answers in about two seconds instead of half a minute. Lua
+// rules let a test see and steer what rspamd does:
 //   POSTERN_ENVELOPE   a symbol whose options echo what rspamd was told (IP, HELO, From, Rcpt …);
 //   X-Test-Action: A   rspamd recommends action A (a pre-result with the message "forced by the test: A");
-//   X-Test-Milter: C   rspamd's milter block asks for the change C (see `milterReplies`).
+//   X-Test-Milter: C   rspamd's milter block asks for the change C (see `milterReplies` and the
+//                      steering rule: also discard, quarantine, no-action, spam-header, body, large-body).
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Daemon, freePort, makeTempDir, startDaemon } from "@postern/testing";
+import { canConnect, type Daemon, freePort, makeTempDir, startDaemon } from "@postern/testing";
 
 export interface Rspamd extends Daemon {
   /** "http://127.0.0.1:PORT" of the normal worker. */
@@ -26,6 +28,20 @@ export interface Rspamd extends Daemon {
   log(): Promise<string>;
 }
 
+/** An rspamd that also runs the milter (proxy) worker. */
+export interface RspamdWithMilter extends Rspamd {
+  /** "inet:127.0.0.1:PORT" of the milter (proxy) worker. */
+  readonly milterAddress: string;
+}
+
+export interface RspamdOptions {
+  /** "127.0.0.1:PORT" of the fake DNS server rspamd resolves through. */
+  dnsServer: string;
+  startTimeoutMs?: number;
+  /** Also run the proxy worker in milter mode, scanning itself. */
+  milter?: boolean;
+}
+
 /** The milter changes X-Test-Milter asks for, as rspamd's Lua API takes them. */
 const milterReplies = `
 local milter_replies = {
@@ -39,6 +55,11 @@ local milter_replies = {
   },
   recipients = { add_rcpt = { "added@example.net" }, del_rcpt = { "removed@example.net" } },
   ["unknown-recipient"] = { add_rcpt = { "nobody@elsewhere.example" } },
+  -- One field added at the end, one on top, the first X-Remove-Me removed: one milter action each.
+  ["one-header-each"] = {
+    add_headers = { ["X-Added"] = "added by rspamd", ["X-Inserted"] = { value = "on top", order = 0 } },
+    remove_headers = { ["X-Remove-Me"] = 1 },
+  },
   sender = { change_from = "<bounces@example.net>" },
 }
 `;
@@ -84,6 +105,10 @@ rspamd_config:register_symbol({
     elseif change == "spam-header" then
       task:set_milter_reply({ spam_header = "spam, says rspamd" })
       task:set_pre_result("add header", "marked by the test")
+    elseif change == "body" then
+      task:set_message("From: <sender@example.org>\\r\\nSubject: body\\r\\n\\r\\nThe body rspamd wrote.\\r\\n")
+    elseif change == "large-body" then
+      task:set_message("From: <sender@example.org>\\r\\n\\r\\n" .. string.rep("0123456789abcdef\\r\\n", 20000))
     end
     local action = task:get_header("X-Test-Action")
     if action then task:set_pre_result(action, "forced by the test: " .. action) end
@@ -107,9 +132,23 @@ async function answersPing(port: number): Promise<boolean> {
   }
 }
 
-export async function startRspamd(options: { dnsServer: string; startTimeoutMs?: number }): Promise<Rspamd> {
+export function startRspamd(options: RspamdOptions & { milter: true }): Promise<RspamdWithMilter>;
+export function startRspamd(options: RspamdOptions): Promise<Rspamd>;
+export async function startRspamd(options: RspamdOptions): Promise<Rspamd | RspamdWithMilter> {
   const dir = await makeTempDir("rspamd");
   const port = await freePort();
+  const milterPort = options.milter ? await freePort() : undefined;
+  const milterWorker =
+    milterPort === undefined
+      ? ""
+      : `worker "rspamd_proxy" {
+  bind_socket = "127.0.0.1:${milterPort}";
+  milter = yes;
+  timeout = 30s;
+  upstream "local" { default = yes; self_scan = yes; }
+  count = 1;
+}
+`;
   const socketPath = join(dir, "rspamd.sock");
   await writeFile(join(dir, "rules.lua"), rules);
   await writeFile(join(dir, "tld.dat"), "com\norg\nnet\ntest\nexample\n");
@@ -129,7 +168,7 @@ worker "normal" {
   count = 1;
   task_timeout = 20s;
 }
-actions { reject = 15; add_header = 6; greylist = 4; }
+${milterWorker}actions { reject = 15; add_header = 6; greylist = 4; }
 lua = "${join(dir, "rules.lua")}";
 `,
   );
@@ -141,7 +180,7 @@ lua = "${join(dir, "rules.lua")}";
     args: ["-f", "-i", "-c", config],
     dir,
     startTimeoutMs: options.startTimeoutMs ?? 60_000,
-    ready: () => answersPing(port),
+    ready: async () => (await answersPing(port)) && (milterPort === undefined || (await canConnect(milterPort))),
   });
   const startMs = Date.now() - started;
   const signalWorkers = async (signal: NodeJS.Signals) => {
@@ -163,5 +202,6 @@ lua = "${join(dir, "rules.lua")}";
     pauseWorkers: () => signalWorkers("SIGSTOP"),
     resumeWorkers: () => signalWorkers("SIGCONT"),
     log: () => readFile(join(dir, "rspamd.log"), "utf8").catch(() => ""),
+    ...(milterPort === undefined ? {} : { milterAddress: `inet:127.0.0.1:${milterPort}` }),
   }) as Rspamd;
 }
