@@ -2,6 +2,8 @@
 // The `postern` command: finds the subcommand, answers --help for it, runs it and turns what it
 // throws into the exit code — 2 for a command line we can't use, 1 for anything else (with one
 // line on stderr), and whatever the command returned otherwise.
+// First: sizes libuv's thread pool for `postern start` before any other module runs (see the file).
+import "./thread-pool.ts";
 import { readFileSync } from "node:fs";
 import type { Command } from "./command.ts";
 import { commands } from "./commands/index.ts";

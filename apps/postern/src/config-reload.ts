@@ -14,6 +14,8 @@ export interface ReloadOptions {
   /** Reads the config again (the same file or embedded default as at start). */
   readonly load: () => Promise<LoadedConfig>;
   readonly setupTimeoutMs: number;
+  /** Processes serving the config (--workers): the new one is checked for them too. */
+  readonly workers?: number;
   readonly logger: Logger;
   readonly say: (line: string) => void;
 }
@@ -28,7 +30,7 @@ export function reloadOnHangup(server: PosternServer, options: ReloadOptions): {
     try {
       const loaded = await options.load();
       source = loaded.source;
-      const findings = await preflight(loaded, { network: false });
+      const findings = await preflight(loaded, { network: false, workers: options.workers ?? 1 });
       const errors = findings.filter((finding) => finding.severity === "error");
       if (errors.length > 0) {
         const line = errors.map((finding) => formatFinding(loaded.source, finding)).join("; ");

@@ -7,6 +7,7 @@ import { configOptions, configOptionsHelp, configRequestFrom } from "../config-a
 import { loadConfig } from "../load-config.ts";
 import { reportPreflight } from "../preflight/report.ts";
 import { UsageError } from "../usage-error.ts";
+import { workerCountFrom } from "../workers/worker-count.ts";
 
 function formatListener(listener: ServerConfig["listeners"][number]): string {
   const host = listener.address.includes(":") ? `[${listener.address}]` : listener.address;
@@ -39,27 +40,37 @@ export function describeConfig(config: ServerConfig, hooks: readonly HookInfo[])
 export const check: Command = {
   name: "check",
   summary: "validate the config and show listeners and plugin order, without listening",
-  usage: `Usage: postern check [-c <file>] [--strict] [--domain <domain>]...
+  usage: `Usage: postern check [-c <file>] [--strict] [--workers <n>|auto] [--domain <domain>]...
 
 Loads the config exactly as \`postern start\` would and validates it without opening a port, then
 checks what the server will depend on: TLS certificates and keys read and matched (expiry, host
 name), the spool and Maildir roots writable and on a real file system, DKIM key files, the DNS
 servers answering. It warns about a config with no plugin claiming recipients or storing mail, and
-about relay settings that make an open relay. Every problem is one line on stderr (naming the
+about relay settings that make an open relay. With --workers N it checks the config for
+\`postern start --workers N\`: an outbound filesystem queue is an error (one process owns a spool;
+use the PostgreSQL queue), and state kept per process (in-memory rate limits and greylisting,
+metrics, the admin UI's history) is a warning. Every problem is one line on stderr (naming the
 file and the key), all of them in one run. Prints the listeners and, for each hook, the plugins in
 the order they run. Exits 0 when there are no errors, 1 otherwise.
 
 Options:
 ${configOptionsHelp}
   --strict              treat warnings as errors (exit 1)
+  --workers <n>|auto    check for \`postern start --workers <n>\` (default 1)
   -h, --help            show this help`,
 
   async run(argv) {
-    const { values, positionals } = parseCommandArgs(argv, { ...configOptions, strict: { type: "boolean" } });
+    const { values, positionals } = parseCommandArgs(argv, {
+      ...configOptions,
+      strict: { type: "boolean" },
+      workers: { type: "string" },
+    });
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    const workers = workerCountFrom(values.workers);
     const loaded = await loadConfig(configRequestFrom(values));
     const verdict = await reportPreflight(loaded, {
       network: true,
+      workers,
       strict: values.strict ?? false,
       command: "postern check",
     });

@@ -9,6 +9,7 @@ import { checkDnsServers } from "./dns-servers.ts";
 import type { Finding } from "./finding.ts";
 import { checkOpenRelay } from "./open-relay.ts";
 import { checkPluginRoles } from "./plugin-roles.ts";
+import { checkWorkers } from "./workers.ts";
 
 export type { Finding, Severity } from "./finding.ts";
 export { formatFinding } from "./finding.ts";
@@ -16,6 +17,8 @@ export { formatFinding } from "./finding.ts";
 export interface PreflightOptions {
   /** Also ask the configured DNS servers a question (check does; start does not wait for it). */
   network: boolean;
+  /** Processes of `postern start --workers N` that will serve the config (default 1). */
+  workers?: number;
 }
 
 export async function preflight(loaded: LoadedConfig, options: PreflightOptions): Promise<Finding[]> {
@@ -26,6 +29,7 @@ export async function preflight(loaded: LoadedConfig, options: PreflightOptions)
     checkDkimKeys(config.plugins, directory),
     Promise.resolve(checkPluginRoles(config.plugins)),
     Promise.resolve(checkOpenRelay(config)),
+    Promise.resolve(checkWorkers(config.plugins, options.workers ?? 1)),
   ];
   if (options.network) checks.push(checkDnsServers(config));
   return (await Promise.all(checks)).flat();
