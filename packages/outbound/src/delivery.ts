@@ -102,8 +102,10 @@ export class Deliverer {
     let utf8Refusals = 0;
     let utf8Reply: DeliveryReply | undefined;
     for (const route of hops) {
-      // RFC 8689: a REQUIRETLS message only goes over TLS to a verified peer that offers REQUIRETLS.
-      const hop: NextHop = requireTls ? { ...route, tls: "verify" } : route;
+      // RFC 8689: a REQUIRETLS message only goes over TLS to a verified peer that offers REQUIRETLS;
+      // a DANE match authenticates the peer as well as a CA would (RFC 8689 §4.2.1).
+      const daneAuthenticated = Boolean(route.dane && route.dane.records.length > 0);
+      const hop: NextHop = requireTls && !daneAuthenticated ? { ...route, tls: "verify" } : route;
       const outcome = await this.#tryHop(job, hop, recipients);
       if (outcome.kind === "done") return outcome.results;
       last = outcome.reply;

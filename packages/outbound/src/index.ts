@@ -3,7 +3,9 @@ import { getCACertificates, rootCertificates } from "node:tls";
 import { accept, defer, type Plugin, parseOptions, type Recipient, transactionEnded } from "@postern/core";
 import type { Registry } from "prom-client";
 import { ConnectionPool } from "./connection-pool.ts";
+import { DanePolicies } from "./dane.ts";
 import { Deliverer } from "./delivery.ts";
+import { ValidatingResolver } from "./dnssec-resolver.ts";
 import { outboundHooks } from "./delivery-hooks.ts";
 import { has8bit } from "./dsn.ts";
 import { OutboundMetrics } from "./metrics.ts";
@@ -138,11 +140,15 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
             recheckMs: options.mtaSts.recheckMs,
           })
         : undefined;
+      const dane = options.dane.resolver
+        ? new DanePolicies(new ValidatingResolver({ server: options.dane.resolver, timeoutMs: options.dane.timeoutMs }))
+        : undefined;
       const router = new Router({
         options,
         resolver: context.resolver,
         hooks,
         mtaSts,
+        dane,
         log,
         isOwnAddress: ownAddressTest(context.listening),
       });

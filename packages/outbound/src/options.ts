@@ -96,6 +96,22 @@ export const outboundOptionsSchema = z.object({
       recheckMs: duration.default(5 * 60_000),
     })
     .prefault({}),
+  dane: z
+    .object({
+      /**
+       * A DNSSEC-validating resolver ("127.0.0.1:53") whose AD bit is trusted: DANE (RFC 7672)
+       * applies to MX routes when set. Run it on this host (the path to it must be secure).
+       */
+      resolver: z
+        .string()
+        .regex(/^(?:\[[0-9a-fA-F:]+\]|[0-9.]+|[0-9a-fA-F:]+)(?::\d{1,5})?$/, {
+          error: 'expected an IP address with an optional port, e.g. "127.0.0.1:53"',
+        })
+        .optional(),
+      /** Deadline of one query to it. */
+      timeoutMs: duration.default(5_000),
+    })
+    .prefault({}),
   concurrency: z
     .object({
       /** Deliveries (one message to one domain) running at once, in this process. */

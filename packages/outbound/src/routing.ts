@@ -7,6 +7,7 @@
 import { isIP } from "node:net";
 import type { DnsResolver, HookRunner, Logger } from "@postern/core";
 import type { OutboundHooks, RouteContext, RouteDecision } from "./delivery-hooks.ts";
+import type { DaneHost, DanePolicies, DaneRequirement } from "./dane.ts";
 import { type MtaStsPolicies, mxAllowed } from "./mta-sts.ts";
 import { type RelayTarget, type ResolvedOutboundOptions, relayTargetSchema, type TlsLevel } from "./options.ts";
 import type { DeliveryReply } from "./queue/store.ts";
@@ -30,6 +31,8 @@ export interface NextHop {
   readonly localAddress?: string | undefined;
   /** EHLO name for this hop (a source pool's); the plugin's heloName when undefined. */
   readonly heloName?: string | undefined;
+  /** DNSSEC-secure TLSA records apply (RFC 7672): TLS is required and checked against them. */
+  readonly dane?: DaneRequirement | undefined;
 }
 
 export type RouteSource = "hook" | "static" | "smarthost" | "literal" | "mx" | "implicit-mx";
@@ -65,6 +68,8 @@ export interface RouterOptions {
   /** True for an address and port one of our own listeners is bound to. */
   isOwnAddress: (address: string, port: number) => boolean;
   mtaSts: MtaStsPolicies | undefined;
+  /** DANE lookups through a validating resolver; undefined when `dane.resolver` is not set. */
+  dane?: DanePolicies | undefined;
   log: Logger;
 }
 
@@ -74,6 +79,7 @@ export class Router {
   readonly #hooks: HookRunner<OutboundHooks>;
   readonly #isOwnAddress: (address: string, port: number) => boolean;
   readonly #mtaSts: MtaStsPolicies | undefined;
+  readonly #dane: DanePolicies | undefined;
   readonly #log: Logger;
 
   constructor(options: RouterOptions) {
@@ -82,6 +88,7 @@ export class Router {
     this.#hooks = options.hooks;
     this.#isOwnAddress = options.isOwnAddress;
     this.#mtaSts = options.mtaSts;
+    this.#dane = options.dane;
     this.#log = options.log;
   }
 
@@ -218,6 +225,20 @@ export class Router {
     }
     const mode = policy && policy.mode !== "none" ? policy.mode : undefined;
 
+    // DANE applies only when the MX answer (or the lack of one) is DNSSEC-secure (RFC 7672 §2.2.1).
+    let daneApplies = false;
+    if (this.#dane && (source === "mx" || source === "implicit-mx")) {
+      try {
+        daneApplies = await this.#dane.mxSecure(mxDomain);
+      } catch (error) {
+        return {
+          kind: "defer",
+          reply: localReply("4.4.3", `DANE: MX lookup for ${mxDomain} failed (${(error as Error).message})`),
+        };
+      }
+    }
+    const daneUnusable: string[] = [];
+
     const hops: NextHop[] = [];
     let failure: string | undefined;
     let refusedByPolicy = 0;
@@ -234,25 +255,48 @@ export class Router {
           "MX not listed in the MTA-STS policy (testing): used anyway",
         );
       }
+      const dane: DaneHost | undefined = daneApplies ? await this.#dane!.host(exchange, this.#options.port) : undefined;
+      if (dane?.kind === "unusable") {
+        // RFC 7672 §2.2: a host whose TLSA answer cannot be had may be under attack: not used.
+        daneUnusable.push(dane.reason);
+        this.#log.warn({ domain: mxDomain, mx: exchange, reason: dane.reason }, "DANE: MX host skipped");
+        continue;
+      }
       const found = await this.#addresses(exchange);
       if (found.failure) failure = found.failure;
       for (const address of found.addresses) {
+        const hop = this.#hop(
+          {
+            name: exchange,
+            address,
+            port: this.#options.port,
+            priority: record.priority,
+            tls: mode === "enforce" ? "verify" : undefined,
+            mtaSts: mode,
+          },
+          recipientDomain,
+        );
+        // DANE wins over MTA-STS (RFC 8461 §2) and replaces the CA check with the TLSA match; with
+        // no usable record, TLS is still required and a configured "verify" stays.
         hops.push(
-          this.#hop(
-            {
-              name: exchange,
-              address,
-              port: this.#options.port,
-              priority: record.priority,
-              tls: mode === "enforce" ? "verify" : undefined,
-              mtaSts: mode,
-            },
-            recipientDomain,
-          ),
+          dane?.kind === "dane"
+            ? {
+                ...hop,
+                mtaSts: undefined,
+                tls: dane.records.length > 0 ? "encrypt" : strictestTls(hop.tls, "encrypt"),
+                dane: { records: dane.records, names: [exchange] },
+              }
+            : hop,
         );
       }
     }
     if (hops.length > 0) return { kind: "deliver", source, hops };
+    if (daneUnusable.length > 0) {
+      return {
+        kind: "defer",
+        reply: localReply("4.7.5", `DANE: no usable MX host of ${mxDomain}: ${daneUnusable.join("; ")}`),
+      };
+    }
     if (refusedByPolicy > 0 && refusedByPolicy === ordered.length) {
       return {
         kind: "defer",

@@ -8,7 +8,8 @@ import SMTPConnection from "nodemailer/lib/smtp-connection";
 import type { TlsLevel } from "./options.ts";
 import type { DeliveryReply } from "./queue/store.ts";
 import { describeHost, localReply, parseReply } from "./replies.ts";
-import type { NextHop } from "./routing.ts";
+import { daneMismatch, peerChain } from "./dane.ts";
+import { type NextHop, strictestTls } from "./routing.ts";
 
 export interface SessionSettings {
   heloName: string;
@@ -114,6 +115,7 @@ export function sessionKey(hop: NextHop): string {
     hop.auth?.user ?? "",
     hop.localAddress ?? "",
     hop.heloName ?? "",
+    hop.dane ? "dane" : "",
   ].join("|");
 }
 
@@ -124,6 +126,8 @@ export class SmtpSession {
   readonly #connection: SMTPConnection;
   #alive = true;
   #recipientDsn: ReadonlyMap<string, RecipientDsn> | undefined;
+  /** The certificate matched the hop's DNSSEC-secure TLSA records. */
+  #daneVerified = false;
   messages = 0;
 
   private constructor(hop: NextHop, connection: SMTPConnection) {
@@ -145,7 +149,7 @@ export class SmtpSession {
     options: { plaintext?: boolean } = {},
   ): Promise<SmtpSession> {
     const remote = describeHost(hop.name, hop.address, hop.port);
-    const level: TlsLevel = options.plaintext ? "none" : hop.tls;
+    const level: TlsLevel = hop.dane ? strictestTls(hop.tls, "encrypt") : options.plaintext ? "none" : hop.tls;
     const verify = level === "verify";
     const servername = hop.name !== hop.address ? hop.name : undefined;
     const connection = new SMTPConnection({
@@ -216,6 +220,15 @@ export class SmtpSession {
       session.close();
       throw new SessionError(localReply("4.7.10", `${remote} did not encrypt the connection`, remote), true);
     }
+    if (hop.dane) {
+      const why = daneMismatch(hop.dane, peerChain(session.#socket?.getPeerCertificate(true)));
+      if (why) {
+        session.close();
+        // A mismatch may be a key rollover in progress: defer, like Postfix, rather than bounce.
+        throw new SessionError(localReply("4.7.5", `DANE: ${remote}: ${why}`, remote), false);
+      }
+      session.#daneVerified = hop.dane.records.length > 0;
+    }
     return session;
   }
 
@@ -264,9 +277,9 @@ export class SmtpSession {
     return Boolean(this.#connection.secure);
   }
 
-  /** The peer's certificate was verified (only ever true for "verify" sessions). */
+  /** The peer was authenticated: its certificate verified (a "verify" session) or matched by DANE. */
   get verified(): boolean {
-    return this.secure && Boolean(this.#socket?.authorized);
+    return this.secure && (this.#daneVerified || Boolean(this.#socket?.authorized));
   }
 
   /** ESMTP extensions the peer announced in its (last) EHLO reply, e.g. "DSN", "SMTPUTF8". */
