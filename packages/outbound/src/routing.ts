@@ -6,8 +6,8 @@
 // own are tried, and with none the message bounces (5.4.6, mail loops back to myself).
 import { isIP } from "node:net";
 import type { DnsResolver, HookRunner, Logger } from "@postern/core";
-import type { OutboundHooks, RouteContext, RouteDecision } from "./delivery-hooks.ts";
 import type { DaneHost, DanePolicies, DaneRequirement } from "./dane.ts";
+import type { OutboundHooks, RouteContext, RouteDecision } from "./delivery-hooks.ts";
 import { type MtaStsPolicies, mxAllowed } from "./mta-sts.ts";
 import { type RelayTarget, type ResolvedOutboundOptions, relayTargetSchema, type TlsLevel } from "./options.ts";
 import type { DeliveryReply } from "./queue/store.ts";

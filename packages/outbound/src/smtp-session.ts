@@ -5,10 +5,10 @@
 import type { Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
+import { daneMismatch, peerChain } from "./dane.ts";
 import type { TlsLevel } from "./options.ts";
 import type { DeliveryReply } from "./queue/store.ts";
 import { describeHost, localReply, parseReply } from "./replies.ts";
-import { daneMismatch, peerChain } from "./dane.ts";
 import { type NextHop, strictestTls } from "./routing.ts";
 
 export interface SessionSettings {
