@@ -4,7 +4,8 @@
 // Installs what it needs: Debian's postfix package (apt-get; run as root) and Haraka 3 from the npm
 // registry into a temp folder. Prints one report and writes it to tooling/bench/results/.
 // Knobs (environment): BENCH_RUNS (5), BENCH_SECONDS per run (2), BENCH_ROWS (comma-separated row
-// ids to run, default all), BENCH_IDLE sessions (5000), BENCH_LARGE_MB (30), BENCH_PARTS
+// ids to run, default all; start-discard-w1/-w2 and start-maildir-w1/-w2 run the real `postern start
+// --workers N`), BENCH_IDLE sessions (5000), BENCH_LARGE_MB (30), BENCH_PARTS
 // (throughput,large,idle), BENCH_MAX_LOAD (wait for a 1-minute load average below it first).
 import {
   chownSync,
@@ -36,8 +37,9 @@ import {
   startForeignServer,
   startNodeServer,
 } from "./compare/launch.ts";
+import { startPosternCommand } from "./compare/postern-start.ts";
 import { ensurePostfixPackage, startPostfix } from "./compare/postfix.ts";
-import { cpuSeconds, peakRss, resetPeak, rss, sampleTreeRss } from "./compare/proc.ts";
+import { cpuSeconds, idleShare, machineTicks, peakRss, resetPeak, rss, sampleTreeRss } from "./compare/proc.ts";
 import { mb, median, table } from "./compare/report.ts";
 import { type Payload, type Scenario, scenarios, smtpSource } from "./compare/smtp-source.ts";
 
@@ -288,6 +290,26 @@ const rows: Row[] = [
         } satisfies Row,
       ]
     : []),
+  // The real `postern start`, alone and with 2 workers sharing the listener (its default thread
+  // pool of 16 in every process): what a second core buys.
+  ...([1, 2] as const).flatMap((workers) => [
+    {
+      id: `start-discard-w${workers}`,
+      label: `postern start --workers ${workers}, discard`,
+      delay: "0",
+      payload: plain,
+      start: () => startPosternCommand({ mode: "discard", workers, dnsServer }),
+    } satisfies Row,
+    {
+      id: `start-maildir-w${workers}`,
+      label: `postern start --workers ${workers} → Maildir (fsync)`,
+      delay: "0",
+      payload: plain,
+      start: () => startPosternCommand({ mode: "maildir", workers, dnsServer }),
+      storedFiles: (server: RunningServer) =>
+        server.maildirRoot && join(server.maildirRoot, "bench.test", "user", "new"),
+    } satisfies Row,
+  ]),
   {
     id: "postfix",
     label: `Postfix ${postfixVersion} → Maildir (fsync), at 250`,
@@ -366,6 +388,8 @@ interface Cell {
   cpuPerMessage: number[];
   /** Postfix only: messages per second until all were in the Maildir. */
   deliveredRates: number[];
+  /** The share of the machine's CPU (both cores) that was idle during each run. */
+  idle: number[];
   error?: string;
 }
 interface RowResult {
@@ -485,7 +509,7 @@ async function measureThroughput(selected: Row[]): Promise<RowResult[]> {
     for (const scenario of parts.has("throughput") ? scenarios : []) {
       for (const contender of contenders) {
         const { row, server, result } = contender;
-        const cell: Cell = { rates: [], median: Number.NaN, cpuPerMessage: [], deliveredRates: [] };
+        const cell: Cell = { rates: [], median: Number.NaN, cpuPerMessage: [], deliveredRates: [], idle: [] };
         result.cells[scenario.id] = cell;
         contender.messages = undefined;
         // Warm-up: JIT, caches, process pools; it also tells how many messages make a run of ~N s.
@@ -513,7 +537,9 @@ async function measureThroughput(selected: Row[]): Promise<RowResult[]> {
           const cell = result.cells[scenario.id]!;
           if (messages === undefined || cell.error) continue;
           const cpuBefore = cpuSeconds(server.pid);
+          const ticksBefore = machineTicks();
           const run = await sourceRun(row, server, scenario, messages);
+          cell.idle.push(idleShare(ticksBefore, machineTicks()));
           cell.cpuPerMessage.push(((cpuSeconds(server.pid) - cpuBefore) * 1000) / messages);
           if (run.error) {
             cell.error = run.error;
@@ -787,6 +813,20 @@ const cpuTable = table(
   (column) => column >= 1,
 );
 
+const cpuIdleTable = table(
+  ["server", ...scenarios.map((scenario) => scenario.label)],
+  results
+    .filter((result) => !result.unavailable)
+    .map((result) => [
+      result.row.label,
+      ...scenarios.map((scenario) => {
+        const cell = result.cells[scenario.id];
+        return cell && !cell.error && cell.idle.length > 0 ? `${(median(cell.idle) * 100).toFixed(0)}%` : "-";
+      }),
+    ]),
+  (column) => column >= 1,
+);
+
 const latencyColumns = latencyScenarios.flatMap(({ scenario }) => [
   { key: `${scenario}@peak`, label: `${scenario === "s20" ? "1 msg/conn" : "reuse (20 conn)"}: peak` },
   ...latencyLoads.map((load) => ({
@@ -882,6 +922,18 @@ const ratios: Ratio[] = [
     numerator: "postern-maildir-pool16",
     denominator: "postfix",
     target: 2,
+  },
+  {
+    label: "postern start, discard: 2 workers / 1",
+    numerator: "start-discard-w2",
+    denominator: "start-discard-w1",
+    target: 0,
+  },
+  {
+    label: "postern start → Maildir: 2 workers / 1",
+    numerator: "start-maildir-w2",
+    denominator: "start-maildir-w1",
+    target: 0,
   },
   {
     label: "Postern Maildir / earlier store (same run)",
@@ -991,6 +1043,9 @@ const report = [
   "",
   "server CPU time per message (ms, user + system of all its processes; median of the runs)",
   cpuTable,
+  "",
+  "machine CPU idle during the runs (both cores; the client, the server and anything else running share them; median)",
+  cpuIdleTable,
   "",
   ...(parts.has("latency")
     ? [

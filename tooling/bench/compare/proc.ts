@@ -122,3 +122,17 @@ export function cpuSeconds(root: number): number {
   }
   return ticks / ticksPerSecond;
 }
+
+/** The machine's CPU time so far, busy and idle (idle + iowait), in ticks of all CPUs, from /proc/stat. */
+export function machineTicks(): { busy: number; idle: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!;
+  const [, user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
+  return { busy: user! + nice! + system! + irq! + softirq! + steal!, idle: idle! + iowait! };
+}
+
+/** The share of the machine's CPU time that was idle between two machineTicks() readings. */
+export function idleShare(before: { busy: number; idle: number }, after: { busy: number; idle: number }): number {
+  const idle = after.idle - before.idle;
+  const total = idle + after.busy - before.busy;
+  return total > 0 ? idle / total : Number.NaN;
+}
