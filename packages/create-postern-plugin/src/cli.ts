@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 // `npm create postern-plugin@latest <folder> [-- --name <package-name>]`, or
 // `pnpm create postern-plugin <folder>`: writes the plugin package and says what to run next.
-import { relative } from "node:path";
-import { parseArgs } from "node:util";
 import { createPlugin, PluginNameError, TargetNotEmptyError } from "./index.ts";
+import { parseCommandLine, runCommand, shownPath } from "./scaffold.ts";
 
 const usage = `Usage: create-postern-plugin <folder> [--name <package-name>]
 
@@ -18,16 +17,8 @@ const argsConfig = {
   allowPositionals: true,
 } as const;
 
-function parse(argv: string[]) {
-  try {
-    return parseArgs({ args: argv, ...argsConfig });
-  } catch (error) {
-    return error as Error;
-  }
-}
-
 async function main(argv: string[]): Promise<number> {
-  const parsed = parse(argv);
+  const parsed = parseCommandLine(argv, argsConfig);
   if (parsed instanceof Error) {
     process.stderr.write(`${parsed.message}\n\n${usage}\n`);
     return 2;
@@ -46,8 +37,7 @@ async function main(argv: string[]): Promise<number> {
       directory: folder,
       ...(parsed.values.name ? { name: parsed.values.name } : {}),
     });
-    const fromHere = relative(process.cwd(), created.directory) || ".";
-    const shown = fromHere.startsWith("..") ? created.directory : fromHere;
+    const shown = shownPath(created.directory);
     process.stdout.write(
       [
         `Created ${created.names.packageName} in ${shown}:`,
@@ -70,14 +60,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(
-      `create-postern-plugin: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  },
-);
+runCommand("create-postern-plugin", main);

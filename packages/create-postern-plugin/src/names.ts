@@ -1,6 +1,6 @@
 // The names a generated plugin carries: its npm package name (checked with npm's own rules) and
 // the identifiers of its factory, options type and result key, derived from that name.
-import validatePackageName from "validate-npm-package-name";
+import { packageNameProblem } from "./scaffold.ts";
 
 export class PluginNameError extends Error {
   readonly code = "CREATE_POSTERN_PLUGIN_BAD_NAME";
@@ -12,10 +12,8 @@ export class PluginNameError extends Error {
 
 /** Throws a PluginNameError saying what is wrong when npm would refuse `name` for a new package. */
 export function checkPackageName(name: string): void {
-  const verdict = validatePackageName(name);
-  if (verdict.validForNewPackages) return;
-  const problems = [...(verdict.errors ?? []), ...(verdict.warnings ?? [])];
-  throw new PluginNameError(`"${name}" is not a valid npm package name: ${problems.join("; ")}`);
+  const problem = packageNameProblem(name);
+  if (problem !== undefined) throw new PluginNameError(problem);
 }
 
 // Words that cannot name a function declaration in a module (strict mode).

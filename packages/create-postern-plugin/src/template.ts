@@ -2,25 +2,13 @@
 // "postern-plugin-template" (the package name), templatePlugin / TemplatePlugin (identifiers).
 // Generating a plugin copies it with those replaced and writes a package.json built here, so the
 // dependency versions come from one place (versions.ts).
-import { readdir, readFile } from "node:fs/promises";
-import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { PluginNames } from "./names.ts";
-import { nodeEngines, templateVersions } from "./versions.ts";
+import { nodeEngines, renderTemplate } from "./scaffold.ts";
+import { templateVersions } from "./versions.ts";
 
 /** The template folder; the same relative place from src/ (in the repo) and dist/ (published). */
 export const templateDir: string = fileURLToPath(new URL("../template/", import.meta.url));
-
-/** npm drops .gitignore files from published packages, so the template ships it as _gitignore. */
-const renamed: Record<string, string> = { _gitignore: ".gitignore" };
-
-async function listFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  return entries
-    .filter((entry) => entry.isFile())
-    .map((entry) => relative(dir, join(entry.parentPath, entry.name)).split(sep).join("/"))
-    .sort();
-}
 
 function substitute(text: string, names: PluginNames): string {
   return text
@@ -69,12 +57,13 @@ export function packageManifest(names: PluginNames): Record<string, unknown> {
 }
 
 /** Every file of the generated package: path relative to its folder → contents. */
-export async function renderTemplate(names: PluginNames): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  for (const path of await listFiles(templateDir)) {
-    const text = await readFile(join(templateDir, path), "utf8");
-    files.set(renamed[path] ?? path, substitute(text, names));
-  }
+export async function renderPackage(names: PluginNames): Promise<Map<string, string>> {
+  const files = await renderTemplate({
+    dir: templateDir,
+    // npm drops .gitignore files from published packages, so the template ships it as _gitignore.
+    renamed: { _gitignore: ".gitignore" },
+    substitute: (text) => substitute(text, names),
+  });
   files.set("package.json", `${JSON.stringify(packageManifest(names), null, 2)}\n`);
   return files;
 }

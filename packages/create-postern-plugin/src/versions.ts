@@ -9,5 +9,5 @@ export const templateVersions = {
   "@types/node": "^24.10.0",
 } as const;
 
-/** The Node versions Postern supports, written into the generated package's `engines`. */
-export const nodeEngines = ">=22.19.0";
+// The Node versions written into `engines` are scaffold.ts's nodeEngines, shared with create-postern.
+export { nodeEngines } from "./scaffold.ts";

@@ -1,7 +1,6 @@
 // `npm create postern@latest <folder> [-- --domain example.org]`, or `pnpm create postern
 // <folder>`: writes the site and says what to run next.
-import { relative } from "node:path";
-import { parseArgs } from "node:util";
+import { parseCommandLine, runCommand, shownPath } from "create-postern-plugin/scaffold";
 import { createSite, SiteOptionError, TargetNotEmptyError } from "./index.ts";
 
 const usage = `Usage: create-postern <folder> [--domain <domain>] [--hostname <host>] [--name <package-name>]
@@ -24,16 +23,8 @@ const argsConfig = {
   allowPositionals: true,
 } as const;
 
-function parse(argv: string[]) {
-  try {
-    return parseArgs({ args: argv, ...argsConfig });
-  } catch (error) {
-    return error as Error;
-  }
-}
-
 async function main(argv: string[]): Promise<number> {
-  const parsed = parse(argv);
+  const parsed = parseCommandLine(argv, argsConfig);
   if (parsed instanceof Error) {
     process.stderr.write(`create-postern: ${parsed.message.split(". ", 1)[0]}\n\n${usage}\n`);
     return 2;
@@ -55,8 +46,7 @@ async function main(argv: string[]): Promise<number> {
       ...(domain ? { domain } : {}),
       ...(hostname ? { hostname } : {}),
     });
-    const fromHere = relative(process.cwd(), created.directory) || ".";
-    const shown = fromHere.startsWith("..") ? created.directory : fromHere;
+    const shown = shownPath(created.directory);
     process.stdout.write(
       [
         `Created ${created.names.name} in ${shown}: mail for ${created.names.domain}, served as ${created.names.hostname}`,
@@ -80,14 +70,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(
-      `create-postern: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  },
-);
+runCommand("create-postern", main);

@@ -13,6 +13,8 @@ import { nodeEngines, siteVersions } from "./versions.ts";
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL("./cli.ts", import.meta.url));
+// cli.ts imports create-postern-plugin/scaffold, whose export points at its source under this condition.
+const onSource = "--conditions=dev-source";
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const posternCli = join(repoRoot, "apps/postern/src/cli.ts");
 
@@ -99,19 +101,25 @@ describe("createSite", () => {
 
 describe("the create-postern command", () => {
   it("says what it wrote and what to run next", async () => {
-    const result = await runCommand(process.execPath, [cli, "mx-site", "--domain", "example.net"], { cwd: workDir });
+    const result = await runCommand(process.execPath, [onSource, cli, "mx-site", "--domain", "example.net"], {
+      cwd: workDir,
+    });
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^Created mx-site in mx-site: mail for example\.net, served as mx\.example\.net\n/);
     expect(result.stdout).toContain("\n  cd mx-site\n  npm install\n  npm test");
   });
 
   it("answers a bad option with one line and exit 1, an unknown one with usage and exit 2", async () => {
-    const bad = await runCommand(process.execPath, [cli, "bad-site", "--hostname", "no spaces"], { cwd: workDir });
+    const bad = await runCommand(process.execPath, [onSource, cli, "bad-site", "--hostname", "no spaces"], {
+      cwd: workDir,
+    });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toBe(
       'create-postern: --hostname: expected a domain name such as example.com (got "no spaces")\n',
     );
-    const unknown = await runCommand(process.execPath, [cli, "x", "--domian", "example.org"], { cwd: workDir });
+    const unknown = await runCommand(process.execPath, [onSource, cli, "x", "--domian", "example.org"], {
+      cwd: workDir,
+    });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^create-postern: Unknown option '--domian'\n\nUsage: create-postern /);
   });

@@ -2,11 +2,12 @@
 // a typed postern.config.ts that listens on loopback and stores mail to Maildir, a tsconfig, a
 // test that delivers a message through the configured server, a hardened systemd unit and a
 // README. `npm create postern@latest my-mx` runs the command in cli.ts.
-import { mkdir, readdir, writeFile } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, resolve } from "node:path";
+import { ensureEmptyTarget, writeFiles } from "create-postern-plugin/scaffold";
 import { checkDomain, checkSiteName } from "./names.ts";
-import { renderTemplate, type SiteNames } from "./template.ts";
+import { renderSite, type SiteNames } from "./template.ts";
 
+export { TargetNotEmptyError } from "create-postern-plugin/scaffold";
 export { SiteOptionError } from "./names.ts";
 export type { SiteNames } from "./template.ts";
 export { nodeEngines, siteVersions } from "./versions.ts";
@@ -29,23 +30,6 @@ export interface CreatedSite {
   readonly files: readonly string[];
 }
 
-export class TargetNotEmptyError extends Error {
-  readonly code = "CREATE_POSTERN_NOT_EMPTY";
-  constructor(directory: string) {
-    super(`${directory} is not empty; choose a new folder so nothing of yours is overwritten`);
-    this.name = "TargetNotEmptyError";
-  }
-}
-
-async function isEmptyOrMissing(directory: string): Promise<boolean> {
-  try {
-    return (await readdir(directory)).length === 0;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return true;
-    throw error;
-  }
-}
-
 export async function createSite(options: CreateSiteOptions): Promise<CreatedSite> {
   const directory = resolve(options.directory);
   const domain = checkDomain("--domain", options.domain ?? "example.com");
@@ -54,12 +38,7 @@ export async function createSite(options: CreateSiteOptions): Promise<CreatedSit
     domain,
     hostname: checkDomain("--hostname", options.hostname ?? `mx.${domain}`),
   };
-  if (!(await isEmptyOrMissing(directory))) throw new TargetNotEmptyError(directory);
-  const files = await renderTemplate(names);
-  for (const [path, text] of files) {
-    const target = join(directory, path);
-    await mkdir(dirname(target), { recursive: true });
-    await writeFile(target, text, { flag: "wx" });
-  }
-  return { directory, names, files: [...files.keys()] };
+  await ensureEmptyTarget(directory, "CREATE_POSTERN_NOT_EMPTY");
+  const files = await writeFiles(directory, await renderSite(names));
+  return { directory, names, files };
 }

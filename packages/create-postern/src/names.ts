@@ -1,6 +1,6 @@
 // What a site is called and which mail domain it serves: the package name is checked with npm's
 // own rules, the domain and host name as DNS names, so the generated config is valid as written.
-import validatePackageName from "validate-npm-package-name";
+import { packageNameProblem } from "create-postern-plugin/scaffold";
 
 export class SiteOptionError extends Error {
   readonly code = "CREATE_POSTERN_BAD_OPTION";
@@ -23,10 +23,7 @@ export function checkDomain(option: string, value: string): string {
 }
 
 export function checkSiteName(name: string): string {
-  const verdict = validatePackageName(name);
-  if (!verdict.validForNewPackages) {
-    const problems = [...(verdict.errors ?? []), ...(verdict.warnings ?? [])];
-    throw new SiteOptionError(`"${name}" is not a valid npm package name: ${problems.join("; ")}`);
-  }
+  const problem = packageNameProblem(name);
+  if (problem !== undefined) throw new SiteOptionError(problem);
   return name;
 }

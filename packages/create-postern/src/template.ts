@@ -1,16 +1,12 @@
 // The template is a real site under ../template written for "my-mx" serving example.com from
 // mx.example.com, installed in /srv/my-mx. Generating a site copies it with those replaced and
 // writes a package.json built here, so the versions come from one place (versions.ts).
-import { readdir, readFile } from "node:fs/promises";
-import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { renderTemplate } from "create-postern-plugin/scaffold";
 import { nodeEngines, siteVersions } from "./versions.ts";
 
 /** The template folder; the same relative place from src/ (in the repo) and dist/ (published). */
 export const templateDir: string = fileURLToPath(new URL("../template/", import.meta.url));
-
-/** npm drops dot files such as .gitignore from published packages; the template ships them as _name. */
-const renamed: Record<string, string> = { _gitignore: ".gitignore", _dockerignore: ".dockerignore" };
 
 export interface SiteNames {
   /** The npm package name of the site, also its folder name under /srv. */
@@ -19,14 +15,6 @@ export interface SiteNames {
   readonly domain: string;
   /** The server's host name: its HELO name and MX target. */
   readonly hostname: string;
-}
-
-async function listFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  return entries
-    .filter((entry) => entry.isFile())
-    .map((entry) => relative(dir, join(entry.parentPath, entry.name)).split(sep).join("/"))
-    .sort();
 }
 
 /** The template's own names, longest first (the host name contains the domain). */
@@ -72,12 +60,13 @@ export function siteManifest(names: SiteNames): Record<string, unknown> {
 }
 
 /** Every file of the generated site: path relative to its folder → contents. */
-export async function renderTemplate(names: SiteNames): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  for (const path of await listFiles(templateDir)) {
-    const text = await readFile(join(templateDir, path), "utf8");
-    files.set(renamed[path] ?? path, substitute(text, names));
-  }
+export async function renderSite(names: SiteNames): Promise<Map<string, string>> {
+  const files = await renderTemplate({
+    dir: templateDir,
+    // npm drops dot files such as .gitignore from published packages; the template ships them as _name.
+    renamed: { _gitignore: ".gitignore", _dockerignore: ".dockerignore" },
+    substitute: (text) => substitute(text, names),
+  });
   files.set("package.json", `${JSON.stringify(siteManifest(names), null, 2)}\n`);
   return files;
 }

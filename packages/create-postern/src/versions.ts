@@ -10,5 +10,5 @@ export const siteVersions = {
   "@types/node": "^24.10.0",
 } as const;
 
-/** The Node versions Postern supports, written into the site's `engines`. */
-export const nodeEngines = ">=22.19.0";
+// The Node versions written into the site's `engines`: the same as create-postern-plugin writes.
+export { nodeEngines } from "create-postern-plugin/scaffold";
