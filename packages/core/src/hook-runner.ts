@@ -146,29 +146,95 @@ export class HookRunner<Signatures> {
   }
 
   /** Runs handlers in order until one answers ("first" hooks). */
-  async first<Name extends HookNameOf<Signatures>>(
+  first<Name extends HookNameOf<Signatures>>(
     hook: Name,
     args: HookArguments<FunctionOf<Signatures, Name>>,
     bindings: CallBindings,
   ): Promise<HookAnswer<HookResult<FunctionOf<Signatures, Name>>>> {
-    const spec = this.#spec(hook, "first") as HookSpec<FunctionOf<Signatures, Name>>;
-    for (const handler of this.#byHook.get(hook) ?? []) {
-      const result = await this.#call(hook, spec, handler, args as unknown[], bindings);
-      if (result !== undefined) return { result, plugin: handler.plugin };
+    try {
+      const spec = this.#spec(hook, "first") as HookSpec<FunctionOf<Signatures, Name>>;
+      const handlers = this.#byHook.get(hook) ?? [];
+      // Most hooks have no handler on most servers (connect, helo, mailFrom …): one shared,
+      // already settled answer instead of an async call per command.
+      if (handlers.length === 0) return this.#silentAnswer(hook, spec);
+      return this.#firstFrom(hook, spec, handlers, 0, args as unknown[], bindings);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    return { result: spec.whenSilent, plugin: undefined };
+  }
+
+  /**
+   * The chain from `index` on. A handler that answers synchronously is taken without waiting a
+   * turn of the event loop; the chain goes asynchronous only at a handler that returns a promise.
+   */
+  #firstFrom<Fn extends HookFunction>(
+    hook: keyof Signatures & string,
+    spec: HookSpec<Fn>,
+    handlers: readonly Handler[],
+    index: number,
+    args: readonly unknown[],
+    bindings: CallBindings,
+  ): Promise<HookAnswer<HookResult<Fn>>> {
+    for (let at = index; at < handlers.length; at++) {
+      const handler = handlers[at]!;
+      const result = this.#call(hook, spec, handler, args, bindings);
+      if (result instanceof Promise) {
+        return result.then((answer) =>
+          answer !== undefined
+            ? { result: answer, plugin: handler.plugin }
+            : this.#firstFrom(hook, spec, handlers, at + 1, args, bindings),
+        );
+      }
+      if (result !== undefined) return Promise.resolve({ result, plugin: handler.plugin });
+    }
+    return this.#silentAnswer(hook, spec);
+  }
+
+  readonly #silentAnswers = new Map<keyof Signatures, Promise<HookAnswer<unknown>>>();
+
+  #silentAnswer<Fn extends HookFunction>(
+    hook: keyof Signatures,
+    spec: HookSpec<Fn>,
+  ): Promise<HookAnswer<HookResult<Fn>>> {
+    let answer = this.#silentAnswers.get(hook);
+    if (!answer) {
+      answer = Promise.resolve(Object.freeze({ result: spec.whenSilent, plugin: undefined }));
+      this.#silentAnswers.set(hook, answer);
+    }
+    return answer as Promise<HookAnswer<HookResult<Fn>>>;
   }
 
   /** Runs every handler ("all" hooks); answers and failures change nothing. */
-  async all<Name extends HookNameOf<Signatures>>(
+  all<Name extends HookNameOf<Signatures>>(
     hook: Name,
     args: HookArguments<FunctionOf<Signatures, Name>>,
     bindings: CallBindings,
   ): Promise<void> {
-    const spec = this.#spec(hook, "all") as HookSpec<FunctionOf<Signatures, Name>>;
-    for (const handler of this.#byHook.get(hook) ?? []) {
-      await this.#call(hook, spec, handler, args as unknown[], bindings);
+    try {
+      const spec = this.#spec(hook, "all") as HookSpec<FunctionOf<Signatures, Name>>;
+      const handlers = this.#byHook.get(hook) ?? [];
+      if (handlers.length === 0) return settled;
+      return this.#allFrom(hook, spec, handlers, 0, args as unknown[], bindings);
+    } catch (error) {
+      return Promise.reject(error);
     }
+  }
+
+  #allFrom<Fn extends HookFunction>(
+    hook: keyof Signatures & string,
+    spec: HookSpec<Fn>,
+    handlers: readonly Handler[],
+    index: number,
+    args: readonly unknown[],
+    bindings: CallBindings,
+  ): Promise<void> {
+    for (let at = index; at < handlers.length; at++) {
+      const result = this.#call(hook, spec, handlers[at]!, args, bindings);
+      if (result instanceof Promise) {
+        return result.then(() => this.#allFrom(hook, spec, handlers, at + 1, args, bindings));
+      }
+    }
+    return settled;
   }
 
   /** The hook's spec; running a hook by another rule than its table gives is a bug in the caller. */
@@ -180,94 +246,161 @@ export class HookRunner<Signatures> {
     return spec;
   }
 
-  async #call<Fn extends HookFunction>(
-    hook: keyof Signatures,
+  /**
+   * One handler call; synchronous when the handler answers synchronously (most do), a promise
+   * only when it returns one. It never throws: a failure is the table's onError answer.
+   */
+  #call<Fn extends HookFunction>(
+    hook: keyof Signatures & string,
     spec: HookSpec<Fn>,
     registered: Handler,
     args: readonly unknown[],
     bindings: CallBindings,
-  ): Promise<HookResult<Fn> | undefined> {
-    const name = String(hook);
+  ): HookResult<Fn> | undefined | Promise<HookResult<Fn> | undefined> {
     // The signal and the child logger are made only if the hook asks for them, and the deadline
-    // timer only if the hook returns a promise: most hooks answer synchronously, and this runs
-    // for every plugin on every command.
-    let controller: AbortController | undefined;
-    let log: Logger | undefined;
-    const parentLogger = this.#logger;
-    const logger = () => {
-      log ??= parentLogger.child({ ...bindings, plugin: registered.plugin, hook: name });
-      return log;
-    };
-    const context: HookContext = {
-      get signal() {
-        controller ??= new AbortController();
-        return controller.signal;
-      },
-      get log() {
-        return logger();
-      },
-    };
-    const observed = this.#events.observed(hookCompleted);
-    const startedAt = observed ? performance.now() : 0;
-    let timer: NodeJS.Timeout | undefined;
-    let result: HookResult<Fn> | undefined;
-    let failure: PosternError | undefined;
+    // timer only if the hook returns a promise: this runs for every plugin on every command.
+    const context = new CallContext(this.#logger, bindings, registered.plugin, hook);
+    const startedAt = this.#events.observed(hookCompleted) ? performance.now() : undefined;
+    let outcome: unknown;
     try {
-      let outcome: unknown = registered.handler(...args, context);
-      if (outcome !== null && typeof (outcome as PromiseLike<unknown>)?.then === "function") {
-        const deadline = new Promise<typeof timedOut>((resolve) => {
-          timer = setTimeout(() => resolve(timedOut), registered.info.timeoutMs);
-        });
-        outcome = await Promise.race([outcome, deadline]);
-      }
-      if (outcome === timedOut) {
-        failure = new PosternError(
-          "POSTERN_HOOK_TIMEOUT",
-          `${registered.plugin} did not answer the ${name} hook within ${registered.info.timeoutMs} ms`,
-          { plugin: registered.plugin, hook: name },
-        );
-        controller?.abort(failure);
-        logger().error({ err: failure, code: failure.code }, failure.message);
-        result = spec.onTimeout(failure);
-      } else if (outcome !== undefined && outcome !== null) {
-        const problem = spec.problem(outcome);
-        if (problem !== undefined) {
-          throw new PosternError(
-            "POSTERN_HOOK_BAD_VERDICT",
-            `${registered.plugin} returned ${describe(outcome)} from the ${name} hook: ${problem}`,
-            { plugin: registered.plugin, hook: name },
-          );
-        }
-        result = outcome as HookResult<Fn>;
-      }
+      outcome = registered.handler(...args, context);
     } catch (cause) {
-      failure =
-        cause instanceof PosternError && cause.plugin
-          ? cause
-          : new PosternError(
-              "POSTERN_HOOK_FAILED",
-              `${registered.plugin} failed in the ${name} hook: ${cause instanceof Error ? cause.message : String(cause)}`,
-              { plugin: registered.plugin, hook: name, cause },
-            );
-      logger().error({ err: cause, code: failure.code }, failure.message);
-      result = spec.onError(failure);
-    } finally {
-      clearTimeout(timer);
+      return this.#failed(hook, spec, registered, context, cause, startedAt);
     }
-    if (observed) {
+    if (outcome === null || typeof (outcome as PromiseLike<unknown>)?.then !== "function") {
+      return this.#answered(hook, spec, registered, context, outcome, startedAt);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<typeof timedOut>((resolve) => {
+      timer = setTimeout(() => resolve(timedOut), registered.info.timeoutMs);
+    });
+    return Promise.race([outcome, deadline]).then(
+      (settledOutcome) => {
+        clearTimeout(timer);
+        if (settledOutcome !== timedOut)
+          return this.#answered(hook, spec, registered, context, settledOutcome, startedAt);
+        const failure = new PosternError(
+          "POSTERN_HOOK_TIMEOUT",
+          `${registered.plugin} did not answer the ${hook} hook within ${registered.info.timeoutMs} ms`,
+          { plugin: registered.plugin, hook },
+        );
+        CallContext.abort(context, failure);
+        context.log.error({ err: failure, code: failure.code }, failure.message);
+        return this.#reported(hook, registered, context, spec.onTimeout(failure), failure, startedAt);
+      },
+      (cause: unknown) => {
+        clearTimeout(timer);
+        return this.#failed(hook, spec, registered, context, cause, startedAt);
+      },
+    );
+  }
+
+  /** A handler's answer (or nothing), checked against the table. */
+  #answered<Fn extends HookFunction>(
+    hook: keyof Signatures & string,
+    spec: HookSpec<Fn>,
+    registered: Handler,
+    context: CallContext,
+    outcome: unknown,
+    startedAt: number | undefined,
+  ): HookResult<Fn> | undefined {
+    if (outcome === undefined || outcome === null)
+      return this.#reported(hook, registered, context, undefined, undefined, startedAt);
+    const problem = spec.problem(outcome);
+    if (problem !== undefined) {
+      const failure = new PosternError(
+        "POSTERN_HOOK_BAD_VERDICT",
+        `${registered.plugin} returned ${describe(outcome)} from the ${hook} hook: ${problem}`,
+        { plugin: registered.plugin, hook },
+      );
+      return this.#failed(hook, spec, registered, context, failure, startedAt);
+    }
+    return this.#reported(hook, registered, context, outcome as HookResult<Fn>, undefined, startedAt);
+  }
+
+  /** A handler that threw (or rejected, or answered something that is no answer): the table's onError. */
+  #failed<Fn extends HookFunction>(
+    hook: keyof Signatures & string,
+    spec: HookSpec<Fn>,
+    registered: Handler,
+    context: CallContext,
+    cause: unknown,
+    startedAt: number | undefined,
+  ): HookResult<Fn> | undefined {
+    const failure =
+      cause instanceof PosternError && cause.plugin
+        ? cause
+        : new PosternError(
+            "POSTERN_HOOK_FAILED",
+            `${registered.plugin} failed in the ${hook} hook: ${cause instanceof Error ? cause.message : String(cause)}`,
+            { plugin: registered.plugin, hook, cause },
+          );
+    context.log.error({ err: cause, code: failure.code }, failure.message);
+    return this.#reported(hook, registered, context, spec.onError(failure), failure, startedAt);
+  }
+
+  /** Reports the call on the observer channel (when observed) and passes its result on. */
+  #reported<Result>(
+    hook: keyof Signatures & string,
+    registered: Handler,
+    context: CallContext,
+    result: Result,
+    failure: PosternError | undefined,
+    startedAt: number | undefined,
+  ): Result {
+    if (startedAt !== undefined) {
       this.#events.emit(hookCompleted, {
         set: this.set.name,
-        hook: name,
+        hook,
         plugin: registered.plugin,
         answer: result,
         error: failure,
         durationMs: performance.now() - startedAt,
-        bindings,
+        bindings: CallContext.bindingsOf(context),
       });
     }
     return result;
   }
 }
+
+/** The context a handler gets: its abort signal and logger, made on first use. */
+class CallContext implements HookContext {
+  readonly #parent: Logger;
+  readonly #bindings: CallBindings;
+  readonly #plugin: string;
+  readonly #hook: string;
+  #controller: AbortController | undefined;
+  #log: Logger | undefined;
+
+  constructor(parent: Logger, bindings: CallBindings, plugin: string, hook: string) {
+    this.#parent = parent;
+    this.#bindings = bindings;
+    this.#plugin = plugin;
+    this.#hook = hook;
+  }
+
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    return this.#controller.signal;
+  }
+
+  get log(): Logger {
+    this.#log ??= this.#parent.child({ ...this.#bindings, plugin: this.#plugin, hook: this.#hook });
+    return this.#log;
+  }
+
+  /** Aborts the call's signal (its deadline passed); not part of what a handler sees. */
+  static abort(context: CallContext, reason: unknown): void {
+    context.#controller?.abort(reason);
+  }
+
+  /** The call's bindings, for the runner (not part of what a handler sees). */
+  static bindingsOf(context: CallContext): CallBindings {
+    return context.#bindings;
+  }
+}
+
+const settled: Promise<void> = Promise.resolve();
 
 function describe(value: unknown): string {
   if (typeof value !== "object" || value === null) return JSON.stringify(value) ?? typeof value;
