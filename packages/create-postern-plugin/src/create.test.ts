@@ -120,7 +120,7 @@ describe("the command", () => {
 describe("the template", () => {
   it("is published next to dist/ (the package's files)", async () => {
     const manifest = JSON.parse(await readFile(join(templateDir, "../package.json"), "utf8"));
-    expect(manifest.files).toEqual(["dist", "template"]);
-    expect(manifest.bin).toEqual({ "create-postern-plugin": "./dist/cli.js" });
+    expect(manifest.files).toEqual(["bin", "dist", "template"]);
+    expect(manifest.bin).toEqual({ "create-postern-plugin": "./bin/create-postern-plugin.js" });
   });
 });
