@@ -5,6 +5,9 @@
 //   node --conditions=dev-source tooling/bench/core-cost.ts <before-tree> [<after-tree>]
 // A tree is a checkout with its node_modules installed, e.g.
 //   git worktree add /tmp/postern-before <commit> && (cd /tmp/postern-before && pnpm install --offline)
+// The before-tree "bare" is the bare smtp-server of compare/bare-server.ts (greeting delay 0, an
+// onData that drains the stream) from the after tree: then "change" is core's own cost, the
+// figure of the target "core adds ≤ 0.1 ms CPU per message over smtp-server".
 // Knobs: BENCH_ROUNDS (7), BENCH_MESSAGES per round (4000), BENCH_SESSIONS (20), BENCH_REUSE=1
 // (smtp-source -d: many messages per connection), BENCH_MODE (discard).
 import { type ChildProcess, spawn } from "node:child_process";
@@ -12,12 +15,14 @@ import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { reverseName, startFakeDns } from "@postern/testing";
 import { median } from "./compare/report.ts";
 import { smtpSource } from "./compare/smtp-source.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
+const bare = process.argv[2] === "bare";
 const trees = {
-  before: resolve(process.argv[2] ?? ""),
+  before: bare ? "bare" : resolve(process.argv[2] ?? ""),
   after: resolve(process.argv[3] ?? join(here, "../..")),
 };
 if (!process.argv[2]) {
@@ -30,24 +35,31 @@ const sessions = Number(process.env.BENCH_SESSIONS ?? 20);
 const reuse = process.env.BENCH_REUSE === "1";
 const mode = process.env.BENCH_MODE ?? "discard";
 const ticksPerSecond = 100; // USER_HZ on Linux
+// As compare.ts: the server's DNS (its reverse lookup of every client) answered by a fake zone on
+// loopback, so the lookups succeed and are cached, as with a working resolver.
+const dns = await startFakeDns({ [reverseName("127.0.0.1")]: { PTR: ["localhost"] } });
 
 interface Running {
   child: ChildProcess;
   port: number;
 }
 
-function cpuSeconds(pid: number): number {
+/** User and system CPU seconds of the process (utime, stime). */
+function cpuSeconds(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond; // utime + stime
+  return { user: Number(fields[11]) / ticksPerSecond, system: Number(fields[12]) / ticksPerSecond };
 }
 
 function start(tree: string): Promise<Running> {
-  const child = spawn(
-    process.execPath,
-    ["--conditions=dev-source", join(tree, "tooling/bench/compare/postern-server.ts"), mode],
-    { cwd: tree, stdio: ["ignore", "ignore", "inherit", "ipc"] },
-  );
+  const [cwd, script, args] =
+    tree === "bare"
+      ? [trees.after, join(trees.after, "tooling/bench/compare/bare-server.ts"), ["0"]]
+      : [tree, join(tree, "tooling/bench/compare/postern-server.ts"), [mode, dns.servers[0]!]];
+  const child = spawn(process.execPath, ["--conditions=dev-source", script, ...args], {
+    cwd,
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  });
   return new Promise((resolvePort, reject) => {
     child.once("exit", (code) => reject(new Error(`server from ${tree} exited (${code})`)));
     child.on("message", (message: { type: string; port?: number; reason?: string }) => {
@@ -64,7 +76,14 @@ async function stop(running: Running): Promise<void> {
   await exited;
 }
 
-async function round(tree: string): Promise<{ cpuUs: number; rate: number }> {
+interface Round {
+  cpuUs: number;
+  userUs: number;
+  systemUs: number;
+  rate: number;
+}
+
+async function round(tree: string): Promise<Round> {
   const running = await start(tree);
   try {
     // A warm-up: the first messages pay for module loading and the JIT.
@@ -74,14 +93,17 @@ async function round(tree: string): Promise<{ cpuUs: number; rate: number }> {
       length: 10 * 1024,
     });
     if (run.error) throw new Error(`smtp-source: ${run.error}`);
-    const used = cpuSeconds(running.child.pid!) - before;
-    return { cpuUs: (used / messages) * 1e6, rate: messages / run.seconds };
+    const after = cpuSeconds(running.child.pid!);
+    const perMessage = (seconds: number) => (seconds / messages) * 1e6;
+    const userUs = perMessage(after.user - before.user);
+    const systemUs = perMessage(after.system - before.system);
+    return { cpuUs: userUs + systemUs, userUs, systemUs, rate: messages / run.seconds };
   } finally {
     await stop(running);
   }
 }
 
-const results: Record<"before" | "after", { cpuUs: number; rate: number }[]> = { before: [], after: [] };
+const results: Record<"before" | "after", Round[]> = { before: [], after: [] };
 const loads: number[] = [];
 for (let index = 0; index < rounds; index++) {
   // Alternate which goes first, so a drift in machine load falls on both.
@@ -89,11 +111,16 @@ for (let index = 0; index < rounds; index++) {
   for (const which of order) {
     loads.push(loadavg()[0]!);
     results[which].push(await round(trees[which]));
-    process.stderr.write(`[core-cost] round ${index + 1} ${which}: ${results[which].at(-1)!.cpuUs.toFixed(0)} µs/msg\n`);
+    process.stderr.write(
+      `[core-cost] round ${index + 1} ${which}: ${results[which].at(-1)!.cpuUs.toFixed(0)} µs/msg\n`,
+    );
   }
 }
+await dns.close();
 const summary = (which: "before" | "after") => ({
   cpu: median(results[which].map((result) => result.cpuUs)),
+  user: median(results[which].map((result) => result.userUs)),
+  system: median(results[which].map((result) => result.systemUs)),
   rate: median(results[which].map((result) => result.rate)),
 });
 const before = summary("before");
@@ -101,8 +128,8 @@ const after = summary("after");
 process.stdout.write(
   [
     `core cost, ${mode} path, ${messages} × 10 KB messages per round, ${sessions} sessions${reuse ? ", reused connections" : ", one message per connection"}, ${rounds} rounds, load ${median(loads).toFixed(2)} (median)`,
-    `  before ${trees.before}: ${before.cpu.toFixed(0)} µs CPU/msg, ${before.rate.toFixed(0)} msg/s`,
-    `  after  ${trees.after}: ${after.cpu.toFixed(0)} µs CPU/msg, ${after.rate.toFixed(0)} msg/s`,
+    `  before ${trees.before}: ${before.cpu.toFixed(0)} µs CPU/msg (user ${before.user.toFixed(0)}, system ${before.system.toFixed(0)}), ${before.rate.toFixed(0)} msg/s`,
+    `  after  ${trees.after}: ${after.cpu.toFixed(0)} µs CPU/msg (user ${after.user.toFixed(0)}, system ${after.system.toFixed(0)}), ${after.rate.toFixed(0)} msg/s`,
     `  change: ${(after.cpu - before.cpu).toFixed(0)} µs CPU/msg (${(((after.cpu - before.cpu) / before.cpu) * 100).toFixed(1)}%)`,
     "",
   ].join("\n"),

@@ -22,7 +22,13 @@ const outDir = await mkdtemp(join(tmpdir(), "postern-profile-"));
 const script = mode === "bare" ? "./compare/bare-server.ts" : "./compare/postern-server.ts";
 const args = mode === "bare" ? ["0"] : [mode, dns.servers[0]!];
 const child = fork(fileURLToPath(new URL(script, import.meta.url)), args, {
-  execArgv: ["--conditions=dev-source", "--expose-gc", "--cpu-prof", `--cpu-prof-dir=${outDir}`],
+  execArgv: [
+    "--conditions=dev-source",
+    "--expose-gc",
+    "--cpu-prof",
+    "--cpu-prof-interval=200",
+    `--cpu-prof-dir=${outDir}`,
+  ],
   stdio: ["ignore", "inherit", "inherit", "ipc"],
 });
 const ready = await new Promise<{ port: number }>((resolve) =>

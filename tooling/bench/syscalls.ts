@@ -2,6 +2,7 @@
 // smtp-source: where a store's per-delivery file system work goes, in calls rather than time
 // (strace slows every call, so its timings mean little; the counts are exact).
 //   node --conditions=dev-source tooling/bench/syscalls.ts [modes=discard,maildir] [messages=2000] [smtp-source flags]
+// (modes: discard, maildir, pipeline, relay-fs, relay-pg, and bare — the bare smtp-server)
 //   e.g. syscalls.ts discard,maildir 2000 -s 20 -d
 // Prints, per mode, the calls per message of every system call, and for each mode after the first
 // the difference to the first (e.g. maildir − discard = what the store adds per message).
@@ -65,7 +66,10 @@ function parseSummary(text: string): Map<string, number> {
  */
 async function countRun(mode: string, total: number): Promise<Map<string, number>> {
   const output = join(work, `${mode}-${total}.strace`);
-  const script = fileURLToPath(new URL("./compare/postern-server.ts", import.meta.url));
+  // "bare": the bare smtp-server of compare.ts, the baseline of core's own cost.
+  const script = fileURLToPath(
+    new URL(mode === "bare" ? "./compare/bare-server.ts" : "./compare/postern-server.ts", import.meta.url),
+  );
   const child = spawn(
     "strace",
     [
@@ -77,8 +81,7 @@ async function countRun(mode: string, total: number): Promise<Map<string, number
       "--conditions=dev-source",
       "--expose-gc",
       script,
-      mode,
-      dns.servers[0]!,
+      ...(mode === "bare" ? ["0"] : [mode, dns.servers[0]!]),
     ],
     // The Maildir outside the server's own temp folder: its removal at the end is not counted.
     { stdio: ["ignore", "inherit", "inherit", "ipc"], env: { ...process.env, BENCH_MAILDIR: `${output}.maildir` } },

@@ -120,10 +120,14 @@ export function parseHeaderBlock(block: Buffer): HeaderList {
 }
 
 const fieldName = /^[\x21-\x39\x3b-\x7e]+$/;
+/** A line break that is not CRLF + whitespace (folding), i.e. one the replacements below change. */
+const unfoldedBreak = /\r(?!\n[ \t])|(?<!\r)\n|\n(?![ \t])/;
 
 /** Formats one header field: validated name, line breaks only as folding, CRLF at the end. */
 export function formatHeaderField(name: string, value: string): string {
   if (!fieldName.test(name)) throw new TypeError(`"${name}" is not a valid header field name`);
+  // Most values have no line break but proper folding: nothing to replace then.
+  if (!unfoldedBreak.test(value)) return `${name}: ${value}\r\n`;
   // Keep folding a plugin wrote (CRLF + whitespace); any other line break would start a new field.
   const safe = value
     .replace(/\r?\n(?=[ \t])/g, "\uE000")

@@ -24,6 +24,11 @@ const spoolReplies: Record<SpoolProblem, SmtpReply> = {
 };
 
 export function groupByRoute(recipients: readonly Recipient[]): RouteGroup[] {
+  // Usually every recipient has the same route: one group, no map.
+  const route = recipients[0]?.route;
+  if (route !== undefined && recipients.every((recipient) => recipient.route === route)) {
+    return [{ route, recipients: [...recipients] }];
+  }
   const groups = new Map<string, Recipient[]>();
   for (const recipient of recipients) {
     const group = groups.get(recipient.route) ?? [];
@@ -160,19 +165,23 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
       }
     }
     session.transactionCount++;
-    logger.info(
-      {
-        session: session.id,
-        queueId: transaction.id,
-        from: transaction.mailFrom.address,
-        recipients: transaction.recipients.length,
-        size: message.receivedSize,
-        ...(transaction.quarantined ? { quarantined: transaction.quarantined.reason } : {}),
-      },
-      "queued",
-    );
-    ended(transaction, "queued", { code: 250, message: queued(transaction.id), close: false }, message, groups);
-    return queued(transaction.id);
+    // The line's fields are built only when the line is written (servers often log at warn).
+    if (logger.isLevelEnabled("info")) {
+      logger.info(
+        {
+          session: session.id,
+          queueId: transaction.id,
+          from: transaction.mailFrom.address,
+          recipients: transaction.recipients.length,
+          size: message.receivedSize,
+          ...(transaction.quarantined ? { quarantined: transaction.quarantined.reason } : {}),
+        },
+        "queued",
+      );
+    }
+    const text = queued(transaction.id);
+    ended(transaction, "queued", { code: 250, message: text, close: false }, message, groups);
+    return text;
   };
 
   return {

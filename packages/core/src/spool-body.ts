@@ -24,21 +24,25 @@ export class SpoolWriter {
     this.#storage = storage;
   }
 
-  async write(data: Buffer): Promise<void> {
-    if (data.length === 0) return;
+  /**
+   * Keeps `data`. Synchronous (undefined) while the bytes stay in memory, the common case; a
+   * promise once they go to the file, which the caller must await before the next write.
+   */
+  write(data: Buffer): Promise<void> | undefined {
+    if (data.length === 0) return undefined;
     this.size += data.length;
-    if (this.#file) {
-      await this.#file.write(data);
-      return;
-    }
+    if (this.#file) return this.#file.write(data).then(() => undefined);
     this.#memory.push(data);
-    if (this.size > this.#storage.memoryThreshold) {
-      await mkdir(this.#storage.spoolDir, { recursive: true });
-      this.#path = join(this.#storage.spoolDir, `${Date.now()}-${randomBytes(6).toString("hex")}.eml`);
-      this.#file = await open(this.#path, "w", 0o600);
-      for (const buffered of this.#memory) await this.#file.write(buffered);
-      this.#memory.length = 0;
-    }
+    if (this.size > this.#storage.memoryThreshold) return this.#moveToFile();
+    return undefined;
+  }
+
+  async #moveToFile(): Promise<void> {
+    await mkdir(this.#storage.spoolDir, { recursive: true });
+    this.#path = join(this.#storage.spoolDir, `${Date.now()}-${randomBytes(6).toString("hex")}.eml`);
+    this.#file = await open(this.#path, "w", 0o600);
+    for (const buffered of this.#memory) await this.#file.write(buffered);
+    this.#memory.length = 0;
   }
 
   /** Closes the file (if any) and returns where the bytes are. */

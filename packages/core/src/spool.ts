@@ -91,6 +91,57 @@ class LineChecker {
   }
 }
 
+/**
+ * Reads `input` to its end, handing every chunk to `take`, and waits (pausing the stream) only
+ * while `take` is writing to disk. Plain "data" events: an async iterator would cost a promise and
+ * a turn of the event loop per chunk, for messages that mostly sit in memory.
+ */
+function readAll(input: Readable, take: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let writing: Promise<void> | undefined;
+    let ended = false;
+    let failed = false;
+    const fail = (error: unknown) => {
+      if (failed) return;
+      failed = true;
+      input.off("data", onData);
+      // Keep draining, so smtp-server can go on to the next command (as a refused message does).
+      input.resume();
+      reject(error);
+    };
+    const onData = (chunk: Buffer) => {
+      let pending: Promise<void> | undefined;
+      try {
+        pending = take(chunk);
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      if (!pending) return;
+      input.pause();
+      writing = pending.then(
+        () => {
+          writing = undefined;
+          if (failed) return;
+          if (ended) resolve();
+          else input.resume();
+        },
+        (error: unknown) => fail(error),
+      );
+    };
+    input.on("data", onData);
+    input.once("end", () => {
+      ended = true;
+      if (!writing && !failed) resolve();
+    });
+    input.once("error", fail);
+    // A stream closed without "end" (the client went away mid-DATA) is a failure.
+    input.once("close", () => {
+      if (!ended) fail(new Error("the DATA stream closed before its end"));
+    });
+  });
+}
+
 export async function spoolMessage(input: Readable, options: SpoolOptions): Promise<SpoolOutcome> {
   const checker = new LineChecker(options.maxLineLength);
   const writer = new SpoolWriter(options);
@@ -122,37 +173,41 @@ export async function spoolMessage(input: Readable, options: SpoolOptions): Prom
     }
   };
 
-  const store = async (data: Buffer) => {
-    if (data.length === 0) return;
+  /** Keeps the bytes; a promise only when they go to the spool file (see SpoolWriter.write). */
+  const store = (data: Buffer): Promise<void> | undefined => {
+    if (data.length === 0) return undefined;
     size += data.length;
     if (size > options.maxSize) {
       problem ??= "size";
-      return;
+      return undefined;
     }
     collectHeader(data);
-    await writer.write(data);
+    return writer.write(data);
+  };
+
+  const take = (raw: Buffer): Promise<void> | undefined => {
+    // Only a large message's buffers pile up faster than young-generation collections return
+    // them; forcing full collections for the bytes of small ones cost ~30 µs per 10 KB message.
+    received += raw.length;
+    if (options.progress) options.progress.received = received;
+    if (received > options.memoryThreshold) noteTransientBytes(raw.length);
+    if (problem) return undefined; // keep reading to the end, store nothing more
+    let chunk = raw;
+    if (options.bareNewlines === "normalize") {
+      const normalized = normalizeNewlines(chunk, carryCR);
+      chunk = normalized.data;
+      carryCR = normalized.carryCR;
+    }
+    checker.check(chunk);
+    if (checker.bare) problem = "bare-newline";
+    else if (checker.tooLong) problem = "line-length";
+    else if (checker.nul) problem = "nul";
+    else return store(chunk);
+    return undefined;
   };
 
   try {
-    for await (const raw of input as AsyncIterable<Buffer>) {
-      // Only a large message's buffers pile up faster than young-generation collections return
-      // them; forcing full collections for the bytes of small ones cost ~30 µs per 10 KB message.
-      received += raw.length;
-      if (options.progress) options.progress.received = received;
-      if (received > options.memoryThreshold) noteTransientBytes(raw.length);
-      if (problem) continue; // keep reading to the end, store nothing more
-      let chunk = raw;
-      if (options.bareNewlines === "normalize") {
-        const normalized = normalizeNewlines(chunk, carryCR);
-        chunk = normalized.data;
-        carryCR = normalized.carryCR;
-      }
-      checker.check(chunk);
-      if (checker.bare) problem = "bare-newline";
-      else if (checker.tooLong) problem = "line-length";
-      else if (checker.nul) problem = "nul";
-      else await store(chunk);
-    }
+    await readAll(input, take);
     if (!problem && carryCR) {
       checker.check(Buffer.from("\r\n"));
       await store(Buffer.from("\r\n"));
