@@ -55,9 +55,13 @@ export default function metrics(input: MetricsOptions = {}): MetricsPlugin {
     (request: IncomingMessage, response: ServerResponse): void => {
       const path = (request.url ?? "/").split("?")[0];
       if (request.method !== "GET" && request.method !== "HEAD") {
-        return send(response, 405, "text/plain", "only GET\n");
+        send(response, 405, "text/plain", "only GET\n");
+        return;
       }
-      if (path === "/healthz") return send(response, 200, "text/plain", "ok\n");
+      if (path === "/healthz") {
+        send(response, 200, "text/plain", "ok\n");
+        return;
+      }
       if (path === "/readyz") {
         void readiness(context, options.readyTimeoutMs).then(
           (state) => send(response, state.ready ? 200 : 503, "application/json", `${JSON.stringify(state)}\n`),
