@@ -3,7 +3,7 @@
 // plugins can be found), the manifest npm actually receives (no workspace: ranges), and the
 // changesets setup that versions packages independently with changelogs.
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { packedList, tarballOf } from "./packed.ts";
@@ -85,12 +85,35 @@ describe("release flow", () => {
     ignore: string[];
   };
 
-  it("versions packages independently, with changelogs, and leaves the app out", () => {
+  it("versions packages independently, with changelogs, the postern app among them (it is published)", () => {
     expect(changesets.fixed).toEqual([]);
     expect(changesets.linked).toEqual([]);
     expect(changesets.changelog).toBeTruthy();
     expect(changesets.access).toBe("public");
-    expect(changesets.ignore).toContain("postern");
+    expect(changesets.ignore).toEqual([]);
+  });
+
+  // `changeset version` stops at the first file it cannot parse, so a release would fail late.
+  it("has only changesets that parse: front matter naming published packages with a bump", () => {
+    const published = new Set([...packedList.map((pkg) => pkg.name), "postern"]);
+    const files = readdirSync(join(repoRoot, ".changeset")).filter(
+      (file) => file.endsWith(".md") && file !== "README.md",
+    );
+    const problems: string[] = [];
+    for (const file of files) {
+      const text = readFileSync(join(repoRoot, ".changeset", file), "utf8");
+      const front = /^---\n([\s\S]*?)\n---\n\s*\S/.exec(text);
+      if (!front) {
+        problems.push(`${file}: no front matter followed by a summary`);
+        continue;
+      }
+      for (const line of front[1]!.split("\n")) {
+        const entry = /^"([^"]+)": (patch|minor|major)$/.exec(line);
+        if (!entry) problems.push(`${file}: "${line}" is not "<package>": patch|minor|major`);
+        else if (!published.has(entry[1]!)) problems.push(`${file}: ${entry[1]} is not a published package`);
+      }
+    }
+    expect(problems).toEqual([]);
   });
 
   it("has one release command: build everything, then publish what changesets versioned", () => {
