@@ -1,8 +1,9 @@
 // What metrics, the per-transaction log line and traces cost on the discard path, in one run: the
-// same discard server started with no operations plugins, with @postern/metrics, with metrics +
-// transaction-log + tracing and no OpenTelemetry SDK (tracing's API is a no-op), and with those
-// three and an SDK registered (BasicTracerProvider, a BatchSpanProcessor, an exporter that drops
-// the batches: every span is made, nothing is sent). The variants take turns, round by round (the
+// same discard server started with no operations plugins, with @postern/metrics, with metrics and
+// @postern/transaction-log (the recorder and its line), with those and @postern/tracing but no
+// OpenTelemetry SDK (tracing's API is a no-op), and with all three and an SDK registered
+// (BasicTracerProvider, a BatchSpanProcessor, an exporter that drops the batches: every span is
+// made, nothing is sent). The variants take turns, round by round (the
 // order rotating), driven by Postfix's smtp-source; the server's CPU time is read from /proc.
 // Prints CPU per message and msg/s (medians of the rounds) per variant, the change over the bare
 // one, and the load average during the run.
@@ -28,6 +29,7 @@ const packages = join(here, "../../packages");
 const variants = {
   none: "no operations plugins",
   metrics: "@postern/metrics",
+  "metrics+log": "metrics + transaction-log",
   ops: "metrics + transaction-log + tracing, no OpenTelemetry SDK",
   "ops+sdk": "metrics + transaction-log + tracing, SDK with a dropping exporter",
 } as const;
@@ -70,14 +72,15 @@ async function serve(variant: Variant, dnsServer: string): Promise<void> {
     metricsPort = () => plugin.port;
     plugins.push(plugin);
   }
-  if (variant === "ops" || variant === "ops+sdk") {
+  if (variant === "metrics+log" || variant === "ops" || variant === "ops+sdk") {
     const { default: transactionLog } = (await import(
       join(packages, "transaction-log/src/index.ts")
     )) as typeof import("../../packages/transaction-log/src/index.ts");
     const { default: tracing } = (await import(
       join(packages, "tracing/src/index.ts")
     )) as typeof import("../../packages/tracing/src/index.ts");
-    plugins.push(transactionLog({ level: "warn" }), tracing());
+    plugins.push(transactionLog({ level: "warn" }));
+    if (variant !== "metrics+log") plugins.push(tracing());
   }
   if (variant === "ops+sdk") {
     // The SDK is a dev dependency of @postern/tracing; the API keeps its provider on globalThis,
