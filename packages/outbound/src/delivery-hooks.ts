@@ -36,6 +36,63 @@ export type RouteDecision =
   /** Try again later. */
   | { readonly type: "defer"; readonly status: EnhancedStatus; readonly text: string };
 
+/** What was in force for a connection (RFC 8460 §4.3.1 policy-type). */
+export type TlsPolicyType = "sts" | "tlsa" | "no-policy-found";
+
+/** Why TLS failed, as RFC 8460 §4.3.2 names it (result-type). */
+export type TlsFailureType =
+  // Negotiation failures (§4.3.2.1)
+  | "starttls-not-supported"
+  | "certificate-host-mismatch"
+  | "certificate-expired"
+  | "certificate-not-trusted"
+  | "validation-failure"
+  // DANE policy failures (§4.3.2.2)
+  | "tlsa-invalid"
+  | "dnssec-invalid"
+  | "dane-required"
+  // MTA-STS policy failures (§4.3.2.2)
+  | "sts-policy-fetch-error"
+  | "sts-policy-invalid"
+  | "sts-webpki-invalid";
+
+/** The policy an outcome was judged against, as a TLS report names it (§4.3 "policy"). */
+export interface TlsPolicy {
+  readonly type: TlsPolicyType;
+  /**
+   * The domain the policy is defined for: the domain whose MTA-STS policy was looked up; for
+   * DANE the TLSA base domain, i.e. the MX host (RFC 8460 §3); else the recipient domain.
+   */
+  readonly domain: string;
+  /** The policy as text: MTA-STS policy lines ("mode: enforce", …) or TLSA records ("3 1 1 ab…"). */
+  readonly strings: readonly string[];
+  /** The MX pattern of the MTA-STS policy that matched, or the MX host name (DANE, no policy). */
+  readonly mxHost?: string | undefined;
+}
+
+/**
+ * One TLS outcome: a new connection to a next hop (TLS negotiated or not), or a policy that
+ * could not be had (an MTA-STS fetch, a TLSA lookup). Reused connections are not counted again.
+ */
+export interface TlsOutcome {
+  readonly policy: TlsPolicy;
+  readonly result: "success" | TlsFailureType;
+  /** The recipient domain being delivered to (may differ from `policy.domain`). */
+  readonly recipientDomain: string;
+  /** The MX host name connected to (receiving-mx-hostname), when there was a connection or a host. */
+  readonly mxHost?: string | undefined;
+  readonly receivingIp?: string | undefined;
+  readonly sendingIp?: string | undefined;
+  /** A machine-readable reason (failure-reason-code), e.g. "CERT_HAS_EXPIRED" or "http_status_404". */
+  readonly reasonCode?: string | undefined;
+  /** What happened, in words, for logs and the report's additional information. */
+  readonly detail?: string | undefined;
+  /** The message whose delivery made the connection; undefined for a policy fetched on its own. */
+  readonly queueId?: string | undefined;
+  /** When, epoch ms. */
+  readonly at: number;
+}
+
 export interface DeliveryEvent {
   readonly message: MessageEnvelope;
   readonly recipient: RecipientRecord;
@@ -92,3 +149,6 @@ export type OutboundDeliveryEvent =
   | ({ readonly outcome: "deferred" } & DeferredEvent)
   | ({ readonly outcome: "bounced" } & BouncedEvent);
 export const outboundDelivery = eventKey<OutboundDeliveryEvent>("outbound.delivery");
+
+/** Every TLS outcome of outbound connections and policy lookups (what TLS reports count, RFC 8460). */
+export const outboundTls = eventKey<TlsOutcome>("outbound.tls");

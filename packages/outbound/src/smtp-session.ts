@@ -10,6 +10,7 @@ import type { TlsLevel } from "./options.ts";
 import type { DeliveryReply } from "./queue/store.ts";
 import { describeHost, localReply, parseReply } from "./replies.ts";
 import { type NextHop, strictestTls } from "./routing.ts";
+import { certificateFailure, type TlsFailure } from "./tls-outcome.ts";
 
 export interface SessionSettings {
   heloName: string;
@@ -20,15 +21,21 @@ export interface SessionSettings {
   socketTimeoutMs: number;
 }
 
-/** Why a session could not be opened; `tls` marks failures of required TLS. */
+/**
+ * Why a session could not be opened; `tls` marks failures of required TLS, `tlsFailure` any TLS
+ * failure in RFC 8460 terms (TLS reports), `localAddress` the address we connected from.
+ */
 export class SessionError extends Error {
   readonly reply: DeliveryReply;
   readonly tls: boolean;
-  constructor(reply: DeliveryReply, tls: boolean) {
+  readonly tlsFailure: TlsFailure | undefined;
+  localAddress: string | undefined;
+  constructor(reply: DeliveryReply, tls: boolean, tlsFailure?: TlsFailure) {
     super(`${reply.code} ${reply.status} ${reply.text}`);
     this.name = "SessionError";
     this.reply = reply;
     this.tls = tls;
+    this.tlsFailure = tlsFailure;
   }
 }
 
@@ -213,19 +220,30 @@ export class SmtpSession {
         });
       }
     } catch (error) {
+      const failure = SmtpSession.#openError(error as NodemailerError, remote, level);
+      failure.localAddress = session.localAddress;
       connection.close();
-      throw SmtpSession.#openError(error as NodemailerError, remote, level);
+      throw failure;
     }
     if (tlsRequired(level) && !session.secure) {
+      const failure = new SessionError(localReply("4.7.10", `${remote} did not encrypt the connection`, remote), true, {
+        type: "starttls-not-supported",
+      });
+      failure.localAddress = session.localAddress;
       session.close();
-      throw new SessionError(localReply("4.7.10", `${remote} did not encrypt the connection`, remote), true);
+      throw failure;
     }
     if (hop.dane) {
       const why = daneMismatch(hop.dane, peerChain(session.#socket?.getPeerCertificate(true)));
       if (why) {
+        const failure = new SessionError(localReply("4.7.5", `DANE: ${remote}: ${why}`, remote), false, {
+          type: "validation-failure",
+          code: "tlsa-mismatch",
+        });
+        failure.localAddress = session.localAddress;
         session.close();
         // A mismatch may be a key rollover in progress: defer, like Postfix, rather than bounce.
-        throw new SessionError(localReply("4.7.5", `DANE: ${remote}: ${why}`, remote), false);
+        throw failure;
       }
       session.#daneVerified = hop.dane.records.length > 0;
     }
@@ -240,14 +258,21 @@ export class SmtpSession {
       const said = parseReply(error.response, remote);
       const words = `${said.code} ${said.status} ${said.text}`;
       if (isTls && tlsRequired(level)) {
-        return new SessionError(localReply("4.7.10", `${remote} refused STARTTLS: ${words}`, remote), true);
+        return new SessionError(localReply("4.7.10", `${remote} refused STARTTLS: ${words}`, remote), true, {
+          type: "starttls-not-supported",
+          code: `smtp-${said.code}`,
+        });
       }
       if (said.code < 500) return new SessionError(said, false);
       return new SessionError(localReply("4.4.0", `${remote} refused the session: ${words}`, remote), false);
     }
     if (isTls) {
       const reason = error.message.replace(/^Error initiating TLS - /, "");
-      return new SessionError(localReply("4.7.10", `TLS with ${remote} failed: ${reason}`, remote), true);
+      return new SessionError(
+        localReply("4.7.10", `TLS with ${remote} failed: ${reason}`, remote),
+        true,
+        certificateFailure(reason),
+      );
     }
     if (error.code === "EAUTH") {
       return new SessionError(
@@ -270,6 +295,17 @@ export class SmtpSession {
   get #socket(): (TLSSocket & { authorized?: boolean }) | undefined {
     const socket = (this.#connection as unknown as { _socket?: unknown })._socket;
     return socket ? (socket as TLSSocket) : undefined;
+  }
+
+  /** The address this end connected from (a TLS report's sending-mta-ip). */
+  get localAddress(): string | undefined {
+    return (this.#connection as unknown as { _socket?: { localAddress?: string } })._socket?.localAddress;
+  }
+
+  /** Why the peer's certificate did not verify (Node's code), when it did not. */
+  get authorizationError(): string | undefined {
+    const error = (this.#socket as { authorizationError?: unknown } | undefined)?.authorizationError;
+    return error === undefined || error === null ? undefined : String(error);
   }
 
   /** The connection is encrypted (STARTTLS or implicit TLS). */
