@@ -12,6 +12,7 @@
 import { createHash, X509Certificate } from "node:crypto";
 import type { DetailedPeerCertificate } from "node:tls";
 import { type SecureAnswer, SecureLookupError, type ValidatingResolver } from "./dnssec-resolver.ts";
+import { type TlsOutcomes, tlsaString } from "./tls-outcome.ts";
 
 export interface TlsaRecord {
   readonly usage: number;
@@ -41,17 +42,40 @@ const usable = (record: TlsaRecord) =>
   record.matchingType >= 0 &&
   record.matchingType <= 2;
 
+/** How many hosts' TLSA RRsets are remembered for TLS reports (the newest). */
+const rememberedHosts = 1000;
+
 export class DanePolicies {
   readonly #resolver: ValidatingResolver;
+  readonly #tlsOutcomes: TlsOutcomes | undefined;
+  /** The whole TLSA RRset last seen per MX host, usable or not, as a TLS report shows it. */
+  readonly #rrsets = new Map<string, string[]>();
 
-  constructor(resolver: ValidatingResolver) {
+  constructor(resolver: ValidatingResolver, tlsOutcomes?: TlsOutcomes) {
     this.#resolver = resolver;
+    this.#tlsOutcomes = tlsOutcomes;
   }
 
   /** Whether the domain's MX RRset (or its absence) is DNSSEC-secure; a failed lookup throws. */
   async mxSecure(domain: string): Promise<boolean> {
-    const answer = await this.#resolver.query(domain, "MX");
-    return answer.secure;
+    try {
+      const answer = await this.#resolver.query(domain, "MX");
+      return answer.secure;
+    } catch (error) {
+      this.#tlsOutcomes?.record(() => ({
+        policy: { type: "tlsa", domain, strings: [] },
+        result: "dnssec-invalid",
+        recipientDomain: domain,
+        reasonCode: error instanceof SecureLookupError ? error.code : undefined,
+        detail: `MX lookup failed: ${(error as Error).message}`,
+      }));
+      throw error;
+    }
+  }
+
+  /** The TLSA records last seen for `name`, in presentation form ("3 1 1 ab…"). */
+  policyStrings(name: string): readonly string[] | undefined {
+    return this.#rrsets.get(name);
   }
 
   async host(name: string, port = 25): Promise<DaneHost> {
@@ -60,19 +84,29 @@ export class DanePolicies {
       answer = await this.#resolver.query(`_${port}._tcp.${name}`, "TLSA");
     } catch (error) {
       const code = error instanceof SecureLookupError ? error.code : "error";
-      return { kind: "unusable", reason: `TLSA lookup for ${name} failed (${code}: bogus or unreachable)` };
+      const reason = `TLSA lookup for ${name} failed (${code}: bogus or unreachable)`;
+      // RFC 8460 §3: a DANE policy's domain is its TLSA base domain, the MX host.
+      this.#tlsOutcomes?.record(() => ({
+        policy: { type: "tlsa", domain: name, strings: [], mxHost: name },
+        result: "dnssec-invalid",
+        mxHost: name,
+        reasonCode: code,
+        detail: reason,
+      }));
+      return { kind: "unusable", reason };
     }
     if (!answer.secure) return { kind: "none", why: "insecure" };
     if (answer.records.length === 0) return { kind: "none", why: "no-tlsa" };
-    const records = answer.records
-      .map((record) => ({
-        usage: record.usage,
-        selector: record.selector,
-        matchingType: record.matchingType,
-        data: Buffer.from(record.certificate),
-      }))
-      .filter(usable);
-    return { kind: "dane", records };
+    const all = answer.records.map((record) => ({
+      usage: record.usage,
+      selector: record.selector,
+      matchingType: record.matchingType,
+      data: Buffer.from(record.certificate),
+    }));
+    this.#rrsets.delete(name);
+    this.#rrsets.set(name, all.map(tlsaString));
+    if (this.#rrsets.size > rememberedHosts) this.#rrsets.delete(this.#rrsets.keys().next().value!);
+    return { kind: "dane", records: all.filter(usable) };
   }
 }
 

@@ -77,8 +77,8 @@ export interface TlsPolicy {
 export interface TlsOutcome {
   readonly policy: TlsPolicy;
   readonly result: "success" | TlsFailureType;
-  /** The recipient domain being delivered to (may differ from `policy.domain`). */
-  readonly recipientDomain: string;
+  /** The recipient domain being delivered to (may differ from `policy.domain`); unknown for a TLSA lookup. */
+  readonly recipientDomain?: string | undefined;
   /** The MX host name connected to (receiving-mx-hostname), when there was a connection or a host. */
   readonly mxHost?: string | undefined;
   readonly receivingIp?: string | undefined;

@@ -5,12 +5,16 @@
 import type { Readable } from "node:stream";
 import type { Logger } from "@postern/core";
 import type { ConnectionPool } from "./connection-pool.ts";
+import type { DanePolicies } from "./dane.ts";
+import type { TlsFailureType, TlsOutcome, TlsPolicy } from "./delivery-hooks.ts";
 import { has8bit, readOriginal } from "./dsn.ts";
 import type { OutboundMetrics } from "./metrics.ts";
+import { type MtaStsPolicies, mxAllowed, mxPattern } from "./mta-sts.ts";
 import type { DeliveryReply, MessageEnvelope, RecipientRecord } from "./queue/store.ts";
 import { localReply } from "./replies.ts";
 import type { NextHop, Router } from "./routing.ts";
 import { type RecipientDsn, type SendEnvelope, SessionError, type SmtpSession } from "./smtp-session.ts";
+import { certificateFailure, stsPolicyStrings, type TlsOutcomes, tlsaString } from "./tls-outcome.ts";
 
 export interface DeliveryJob {
   readonly message: MessageEnvelope;
@@ -31,6 +35,8 @@ export interface RecipientResult {
    * from here on are its job (RFC 3461 §5.2.2); otherwise a SUCCESS request is answered "relayed".
    */
   readonly dsnPassed?: boolean;
+  /** The TLS outcomes of the connections opened for this recipient's transaction (MX routes only). */
+  readonly tls?: readonly TlsOutcome[];
 }
 
 /** Why a hop could not take the message at all (the next host is tried). */
@@ -63,6 +69,20 @@ export interface DelivererOptions {
   metrics: OutboundMetrics;
   log: Logger;
   maxRecipientsPerTransaction: number;
+  /** Where each connection's TLS outcome goes (the `outboundTls` observer event). */
+  tlsOutcomes?: TlsOutcomes | undefined;
+  /** For the MTA-STS policy text a TLS outcome names. */
+  mtaSts?: MtaStsPolicies | undefined;
+  /** For the TLSA records a TLS outcome names. */
+  dane?: DanePolicies | undefined;
+}
+
+/** The facts of one new connection that a TLS outcome reports. */
+interface TlsFacts {
+  readonly result: "success" | TlsFailureType;
+  readonly reasonCode?: string | undefined;
+  readonly detail?: string | undefined;
+  readonly sendingIp?: string | undefined;
 }
 
 export class Deliverer {
@@ -84,9 +104,13 @@ export class Deliverer {
     if (plan.kind === "bounce") return all("permanent", plan.reply);
     if (plan.kind === "defer") return all("temporary", plan.reply);
     if (plan.hops.length === 0) return all("temporary", localReply("4.4.3", `no next hop for ${job.domain}`));
+    // TLS reports are about the recipient domain's MX hosts, not a relay or smarthost of ours.
+    const reportTls = plan.source === "mx" || plan.source === "implicit-mx";
     const results: RecipientResult[] = [];
     for (const part of chunk(job.recipients, this.#options.maxRecipientsPerTransaction)) {
-      results.push(...(await this.#deliverTransaction(job, plan.hops, part)));
+      const tls: TlsOutcome[] = [];
+      const answered = await this.#deliverTransaction(job, plan.hops, part, reportTls ? tls : undefined);
+      results.push(...(tls.length > 0 ? answered.map((result) => ({ ...result, tls })) : answered));
     }
     return results;
   }
@@ -95,6 +119,7 @@ export class Deliverer {
     job: DeliveryJob,
     hops: readonly NextHop[],
     recipients: readonly RecipientRecord[],
+    tls: TlsOutcome[] | undefined,
   ): Promise<RecipientResult[]> {
     const requireTls = job.message.requireTls;
     let last: DeliveryReply | undefined;
@@ -106,7 +131,7 @@ export class Deliverer {
       // a DANE match authenticates the peer as well as a CA would (RFC 8689 §4.2.1).
       const daneAuthenticated = Boolean(route.dane && route.dane.records.length > 0);
       const hop: NextHop = requireTls && !daneAuthenticated ? { ...route, tls: "verify" } : route;
-      const outcome = await this.#tryHop(job, hop, recipients);
+      const outcome = await this.#tryHop(job, hop, recipients, tls);
       if (outcome.kind === "done") return outcome.results;
       last = outcome.reply;
       if (outcome.tls) tlsRefusals++;
@@ -136,7 +161,12 @@ export class Deliverer {
     return recipients.map((recipient) => ({ index: recipient.index, kind: "temporary", reply }));
   }
 
-  async #tryHop(job: DeliveryJob, hop: NextHop, recipients: readonly RecipientRecord[]): Promise<HopOutcome> {
+  async #tryHop(
+    job: DeliveryJob,
+    hop: NextHop,
+    recipients: readonly RecipientRecord[],
+    tls: TlsOutcome[] | undefined,
+  ): Promise<HopOutcome> {
     const { pool, metrics, log } = this.#options;
     let connectOptions: { plaintext?: boolean; fresh?: boolean } = {};
     for (let round = 0; round < 3; round++) {
@@ -146,6 +176,14 @@ export class Deliverer {
         ({ session, reused } = await pool.acquire(hop, connectOptions));
       } catch (error) {
         if (!(error instanceof SessionError)) throw error;
+        if (tls && error.tlsFailure) {
+          this.#recordTls(tls, job, hop, {
+            result: error.tlsFailure.type,
+            reasonCode: error.tlsFailure.code,
+            detail: error.reply.text,
+            sendingIp: error.localAddress,
+          });
+        }
         // Opportunistic TLS that fails in the handshake falls back to plaintext, as other MTAs do.
         if (hop.tls === "opportunistic" && !connectOptions.plaintext && /^TLS with/.test(error.reply.text)) {
           log.info(
@@ -158,6 +196,10 @@ export class Deliverer {
         return { kind: "next", reply: error.reply, tls: error.tls };
       }
       metrics.connections.inc({ reused: String(reused) });
+      // A new connection is a TLS session to report; a plaintext retry's failed handshake already was.
+      if (tls && !reused && !connectOptions.plaintext && (session.secure || hop.tls !== "none")) {
+        this.#recordTls(tls, job, hop, this.#sessionFacts(job, hop, session));
+      }
       if (hop.mtaSts === "testing" && !session.verified) {
         log.warn(
           { queueId: job.message.id, domain: job.domain, host: session.remote },
@@ -181,6 +223,67 @@ export class Deliverer {
       return outcome;
     }
     return { kind: "next", reply: localReply("4.4.2", `${hop.name}: no usable connection`), tls: false };
+  }
+
+  /** What a new session's TLS came to under the hop's policy. */
+  #sessionFacts(job: DeliveryJob, hop: NextHop, session: SmtpSession): TlsFacts {
+    const sendingIp = session.localAddress;
+    if (!session.secure) {
+      return { result: "starttls-not-supported", detail: `${session.remote} did not offer STARTTLS`, sendingIp };
+    }
+    if (hop.mtaSts && !session.verified) {
+      // Only a testing policy lets an unverified session through; enforce refused it in the handshake.
+      const failure = certificateFailure(session.authorizationError);
+      return {
+        result: failure.type,
+        reasonCode: failure.code,
+        detail: `MTA-STS (${hop.mtaSts}): the certificate of ${session.remote} did not verify`,
+        sendingIp,
+      };
+    }
+    const policy = hop.mtaSts ? this.#options.mtaSts?.known(job.domain) : undefined;
+    if (hop.mtaSts === "testing" && policy && !mxAllowed(hop.name, policy)) {
+      return {
+        result: "validation-failure",
+        reasonCode: "mx-not-in-policy",
+        detail: `MTA-STS (testing): ${hop.name} is not an MX host the policy names`,
+        sendingIp,
+      };
+    }
+    if (hop.dane && hop.dane.records.length === 0) {
+      return { result: "tlsa-invalid", detail: `no usable TLSA record for ${hop.name}`, sendingIp };
+    }
+    return { result: "success", sendingIp };
+  }
+
+  /** The policy a connection to `hop` was held to, as a TLS report names it. */
+  #policyFor(job: DeliveryJob, hop: NextHop): TlsPolicy {
+    if (hop.dane) {
+      // RFC 8460 §3: a DANE policy's domain is its TLSA base domain, the MX host.
+      const strings = this.#options.dane?.policyStrings(hop.name) ?? hop.dane.records.map(tlsaString);
+      return { type: "tlsa", domain: hop.name, strings, mxHost: hop.name };
+    }
+    if (hop.mtaSts) {
+      const policy = this.#options.mtaSts?.known(job.domain);
+      const mxHost = (policy && mxPattern(hop.name, policy)) ?? hop.name;
+      return { type: "sts", domain: job.domain, strings: stsPolicyStrings(policy), mxHost };
+    }
+    return { type: "no-policy-found", domain: job.domain, strings: [], mxHost: hop.name };
+  }
+
+  #recordTls(into: TlsOutcome[], job: DeliveryJob, hop: NextHop, facts: TlsFacts): void {
+    const outcome: TlsOutcome = {
+      policy: this.#policyFor(job, hop),
+      recipientDomain: job.domain,
+      mxHost: hop.name !== hop.address ? hop.name : undefined,
+      receivingIp: hop.address,
+      queueId: job.message.id,
+      at: Date.now(),
+      ...facts,
+      sendingIp: facts.sendingIp ?? hop.localAddress,
+    };
+    into.push(outcome);
+    this.#options.tlsOutcomes?.emit(outcome);
   }
 
   async #needsSmtpUtf8(

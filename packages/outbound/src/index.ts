@@ -18,6 +18,7 @@ import type { MessageEnvelope, QueueStore } from "./queue/store.ts";
 import { Router } from "./routing.ts";
 import { DeliveryRunner, wantsReport } from "./runner.ts";
 import { signMessage } from "./signer.ts";
+import { TlsOutcomes } from "./tls-outcome.ts";
 
 export type {
   BouncedEvent,
@@ -28,8 +29,12 @@ export type {
   OutboundHooks,
   RouteContext,
   RouteDecision,
+  TlsFailureType,
+  TlsOutcome,
+  TlsPolicy,
+  TlsPolicyType,
 } from "./delivery-hooks.ts";
-export { outboundDelivery, outboundHooks } from "./delivery-hooks.ts";
+export { outboundDelivery, outboundHooks, outboundTls } from "./delivery-hooks.ts";
 export type { OutboundOptions, RelayTarget, RelayTargetInput, TlsLevel } from "./options.ts";
 export { outboundOptionsSchema } from "./options.ts";
 export type { FsQueueStoreOptions } from "./queue/fs-store.ts";
@@ -131,6 +136,7 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
       await store.open();
       const log = context.logger.child({ plugin: "@postern/outbound" });
       const hooks = context.runner(outboundHooks);
+      const tlsOutcomes = new TlsOutcomes(context.events);
       const mtaSts = options.mtaSts.enabled
         ? new MtaStsPolicies({
             resolver: context.resolver,
@@ -138,10 +144,14 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
             log,
             timeoutMs: options.mtaSts.timeoutMs,
             recheckMs: options.mtaSts.recheckMs,
+            tlsOutcomes,
           })
         : undefined;
       const dane = options.dane.resolver
-        ? new DanePolicies(new ValidatingResolver({ server: options.dane.resolver, timeoutMs: options.dane.timeoutMs }))
+        ? new DanePolicies(
+            new ValidatingResolver({ server: options.dane.resolver, timeoutMs: options.dane.timeoutMs }),
+            tlsOutcomes,
+          )
         : undefined;
       const router = new Router({
         options,
@@ -170,6 +180,9 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
         metrics,
         log,
         maxRecipientsPerTransaction: options.maxRecipientsPerTransaction,
+        tlsOutcomes,
+        mtaSts,
+        dane,
       });
       runner = new DeliveryRunner({
         store,

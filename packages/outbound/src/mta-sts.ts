@@ -5,6 +5,7 @@ import type { DnsResolver, Logger } from "@postern/core";
 import type { MTASTSPolicy } from "mailauth";
 import { getPolicy, validateMx } from "mailauth/lib/mta-sts.js";
 import type { QueueStore } from "./queue/store.ts";
+import { stsFetchFailure, stsPolicyStrings, type TlsOutcomes } from "./tls-outcome.ts";
 
 export type MtaStsMode = "enforce" | "testing" | "none";
 
@@ -14,6 +15,8 @@ export interface MtaStsOptions {
   log: Logger;
   timeoutMs: number;
   recheckMs: number;
+  /** Where a policy that could not be fetched or was invalid is reported (TLS reports). */
+  tlsOutcomes?: TlsOutcomes | undefined;
 }
 
 interface Entry {
@@ -34,6 +37,11 @@ export class MtaStsPolicies {
 
   constructor(options: MtaStsOptions) {
     this.#options = options;
+  }
+
+  /** The policy last looked up for `domain`, without a lookup (what a TLS report names). */
+  known(domain: string): MTASTSPolicy | undefined {
+    return this.#memory.get(domain)?.policy;
   }
 
   /** The policy in force for `domain` ({ mode: "none" } when it has none). Never throws. */
@@ -60,6 +68,16 @@ export class MtaStsPolicies {
     if (result.status === "errored") {
       const error = (policy as MTASTSPolicy & { error?: Error }).error;
       log.warn({ domain, mode: policy.mode, err: error?.message }, "MTA-STS policy could not be fetched");
+      this.#options.tlsOutcomes?.record(() => {
+        const failure = stsFetchFailure(error);
+        return {
+          policy: { type: "sts", domain, strings: stsPolicyStrings(known) },
+          result: failure.type,
+          recipientDomain: domain,
+          reasonCode: failure.code,
+          detail: error?.message,
+        };
+      });
     }
     if (result.status === "found" || (result.status === "errored" && policy.id && policy.id !== known?.id)) {
       await store
@@ -76,4 +94,11 @@ export class MtaStsPolicies {
 /** Whether `mx` may receive mail for a domain with `policy`. */
 export function mxAllowed(mx: string, policy: MTASTSPolicy): boolean {
   return validateMx(mx, policy).valid;
+}
+
+/** The policy's mx pattern that `mx` matches ("*.example.net"), if one does. */
+export function mxPattern(mx: string, policy: MTASTSPolicy): string | undefined {
+  const result = validateMx(mx, policy) as { valid: boolean; match?: string };
+  if (!result.valid || !result.match) return undefined;
+  return policy.mx?.find((pattern) => pattern === result.match || pattern === `*${result.match}`) ?? result.match;
 }

@@ -103,8 +103,13 @@ export class TlsOutcomes {
     return Boolean(this.#events?.observed(outboundTls));
   }
 
-  record(outcome: () => Omit<TlsOutcome, "at">): void {
+  /** Emits the outcome `build` makes, building it only when someone listens. */
+  record(build: () => Omit<TlsOutcome, "at">): void {
     if (!this.#events?.observed(outboundTls)) return;
-    this.#events.emit(outboundTls, { ...outcome(), at: Date.now() });
+    this.#events.emit(outboundTls, { ...build(), at: Date.now() });
+  }
+
+  emit(outcome: TlsOutcome): void {
+    if (this.#events?.observed(outboundTls)) this.#events.emit(outboundTls, outcome);
   }
 }
