@@ -100,6 +100,11 @@ export interface DeliveryEvent {
   readonly reply: DeliveryReply;
   /** Attempts made so far, this one included. */
   readonly attempts: number;
+  /**
+   * The TLS outcome of each connection this attempt opened to the domain's MX hosts (a reused
+   * connection opens none; relays and smarthosts are not reported). Also on `outboundTls`.
+   */
+  readonly tls?: readonly TlsOutcome[];
 }
 
 export interface DeferredEvent extends DeliveryEvent {

@@ -361,7 +361,14 @@ export class DeliveryRunner {
     for (const outcome of outcomes) {
       if (!recorded.has(outcome.index)) continue;
       const recipient = job.recipients.find((candidate) => candidate.index === outcome.index)!;
-      const event = { message, recipient, reply: outcome.reply, attempts: recipient.attempts + 1 };
+      const tls = results.find((result) => result.index === outcome.index)?.tls;
+      const event = {
+        message,
+        recipient,
+        reply: outcome.reply,
+        attempts: recipient.attempts + 1,
+        ...(tls ? { tls } : {}),
+      };
       const logFields = {
         queueId: message.id,
         to: recipient.address,
