@@ -2,12 +2,34 @@
 // application/tlsrpt+gzip, the server's certificate verified, no redirects followed; any 2xx
 // answer means it was taken.
 import { request } from "node:https";
+import { isIP, type LookupFunction } from "node:net";
 import { getCACertificates, rootCertificates } from "node:tls";
 
 export interface PostOptions {
   readonly timeoutMs: number;
   /** CA certificates trusted besides Node's own. */
   readonly ca?: string | readonly string[] | undefined;
+  /** The host's addresses through the server's resolver (its DNS servers, not the system's). */
+  readonly resolve?: ((hostname: string) => Promise<string[]>) | undefined;
+}
+
+/** A `lookup` for node:https that asks `resolve` (Node passes `all: true` for happy eyeballs). */
+function lookupWith(resolve: (hostname: string) => Promise<string[]>): LookupFunction {
+  return (hostname, options, callback) => {
+    resolve(hostname).then(
+      (addresses) => {
+        if (addresses.length === 0) {
+          callback(Object.assign(new Error(`no address for ${hostname}`), { code: "ENOTFOUND" }), "", 0);
+          return;
+        }
+        const entries = addresses.map((address) => ({ address, family: isIP(address) }));
+        if ((options as { all?: boolean }).all)
+          (callback as unknown as (e: null, a: typeof entries) => void)(null, entries);
+        else callback(null, entries[0]!.address, entries[0]!.family);
+      },
+      (error: NodeJS.ErrnoException) => callback(error, "", 0),
+    );
+  };
 }
 
 function trusted(extra: PostOptions["ca"]): string[] | undefined {
@@ -29,6 +51,7 @@ export function postReport(url: string, gzipped: Buffer, options: PostOptions): 
         agent: false,
         rejectUnauthorized: true,
         ...(ca ? { ca } : {}),
+        ...(options.resolve ? { lookup: lookupWith(options.resolve) } : {}),
         timeout: options.timeoutMs,
       },
       (response) => {

@@ -124,9 +124,20 @@ export class Reporter {
     destination: Extract<ReportDestination, { kind: "https" }>,
     gzipped: Buffer,
   ): Promise<DestinationOutcome> {
-    const { https } = this.#settings.options;
+    const { options, context } = this.#settings;
+    const resolve = async (hostname: string): Promise<string[]> => {
+      const found = await Promise.allSettled([
+        context.resolver.resolve(hostname, "A"),
+        context.resolver.resolve(hostname, "AAAA"),
+      ]);
+      return found.flatMap((answer) => (answer.status === "fulfilled" ? (answer.value as string[]) : []));
+    };
     try {
-      const status = await postReport(destination.url, gzipped, { timeoutMs: https.timeout, ca: https.ca });
+      const status = await postReport(destination.url, gzipped, {
+        timeoutMs: options.https.timeout,
+        ca: options.https.ca,
+        resolve,
+      });
       return { ...destination, ok: status >= 200 && status < 300, detail: `HTTP ${status}` };
     } catch (error) {
       return { ...destination, ok: false, detail: (error as Error).message };
