@@ -17,6 +17,7 @@ import {
 } from "@postern/testing";
 import nodemailer from "nodemailer";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { outboundTls, type TlsOutcome } from "./delivery-hooks.ts";
 import { type OutboundHarness, startOutbound } from "./test/harness.ts";
 import { type MxSink, startSink } from "./test/mx-sink.ts";
 import { startUnbound, type Unbound } from "./test/unbound.ts";
@@ -200,6 +201,18 @@ describe("DANE with a validating unbound", () => {
     const delivered = await harness.events.wait("delivered");
     expect(delivered.reply.remote).toContain("mx.dane.test");
     expect((await sinkAt(`${net}.2`).next()).secure).toBe(true);
+    // The TLS report's view: a DANE session, its policy domain the TLSA base domain (RFC 8460 §3).
+    expect(delivered.tls).toEqual([
+      expect.objectContaining({
+        result: "success",
+        policy: {
+          type: "tlsa",
+          domain: "mx.dane.test",
+          strings: [expect.stringMatching(/^3 1 1 [0-9a-f]{64}$/)],
+          mxHost: "mx.dane.test",
+        },
+      }),
+    ]);
   });
 
   it("defers (4.7.5) when the certificate matches no TLSA record", async () => {
@@ -209,11 +222,22 @@ describe("DANE with a validating unbound", () => {
     expect(deferred.reply.status).toBe("4.7.5");
     expect(deferred.reply.text).toMatch(/DANE: mx\.mismatch\.dane\.test .*matches no TLSA record/);
     expect(sinkAt(`${net}.3`).messages).toHaveLength(0);
+    expect(deferred.tls).toEqual([
+      expect.objectContaining({
+        result: "validation-failure",
+        reasonCode: "tlsa-mismatch",
+        policy: expect.objectContaining({ type: "tlsa", domain: "mx.mismatch.dane.test" }),
+      }),
+    ]);
   });
 
   it("defers without connecting when the TLSA answer is bogus", async () => {
     const before = sinkAt(`${net}.4`).connections;
     harness = await startDane();
+    const outcomes: TlsOutcome[] = [];
+    harness.server.server.events.on(outboundTls, (outcome) => {
+      outcomes.push(outcome);
+    });
     await harness.server.send({ from: "a@origin.dane.test", to: "user@bogus.dane.test", raw: buildMessage() });
     const deferred = await harness.events.wait("deferred");
     expect(deferred.reply.status).toBe("4.7.5");
@@ -221,6 +245,14 @@ describe("DANE with a validating unbound", () => {
       /DANE: no usable MX host of bogus\.dane\.test: TLSA lookup for mx\.bogus\.dane\.test failed \(SERVFAIL/,
     );
     expect(sinkAt(`${net}.4`).connections).toBe(before);
+    expect(outcomes).toEqual([
+      expect.objectContaining({
+        result: "dnssec-invalid",
+        reasonCode: "SERVFAIL",
+        mxHost: "mx.bogus.dane.test",
+        policy: expect.objectContaining({ type: "tlsa", domain: "mx.bogus.dane.test" }),
+      }),
+    ]);
   });
 
   it("delivers with DANE-TA: the chain's CA matches, the leaf names the MX host", async () => {
