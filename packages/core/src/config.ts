@@ -132,6 +132,21 @@ export const serverConfigSchema = z.strictObject({
       maxReceived: z.number().int().min(1).default(100),
       /** The most addresses one recipient may expand to (aliases, lists): 550 5.5.3 past it. */
       maxExpansion: z.number().int().min(1).default(1000),
+      /**
+       * What the route groups of a transaction answered 451 after some were stored: the retry
+       * stores only the rest (route-memory.ts). Bounded in recipients and time; maxEntries 0 turns
+       * it off.
+       */
+      routeMemory: z
+        .strictObject({
+          maxEntries: z.number().int().min(0).default(10_000),
+          ttlMs: z
+            .number()
+            .int()
+            .positive()
+            .default(24 * 60 * 60 * 1000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   dns: z

@@ -89,6 +89,11 @@ export interface TransactionEndedEvent {
   readonly size: number | undefined;
   /** The route groups the message was stored for (queued only). */
   readonly groups: readonly RouteGroup[];
+  /**
+   * Set on a client's retry of a transaction that was answered 4xx after some of its route groups
+   * were stored: the recipients an earlier attempt stored, not stored again (limits.routeMemory).
+   */
+  readonly alreadyStored?: readonly RouteGroup[];
   /** Recipients accepted, with the address each came from. */
   readonly recipients: readonly Recipient[];
   /** Why, for "discarded": the discard verdict's reason. */

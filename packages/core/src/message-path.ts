@@ -12,6 +12,7 @@ import type { Hooks } from "./hooks.ts";
 import type { SpooledMessage } from "./message.ts";
 import { receivedHeader } from "./received.ts";
 import { coreReplies, queued, replyError, replyFor, type SmtpReply } from "./reply.ts";
+import { RouteMemory, storedKey, type TransactionEnvelope, transactionFingerprint } from "./route-memory.ts";
 import type { Recipient, RouteGroup } from "./session.ts";
 import type { SessionState, TransactionState } from "./session-state.ts";
 import { type SpoolOutcome, type SpoolProblem, spoolMessage } from "./spool.ts";
@@ -62,6 +63,29 @@ export interface MessagePathDependencies {
   ) => void;
   /** Closes the connection after the reply when the reply says so. */
   readonly closeAfterReply: (session: SessionState, reply: SmtpReply) => void;
+  /**
+   * What partly stored transactions had stored (route-memory.ts); one of its own from
+   * `config.limits.routeMemory` when not given (pass one to keep it across generations).
+   */
+  readonly routeMemory?: RouteMemory | undefined;
+}
+
+/** The recipients of `groups` already stored (`stored`), as route groups, and what is left to store. */
+function splitStored(
+  groups: readonly RouteGroup[],
+  stored: ReadonlySet<string>,
+): { alreadyStored: RouteGroup[]; pending: RouteGroup[] } {
+  const alreadyStored: RouteGroup[] = [];
+  const pending: RouteGroup[] = [];
+  for (const { route, recipients } of groups) {
+    const done = recipients.filter((recipient) => stored.has(storedKey(route, recipient.address)));
+    if (done.length > 0) alreadyStored.push({ route, recipients: done });
+    if (done.length === recipients.length) continue;
+    pending.push(
+      done.length === 0 ? { route, recipients } : { route, recipients: recipients.filter((r) => !done.includes(r)) },
+    );
+  }
+  return { alreadyStored, pending };
 }
 
 /** Thrown out of receive(): smtp-server sends `responseCode` and the message as the reply. */
@@ -69,6 +93,9 @@ type ReplyError = ReturnType<typeof replyError>;
 
 export function createMessagePath(dependencies: MessagePathDependencies) {
   const { config, hooks, events, logger, refused, closeAfterReply, authservId } = dependencies;
+  const routeMemory =
+    dependencies.routeMemory ??
+    (config.limits.routeMemory.maxEntries > 0 ? new RouteMemory(config.limits.routeMemory) : undefined);
   const bindings = (transaction: TransactionState) => ({ session: transaction.session.id, queueId: transaction.id });
 
   const ended = (
@@ -78,6 +105,7 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
     message: SpooledMessage | undefined,
     groups: readonly RouteGroup[] = [],
     reason?: string,
+    alreadyStored?: readonly RouteGroup[],
   ) => {
     transaction.ended = true;
     if (!events.observed(transactionEnded)) return;
@@ -89,6 +117,7 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
       groups,
       recipients: transaction.recipients,
       reason,
+      ...(alreadyStored && alreadyStored.length > 0 ? { alreadyStored } : {}),
       durationMs: performance.now() - transaction.startedAt,
     });
   };
@@ -100,11 +129,60 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
     plugin: string | undefined,
     reply: SmtpReply,
     message: SpooledMessage | undefined,
+    alreadyStored?: readonly RouteGroup[],
   ): ReplyError => {
     refused(transaction.session, stage, plugin, reply);
     closeAfterReply(transaction.session, reply);
-    ended(transaction, "refused", reply, message);
+    ended(transaction, "refused", reply, message, [], undefined, alreadyStored);
     return replyError(reply);
+  };
+
+  /**
+   * What an earlier attempt of this transaction stored, when one is remembered. Hashes the message
+   * only when a remembered transaction has its sender and size.
+   */
+  const recallStored = async (
+    transaction: TransactionState,
+    message: SpooledMessage,
+    envelope: TransactionEnvelope,
+  ): Promise<{ fingerprint: string; stored: ReadonlySet<string> } | undefined> => {
+    if (!routeMemory?.mightHave(RouteMemory.candidateKey(envelope.sender, message.receivedSize))) return undefined;
+    try {
+      const fingerprint = await transactionFingerprint(envelope, message.original());
+      const stored = routeMemory.recall(fingerprint);
+      return stored ? { fingerprint, stored } : undefined;
+    } catch (error) {
+      // Unread, the message is stored for every group: a duplicate at worst, never a loss.
+      logger.warn({ ...bindings(transaction), err: error }, "route memory: could not fingerprint the message");
+      return undefined;
+    }
+  };
+
+  /** Remembers the recipients stored so far, so the client's retry stores only the rest. */
+  const rememberStored = async (
+    transaction: TransactionState,
+    message: SpooledMessage,
+    envelope: TransactionEnvelope,
+    retry: { fingerprint: string } | undefined,
+    storedGroups: readonly RouteGroup[],
+  ): Promise<void> => {
+    if (!routeMemory) return;
+    try {
+      const fingerprint = retry?.fingerprint ?? (await transactionFingerprint(envelope, message.original()));
+      const stored = new Set<string>();
+      for (const { route, recipients } of storedGroups) {
+        for (const recipient of recipients) stored.add(storedKey(route, recipient.address));
+      }
+      const candidate = RouteMemory.candidateKey(envelope.sender, message.receivedSize);
+      if (!routeMemory.remember(fingerprint, candidate, stored)) {
+        logger.warn(
+          { ...bindings(transaction), recipients: stored.size },
+          "route memory: more recipients stored than limits.routeMemory.maxEntries, the retry stores them again",
+        );
+      }
+    } catch (error) {
+      logger.warn({ ...bindings(transaction), err: error }, "route memory: could not fingerprint the message");
+    }
   };
 
   /** Runs after the spool: every step that can refuse the message, then storage. */
@@ -126,6 +204,11 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
       }
     }
     message.prepend("Received", receivedHeader(config.hostname, transaction));
+    // The client's transaction, before data hooks change it: what a retry of it will have again.
+    const envelope: TransactionEnvelope | undefined = routeMemory && {
+      sender: transaction.mailFrom.address,
+      recipients: transaction.recipients.slice(),
+    };
 
     const data = stages.dataHooks
       ? await hooks.first("data", [transaction, message], bindings(transaction))
@@ -157,13 +240,34 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
     const groups = transaction.quarantined
       ? [{ route: config.quarantineRoute, recipients: transaction.recipients }]
       : groupByRoute(transaction.recipients);
-    for (const group of groups) {
+    const retry = envelope ? await recallStored(transaction, message, envelope) : undefined;
+    const { alreadyStored, pending } = retry
+      ? splitStored(groups, retry.stored)
+      : { alreadyStored: [], pending: groups };
+    if (alreadyStored.length > 0) {
+      logger.info(
+        {
+          session: session.id,
+          queueId: transaction.id,
+          alreadyStored: alreadyStored.map(({ route, recipients }) => ({ route, recipients: recipients.length })),
+        },
+        "retry: route groups stored by an earlier attempt are not stored again",
+      );
+    }
+    const storedNow: RouteGroup[] = [];
+    for (const group of pending) {
       const stored = await hooks.first("queue", [transaction, message, group], bindings(transaction));
       const answer = stored.result;
       if (answer?.kind !== "accept") {
-        throw refuse(transaction, "queue", stored.plugin, answer ? replyFor(answer) : coreReplies.notStored, message);
+        if (envelope && (storedNow.length > 0 || retry)) {
+          await rememberStored(transaction, message, envelope, retry, [...alreadyStored, ...storedNow]);
+        }
+        const reply = answer ? replyFor(answer) : coreReplies.notStored;
+        throw refuse(transaction, "queue", stored.plugin, reply, message, alreadyStored);
       }
+      storedNow.push(group);
     }
+    if (retry) routeMemory?.forget(retry.fingerprint);
     session.transactionCount++;
     // The line's fields are built only when the line is written (servers often log at warn).
     if (logger.isLevelEnabled("info")) {
@@ -180,7 +284,15 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
       );
     }
     const text = queued(transaction.id);
-    ended(transaction, "queued", { code: 250, message: text, close: false }, message, groups);
+    ended(
+      transaction,
+      "queued",
+      { code: 250, message: text, close: false },
+      message,
+      storedNow,
+      undefined,
+      alreadyStored,
+    );
     return text;
   };
 
