@@ -39,6 +39,7 @@ export const coreReplies = {
 
   // Commands.
   unknownParameter: reply(555, "5.5.4 Parameter not recognized"),
+  badParameterSyntax: reply(501, "5.5.4 Bad parameter syntax"),
   utf8NeedsSmtputf8: reply(553, "5.6.7 Non-ASCII address requires SMTPUTF8 (RFC 6531)"),
   badSenderSyntax: reply(553, "5.1.7 Bad sender address syntax"),
   badRecipientSyntax: reply(501, "5.1.3 Bad recipient address syntax"),

@@ -6,7 +6,10 @@
 // - replies whose text starts with an enhanced status code keep it, instead of smtp-server
 //   prefixing a second one derived from the basic code;
 // - AUTH is advertised only once TLS is up (unless the listener allows AUTH in clear), and AUTH
-//   tried before TLS is answered 538 5.7.11 as RFC 4954 §6 says (smtp-server sends 5.7.0).
+//   tried before TLS is answered 538 5.7.11 as RFC 4954 §6 says (smtp-server sends 5.7.0);
+// - a MAIL/RCPT parameter without a keyword ("=x") or with "=" and no value is answered
+//   501 5.5.4: smtp-server drops the first silently and takes the second for a bare keyword, and
+//   hands core only what it parsed.
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
@@ -27,6 +30,23 @@ const enhancedStatusPrefix = /^[245]\.\d{1,3}\.\d{1,3} /;
 const plausibleHeloName = /^[\x21-\x7e]{1,255}$/;
 
 type SocketOptions = Parameters<SMTPServer["connect"]>[1];
+
+/**
+ * Whether a MAIL FROM / RCPT TO line has a parameter RFC 5321 §4.1.2 (esmtp-param = esmtp-keyword
+ * ["=" esmtp-value], both at least one character) does not allow and smtp-server lets by: one
+ * with no keyword, or "=" with no value. Split as smtp-server splits it; a line whose path it
+ * refuses is left to it.
+ */
+export function hasMalformedParameter(line: string): boolean {
+  const colon = line.indexOf(":");
+  if (colon === -1) return false;
+  const [path, ...parameters] = line
+    .slice(colon + 1)
+    .trim()
+    .split(/\s+/);
+  if (!path || !/^<[^<>]*>$/.test(path)) return false;
+  return parameters.some((parameter) => parameter.startsWith("=") || /^[^=]+=$/.test(parameter));
+}
 
 interface ServerInternals {
   _onError(error: Error): void;
@@ -57,6 +77,16 @@ function adapt(connection: SMTPConnection, adapter: ConnectionAdapter): void {
       else this.connectionReady();
     });
   };
+
+  for (const command of ["MAIL", "RCPT"] as const) {
+    const key = `handler_${command}` as const;
+    const original = connection[key];
+    connection[key] = function refusingMalformedParameters(line: Buffer, callback: () => void) {
+      if (!hasMalformedParameter(line.toString())) return original.call(this, line, callback);
+      this.send(coreReplies.badParameterSyntax.code, coreReplies.badParameterSyntax.message);
+      callback();
+    };
+  }
 
   for (const command of ["EHLO", "HELO"] as const) {
     const key = `handler_${command}` as const;

@@ -28,6 +28,8 @@ const reviewed = {
     send: "c33568c0111a58b2", // wrapped: keep our enhanced codes, hide AUTH before TLS, 538 text
     handler_EHLO: "42394b3ad94f3deb", // wrapped: the helo hook runs first
     handler_HELO: "b95050ffd35b5d29",
+    handler_MAIL: "a40618dd2e16f0fa", // wrapped: a parameter without a keyword or value is 501 5.5.4
+    handler_RCPT: "ef2acd7214eaa466",
     _setListeners: "cf07ab6f47db09ac", // called by our init
     connectionReady: "62c0ab75022331de", // called by our init
     close: "8b9a23413167403a", // called on disconnect verdicts and deadlines
