@@ -259,10 +259,11 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
       const stored = await hooks.first("queue", [transaction, message, group], bindings(transaction));
       const answer = stored.result;
       if (answer?.kind !== "accept") {
-        if (envelope && (storedNow.length > 0 || retry)) {
+        const reply = answer ? replyFor(answer) : coreReplies.notStored;
+        // Only a 4xx is retried: a client bounces every recipient of a 5xx, stored or not.
+        if (envelope && reply.code < 500 && (storedNow.length > 0 || retry)) {
           await rememberStored(transaction, message, envelope, retry, [...alreadyStored, ...storedNow]);
         }
-        const reply = answer ? replyFor(answer) : coreReplies.notStored;
         throw refuse(transaction, "queue", stored.plugin, reply, message, alreadyStored);
       }
       storedNow.push(group);

@@ -10,7 +10,7 @@ import {
   startTestServer,
   type TestServer,
 } from "../../testing/src/index.ts";
-import { accept, defer, type Plugin, type TransactionEndedEvent, transactionEnded } from "./index.ts";
+import { accept, defer, type Plugin, reject, type TransactionEndedEvent, transactionEnded } from "./index.ts";
 import { RouteMemory, storedKey, type TransactionEnvelope, transactionFingerprint } from "./route-memory.ts";
 
 let server: TestServer | undefined;
@@ -24,10 +24,13 @@ const routeByDomain: Plugin = {
   hooks: { rcptTo: (_tx, r) => accept({ route: r.address.endsWith("@local.test") ? "local" : "relay" }) },
 };
 
-/** Stores the `relay` group (recipients only), after refusing it `failures` times (451 4.3.0). */
-function flakyRelay(failures: number) {
+/**
+ * Stores the `relay` group (recipients only), after failing `failures` times: a 451 deferral, a
+ * throw (451 from core) or a 550 rejection.
+ */
+function flakyRelay(failures: number, how: "defer" | "throw" | "reject" = "defer") {
   const messages: { recipients: string[] }[] = [];
-  const state = { failures, refused: 0 };
+  const state = { failures, refused: 0, how };
   const plugin: Plugin = {
     name: "flaky-relay",
     hooks: {
@@ -36,6 +39,8 @@ function flakyRelay(failures: number) {
         if (state.failures > 0) {
           state.failures--;
           state.refused++;
+          if (state.how === "throw") throw new Error("relay queue unavailable");
+          if (state.how === "reject") return reject("5.7.1", "Relaying refused");
           return defer("4.3.0", "Relay queue unavailable, try again later");
         }
         messages.push({ recipients: group.recipients.map((recipient) => recipient.address) });
@@ -137,6 +142,22 @@ describe("a retry after a partial failure among route groups", () => {
     expect(local.messages).toHaveLength(1);
     expect((await server.send({ to: relayFirst, raw: other })).response).toMatch(/^250 /);
     expect(local.messages).toHaveLength(2);
+  });
+
+  it("remembers after a store that throws (451), not after a 5xx the client will not retry", async () => {
+    const relay = flakyRelay(1, "throw");
+    const { server, local } = await start(relay);
+    const to = ["alice@local.test", "bob@remote.test"];
+    const raw = buildMessage();
+    expect((await sendError(server.send({ to, raw }))).response).toMatch(/^451 4\.3\.0 /);
+    expect((await server.send({ to, raw })).response).toMatch(/^250 /);
+    expect([local.messages.length, relay.messages.length]).toEqual([1, 1]);
+
+    Object.assign(relay.state, { failures: 1, how: "reject" });
+    const refused = buildMessage();
+    expect((await sendError(server.send({ to, raw: refused }))).responseCode).toBe(550);
+    expect((await server.send({ to, raw: refused })).response).toMatch(/^250 /);
+    expect([local.messages.length, relay.messages.length]).toEqual([3, 2]);
   });
 
   it("skips nothing when the bytes or the envelope differ (same sender and size)", async () => {
