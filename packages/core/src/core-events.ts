@@ -92,6 +92,7 @@ export interface TransactionEndedEvent {
   /**
    * Set on a client's retry of a transaction that was answered 4xx after some of its route groups
    * were stored: the recipients an earlier attempt stored, not stored again (limits.routeMemory).
+   * They are in `groups` too: the earlier attempt was refused, so this is where they are reported.
    */
   readonly alreadyStored?: readonly RouteGroup[];
   /** Recipients accepted, with the address each came from. */

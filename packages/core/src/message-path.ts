@@ -146,7 +146,8 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
     message: SpooledMessage,
     envelope: TransactionEnvelope,
   ): Promise<{ fingerprint: string; stored: ReadonlySet<string> } | undefined> => {
-    if (!routeMemory?.mightHave(RouteMemory.candidateKey(envelope.sender, message.receivedSize))) return undefined;
+    if (!routeMemory || routeMemory.size === 0) return undefined; // the usual case: nothing to build
+    if (!routeMemory.mightHave(RouteMemory.candidateKey(envelope.sender, message.receivedSize))) return undefined;
     try {
       const fingerprint = await transactionFingerprint(envelope, message.original());
       const stored = routeMemory.recall(fingerprint);
@@ -285,15 +286,9 @@ export function createMessagePath(dependencies: MessagePathDependencies) {
       );
     }
     const text = queued(transaction.id);
-    ended(
-      transaction,
-      "queued",
-      { code: 250, message: text, close: false },
-      message,
-      storedNow,
-      undefined,
-      alreadyStored,
-    );
+    // Every group is stored now, some by an earlier attempt: observers see the transaction queued
+    // once, whole (outbound's "delivered" reports for the skipped groups go out here).
+    ended(transaction, "queued", { code: 250, message: text, close: false }, message, groups, undefined, alreadyStored);
     return text;
   };
 

@@ -107,7 +107,10 @@ describe("a retry after a partial failure among route groups", () => {
     expect(refused?.outcome).toBe("refused");
     expect(refused?.alreadyStored).toBeUndefined();
     expect(queued?.outcome).toBe("queued");
+    // Queued whole, once: the refused first attempt reported nothing stored.
+    expect(refused?.groups).toEqual([]);
     expect(queued?.groups.map((g) => [g.route, g.recipients.map((r) => r.address)])).toEqual([
+      ["local", ["alice@local.test"]],
       ["relay", ["bob@remote.test"]],
     ]);
     expect(queued?.alreadyStored?.map((g) => [g.route, g.recipients.map((r) => r.address)])).toEqual([
