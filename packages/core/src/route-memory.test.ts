@@ -4,13 +4,22 @@ import { Readable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   buildMessage,
+  bulkyText,
   type CapturedMessage,
   memoryQueue,
   type SendError,
   startTestServer,
   type TestServer,
 } from "../../testing/src/index.ts";
-import { accept, defer, type Plugin, reject, type TransactionEndedEvent, transactionEnded } from "./index.ts";
+import {
+  accept,
+  defer,
+  type Plugin,
+  reject,
+  type ServerConfigInput,
+  type TransactionEndedEvent,
+  transactionEnded,
+} from "./index.ts";
 import { RouteMemory, storedKey, type TransactionEnvelope, transactionFingerprint } from "./route-memory.ts";
 
 let server: TestServer | undefined;
@@ -74,14 +83,12 @@ async function sendError(sending: Promise<unknown>): Promise<SendError> {
 
 const recipientsOf = (messages: readonly Pick<CapturedMessage, "recipients">[]) => messages.map((m) => m.recipients);
 
-async function start(relay: ReturnType<typeof flakyRelay>, options: { maxEntries?: number } = {}) {
+async function start(relay: ReturnType<typeof flakyRelay>, limits: ServerConfigInput["limits"] = {}) {
   const local = memoryQueue({ routes: ["local"] });
   const recorder = endedRecorder();
   server = await startTestServer({
     plugins: [routeByDomain, recorder.plugin, local.plugin, relay.plugin],
-    ...(options.maxEntries === undefined
-      ? {}
-      : { config: { limits: { routeMemory: { maxEntries: options.maxEntries } } } }),
+    config: { limits },
   });
   return { server, local, ended: recorder.ended };
 }
@@ -194,9 +201,32 @@ describe("a retry after a partial failure among route groups", () => {
     expect(relay.messages).toHaveLength(4);
   });
 
+  it("fingerprints a message spooled to disk from the spool file", async () => {
+    const relay = flakyRelay(1);
+    const { server, local } = await start(relay, { memoryThreshold: "1KB" });
+    const to = ["alice@local.test", "bob@remote.test"];
+    const raw = buildMessage({ text: bulkyText(200_000) });
+    expect((await sendError(server.send({ to, raw }))).responseCode).toBe(451);
+    expect((await server.send({ to, raw })).response).toMatch(/^250 /);
+    expect([local.messages.length, relay.messages.length]).toEqual([1, 1]);
+    expect(local.messages[0]!.bytes.includes(raw)).toBe(true);
+  });
+
+  it("remembers no transaction with more stored recipients than limits.routeMemory.maxEntries", async () => {
+    const relay = flakyRelay(1);
+    const { server, local } = await start(relay, { routeMemory: { maxEntries: 1 } });
+    const to = ["alice@local.test", "carol@local.test", "bob@remote.test"];
+    const raw = buildMessage();
+    expect((await sendError(server.send({ to, raw }))).responseCode).toBe(451);
+    const warned = server.logs.find((line) => line.msg.startsWith("route memory: more recipients stored than"));
+    expect(warned?.recipients).toBe(2);
+    expect((await server.send({ to, raw })).response).toMatch(/^250 /);
+    expect(local.messages).toHaveLength(2); // past the bound: a duplicate, never a loss
+  });
+
   it("stores every group again when the memory is off (limits.routeMemory.maxEntries 0)", async () => {
     const relay = flakyRelay(1);
-    const { server, local } = await start(relay, { maxEntries: 0 });
+    const { server, local } = await start(relay, { routeMemory: { maxEntries: 0 } });
     const raw = buildMessage();
     const to = ["alice@local.test", "bob@remote.test"];
     expect((await sendError(server.send({ to, raw }))).responseCode).toBe(451);
