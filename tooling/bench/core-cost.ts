@@ -8,6 +8,9 @@
 // The before-tree "bare" is the bare smtp-server of compare/bare-server.ts (greeting delay 0, an
 // onData that drains the stream) from the after tree: then "change" is core's own cost, the
 // figure of the target "core adds ≤ 0.1 ms CPU per message over smtp-server".
+// The tree "start" is the real `postern start --workers 1` (compare/postern-start.ts, discard or
+// maildir as BENCH_MODE says) from the after tree: the server an operator runs, beside the bench's
+// own postern-server.ts (e.g. `core-cost.ts bare start`, or `core-cost.ts start` against this tree).
 // Knobs: BENCH_ROUNDS (7), BENCH_MESSAGES per round (4000), BENCH_SESSIONS (20), BENCH_REUSE=1
 // (smtp-source -d: many messages per connection), BENCH_MODE (discard).
 import { type ChildProcess, spawn } from "node:child_process";
@@ -16,15 +19,18 @@ import { loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { reverseName, startFakeDns } from "@postern/testing";
+import { startPosternCommand } from "./compare/postern-start.ts";
 import { median } from "./compare/report.ts";
 import { smtpSource } from "./compare/smtp-source.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const bare = process.argv[2] === "bare";
+/** "bare" and "start" name servers, not trees; anything else is a checkout's path. */
+const tree = (arg: string) => (arg === "bare" || arg === "start" ? arg : resolve(arg));
 const trees = {
-  before: bare ? "bare" : resolve(process.argv[2] ?? ""),
-  after: resolve(process.argv[3] ?? join(here, "../..")),
+  before: tree(process.argv[2] ?? ""),
+  after: tree(process.argv[3] ?? join(here, "../..")),
 };
+const thisTree = resolve(join(here, "../.."));
 if (!process.argv[2]) {
   process.stderr.write("usage: core-cost.ts <before-tree> [<after-tree>]\n");
   process.exit(2);
@@ -40,8 +46,9 @@ const ticksPerSecond = 100; // USER_HZ on Linux
 const dns = await startFakeDns({ [reverseName("127.0.0.1")]: { PTR: ["localhost"] } });
 
 interface Running {
-  child: ChildProcess;
+  pid: number;
   port: number;
+  stop(): Promise<void>;
 }
 
 /** User and system CPU seconds of the process (utime, stime). */
@@ -51,28 +58,35 @@ function cpuSeconds(pid: number): { user: number; system: number } {
   return { user: Number(fields[11]) / ticksPerSecond, system: Number(fields[12]) / ticksPerSecond };
 }
 
-function start(tree: string): Promise<Running> {
+async function start(tree: string): Promise<Running> {
+  if (tree === "start") {
+    if (mode !== "discard" && mode !== "maildir") throw new Error(`postern start runs discard or maildir, not ${mode}`);
+    const started = await startPosternCommand({ mode, workers: 1, dnsServer: dns.servers[0]! });
+    if ("unavailable" in started) throw new Error(started.unavailable);
+    return { pid: started.pid, port: started.port, stop: () => started.stop() };
+  }
   const [cwd, script, args] =
     tree === "bare"
-      ? [trees.after, join(trees.after, "tooling/bench/compare/bare-server.ts"), ["0"]]
+      ? [thisTree, join(thisTree, "tooling/bench/compare/bare-server.ts"), ["0"]]
       : [tree, join(tree, "tooling/bench/compare/postern-server.ts"), [mode, dns.servers[0]!]];
   const child = spawn(process.execPath, ["--conditions=dev-source", script, ...args], {
     cwd,
     stdio: ["ignore", "ignore", "inherit", "ipc"],
   });
-  return new Promise((resolvePort, reject) => {
+  const port = await new Promise<number>((resolvePort, reject) => {
     child.once("exit", (code) => reject(new Error(`server from ${tree} exited (${code})`)));
     child.on("message", (message: { type: string; port?: number; reason?: string }) => {
-      if (message.type === "ready") resolvePort({ child, port: message.port! });
+      if (message.type === "ready") resolvePort(message.port!);
       if (message.type === "unavailable") reject(new Error(message.reason));
     });
   });
+  return { pid: child.pid!, port, stop: () => stop(child) };
 }
 
-async function stop(running: Running): Promise<void> {
-  running.child.removeAllListeners("exit");
-  const exited = new Promise((done) => running.child.once("exit", done));
-  running.child.send({ type: "stop" });
+async function stop(child: ChildProcess): Promise<void> {
+  child.removeAllListeners("exit");
+  const exited = new Promise((done) => child.once("exit", done));
+  child.send({ type: "stop" });
   await exited;
 }
 
@@ -88,18 +102,18 @@ async function round(tree: string): Promise<Round> {
   try {
     // A warm-up: the first messages pay for module loading and the JIT.
     await smtpSource(running.port, { id: "warm", label: "", sessions, reuse }, 500, { length: 10 * 1024 });
-    const before = cpuSeconds(running.child.pid!);
+    const before = cpuSeconds(running.pid);
     const run = await smtpSource(running.port, { id: "run", label: "", sessions, reuse }, messages, {
       length: 10 * 1024,
     });
     if (run.error) throw new Error(`smtp-source: ${run.error}`);
-    const after = cpuSeconds(running.child.pid!);
+    const after = cpuSeconds(running.pid);
     const perMessage = (seconds: number) => (seconds / messages) * 1e6;
     const userUs = perMessage(after.user - before.user);
     const systemUs = perMessage(after.system - before.system);
     return { cpuUs: userUs + systemUs, userUs, systemUs, rate: messages / run.seconds };
   } finally {
-    await stop(running);
+    await running.stop();
   }
 }
 

@@ -3,6 +3,8 @@
 //   node --conditions=dev-source tooling/bench/profile.ts <discard|maildir|pipeline|bare> [smtp-source flags]
 //   e.g. profile.ts discard -s 20 -d     (default flags: -s 20; 6000 messages after 1000 of warm-up)
 // The .cpuprofile is kept (path printed) for Chrome DevTools or speedscope.
+// PROFILE_MESSAGES (6000) messages of PROFILE_BYTES (10240) each, e.g. PROFILE_BYTES=1048576 for
+// where the cost per byte goes (the cost curve's large messages).
 import { fork, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -13,6 +15,7 @@ import { reverseName, startFakeDns } from "@postern/testing";
 const [mode = "discard", ...flags] = process.argv.slice(2);
 const sourceFlags = flags.length > 0 ? flags : ["-s", "20"];
 const messages = Number(process.env.PROFILE_MESSAGES ?? 6000);
+const bytes = Number(process.env.PROFILE_BYTES ?? 10240);
 
 const dns = await startFakeDns({
   "example.org": { TXT: ["v=spf1 ip4:127.0.0.0/8 -all"] },
@@ -42,18 +45,25 @@ async function run(count: number): Promise<string> {
   const started = Date.now();
   const child = spawn(
     "smtp-source",
-    [...sourceFlags, "-m", String(count), "-l", "10240", "-f", "bench@example.org", "-t", "user@bench.test"].concat([
-      "-M",
-      "client.bench",
-      `127.0.0.1:${ready.port}`,
-    ]),
+    [
+      ...sourceFlags,
+      "-m",
+      String(count),
+      "-l",
+      String(bytes),
+      "-f",
+      "bench@example.org",
+      "-t",
+      "user@bench.test",
+    ].concat(["-M", "client.bench", `127.0.0.1:${ready.port}`]),
     { stdio: ["ignore", "ignore", "inherit"] },
   );
   const code = await new Promise((resolve) => child.once("exit", resolve));
   if (code !== 0) throw new Error(`smtp-source failed (exit ${code})`);
   return `${count} messages, ${(count / ((Date.now() - started) / 1000)).toFixed(0)} msg/s`;
 }
-console.log(`warm-up: ${await run(1000)}`);
+const warmup = Math.min(1000, messages);
+console.log(`warm-up: ${await run(warmup)}`);
 console.log(`profiled: ${await run(messages)}`);
 child.send({ type: "stop" });
 await new Promise((resolve) => child.once("exit", resolve));
@@ -71,15 +81,41 @@ const profile = JSON.parse(await readFile(join(outDir, file!), "utf8")) as {
 };
 const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
 const selfTime = new Map<string, number>();
+const moduleTime = new Map<string, number>();
 let total = 0;
+/**
+ * Who a frame belongs to: a workspace package (packages/core), an npm package (smtp-server),
+ * Node's own JavaScript (node:internal), or native code and V8 (GC, idle, C++ bindings such as
+ * writeUtf8String, whose self time includes the system call it makes).
+ */
+function owner(url: string, functionName: string): string {
+  const packagePath = /\/node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)\//.exec(url);
+  if (packagePath) return packagePath[1]!;
+  const workspace = /\/(packages|tooling|apps)\/([^/]+)\//.exec(url);
+  if (workspace) return `${workspace[1]}/${workspace[2]}`;
+  if (url.startsWith("node:")) return "node (JavaScript)";
+  if (functionName.startsWith("(")) return functionName; // (idle), (garbage collector), (program)
+  return url ? url : "native (C++ bindings, system calls)";
+}
 profile.samples.forEach((id, index) => {
   const frame = nodes.get(id)!.callFrame;
   const where = frame.url.replace(/^.*node_modules\//, "").replace(/^file:\/\/\/.*?\/(packages|tooling)\//, "$1/");
   const key = `${frame.functionName || "(anonymous)"} ${where ? `${where}:${frame.lineNumber + 1}` : ""}`;
   const delta = profile.timeDeltas[index] ?? 0;
   selfTime.set(key, (selfTime.get(key) ?? 0) + delta);
+  const module = owner(frame.url, frame.functionName);
+  moduleTime.set(module, (moduleTime.get(module) ?? 0) + delta);
   total += delta;
 });
+// The profile spans the process's life: start-up and warm-up are in it, so per message is over all.
+console.log(
+  `\nself time by owner, of ${(total / 1e6).toFixed(1)} s (ms per message over all ${warmup + messages} sent):`,
+);
+for (const [module, time] of [...moduleTime].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+  console.log(
+    `${((100 * time) / total).toFixed(1).padStart(6)}%  ${(time / 1000 / (warmup + messages)).toFixed(3).padStart(7)} ms/msg  ${module}`,
+  );
+}
 console.log(`\nself time, top 30 of ${(total / 1e6).toFixed(1)} s (${join(outDir, file!)}):`);
 for (const [key, time] of [...selfTime].sort((a, b) => b[1] - a[1]).slice(0, 30)) {
   console.log(`${((100 * time) / total).toFixed(1).padStart(6)}%  ${key}`);

@@ -7,13 +7,16 @@
 // Prints, per mode, the calls per message of every system call, and for each mode after the first
 // the difference to the first (e.g. maildir − discard = what the store adds per message).
 // BENCH_MAILDIR_MODULE (see compare/postern-server.ts) swaps in another store implementation.
+// The relay modes get an smtp-sink of their own as the next hop, and the count waits until it has
+// every message: what queueing and delivering cost per message, both.
 import { spawn, spawnSync } from "node:child_process";
+import { openSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { reverseName, startFakeDns } from "@postern/testing";
-import { exited } from "./compare/launch.ts";
+import { exited, freePort, terminate, waitForGreeting } from "./compare/launch.ts";
 import { table } from "./compare/report.ts";
 
 const [modeList = "discard,maildir", count = "2000", ...flags] = process.argv.slice(2);
@@ -70,6 +73,15 @@ async function countRun(mode: string, total: number): Promise<Map<string, number
   const script = fileURLToPath(
     new URL(mode === "bare" ? "./compare/bare-server.ts" : "./compare/postern-server.ts", import.meta.url),
   );
+  const relay = mode.startsWith("relay-");
+  const sinkPort = relay ? await freePort() : 0;
+  const sinkLog = join(work, `${mode}-${total}.sink`);
+  const sink = relay
+    ? spawn("smtp-sink", ["-c", "-u", "nobody", `127.0.0.1:${sinkPort}`, "1024"], {
+        stdio: ["ignore", openSync(sinkLog, "a"), "inherit"],
+      })
+    : undefined;
+  if (sink) await waitForGreeting(sinkPort);
   const child = spawn(
     "strace",
     [
@@ -84,7 +96,16 @@ async function countRun(mode: string, total: number): Promise<Map<string, number
       ...(mode === "bare" ? ["0"] : [mode, dns.servers[0]!]),
     ],
     // The Maildir outside the server's own temp folder: its removal at the end is not counted.
-    { stdio: ["ignore", "inherit", "inherit", "ipc"], env: { ...process.env, BENCH_MAILDIR: `${output}.maildir` } },
+    {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      env: {
+        ...process.env,
+        BENCH_MAILDIR: `${output}.maildir`,
+        ...(relay
+          ? { BENCH_SINK_PORT: String(sinkPort), BENCH_PG_SCHEMA: `bench_syscalls_${process.pid}_${sinkPort}` }
+          : {}),
+      },
+    },
   );
   const ready = await new Promise<{ port: number }>((resolve, reject) => {
     child.on("message", (message: { type: string; port: number; reason?: string }) => {
@@ -94,8 +115,17 @@ async function countRun(mode: string, total: number): Promise<Map<string, number
     child.once("exit", () => reject(new Error("server exited before it was ready")));
   });
   await smtpSource(ready.port, total);
+  if (sink) {
+    // smtp-sink -c writes "… mesg=N" after every message (the greeting check above is not one).
+    const delivered = () =>
+      Math.max(0, ...[...readFileSync(sinkLog, "latin1").matchAll(/mesg=(\d+)/g)].map((m) => Number(m[1])));
+    const deadline = Date.now() + 120_000;
+    while (delivered() < total && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    if (delivered() < total) process.stderr.write(`[syscalls] ${mode}: only ${delivered()} of ${total} delivered\n`);
+  }
   child.send({ type: "stop" });
   if (!(await exited(child, 30_000))) child.kill("SIGKILL");
+  if (sink) await terminate(sink);
   return parseSummary(await readFile(output, "utf8"));
 }
 
