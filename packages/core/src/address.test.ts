@@ -10,6 +10,31 @@ describe("address primitives", () => {
     expect(normalizeDomain("10.0.0.300")).toBeUndefined();
   });
 
+  it("answers a name already lower-case ASCII as the full conversion does (its fast path)", () => {
+    // Upper-cased, each name takes the IDNA path; as given, the lower-case ones take the fast one.
+    const names = [
+      "example.com",
+      "mx1.mail-relay.example.org",
+      "localhost",
+      "a.b.c.d.e.f",
+      "1example.com",
+      "example.123",
+      "10.0.0.1",
+      "xn--bcher-kva.example",
+      "xn--invalid-.example",
+      "-bad.example",
+      "bad-.example",
+      "a..b",
+      "a.b.",
+      `${"a".repeat(64)}.example`,
+      `${"a".repeat(63)}.example`,
+      Array.from({ length: 40 }, () => "abcdef").join("."),
+    ];
+    for (const name of names) expect(normalizeDomain(name), name).toBe(normalizeDomain(name.toUpperCase()));
+    expect(normalizeDomain("example.123")).toBeUndefined();
+    expect(normalizeDomain(`${"a".repeat(63)}.example`)).toBe(`${"a".repeat(63)}.example`);
+  });
+
   it("splits addresses at the last @ and recognises postmaster and address literals", () => {
     expect(parseAddress("Postmaster")).toEqual({ kind: "postmaster" });
     expect(parseAddress('"a@b"@Example.org')).toEqual({ kind: "mailbox", localPart: '"a@b"', domain: "example.org" });

@@ -8,8 +8,16 @@ import { domainToASCII } from "node:url";
 
 const label = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
+/**
+ * A name already in the form normalizeDomain() returns: lower-case LDH labels, the last one
+ * starting with a letter (so never an IP address), no A-label to check. Most names MAIL FROM and
+ * RCPT TO carry are; they skip the IDNA conversion (5–9 µs a message on the discard path).
+ */
+const plainName = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
 /** The comparable form of a domain name, or undefined when it is not a host name. */
 export function normalizeDomain(name: string): string | undefined {
+  if (name.length <= 253 && plainName.test(name) && !name.includes("xn--")) return name;
   const trimmed = name.trim().replace(/\.$/, "");
   if (trimmed === "" || isIP(trimmed) !== 0) return undefined;
   const ascii = domainToASCII(trimmed);

@@ -44,6 +44,7 @@ export {
   tlsEstablished,
   transactionEnded,
 } from "./core-events.ts";
+export { DirectorySync, syncDirectory } from "./directory-sync.ts";
 export type { DnsOptions, DnsResolver } from "./dns.ts";
 export { createResolver, DnsError } from "./dns.ts";
 export type { CoreErrorCode, PosternErrorCode, PosternErrorOptions } from "./errors.ts";

@@ -53,61 +53,87 @@ interface ServerInternals {
   _onClientConnect(data: unknown): void;
 }
 
-function adapt(connection: SMTPConnection, adapter: ConnectionAdapter): void {
-  const send = connection.send;
-  connection.send = function sendKeepingEnhancedStatus(code, data, context) {
+/**
+ * smtp-server's connection with Postern's changes as overriding methods: one prototype for every
+ * connection, so opening one costs no closures (they cost ~13 µs a connection as own properties).
+ */
+class AdaptedConnection extends SMTPConnection {
+  readonly #adapter: ConnectionAdapter;
+
+  constructor(server: SMTPServer, socket: Socket | TLSSocket, options: SocketOptions, adapter: ConnectionAdapter) {
+    super(server, socket, options);
+    this.#adapter = adapter;
+  }
+
+  override send(code: number, data?: string | string[] | null, context?: string | false): void {
     if (code === 538 && typeof data === "string" && !enhancedStatusPrefix.test(data)) {
       data = coreReplies.encryptionRequired.message;
     }
-    if (code === 250 && Array.isArray(data) && adapter.authAfterTls && !this.secure) {
-      data = data.filter((line) => !/^AUTH /.test(line));
+    if (code === 250 && Array.isArray(data) && this.#adapter.authAfterTls && !this.secure) {
+      data = data.filter((line) => !line.startsWith("AUTH "));
     }
     const keepsOwn = typeof data === "string" && enhancedStatusPrefix.test(data);
-    return send.call(this, code, data, keepsOwn ? false : context);
-  };
+    super.send(code, data, keepsOwn ? false : context);
+  }
 
-  connection.init = function initWithListenerDelay() {
+  override init(): void {
     this._setListeners(() => {
       const options = this._server.options;
       if (options.maxClients && this._server.connections.size > options.maxClients) {
         const full = tooManyClients(this.name);
         return this.send(full.code, full.message);
       }
-      if (adapter.greetingDelayMs > 0) setTimeout(() => this.connectionReady(), adapter.greetingDelayMs).unref();
+      const delay = this.#adapter.greetingDelayMs;
+      if (delay > 0) setTimeout(() => this.connectionReady(), delay).unref();
       else this.connectionReady();
     });
-  };
-
-  for (const command of ["MAIL", "RCPT"] as const) {
-    const key = `handler_${command}` as const;
-    const original = connection[key];
-    connection[key] = function refusingMalformedParameters(line: Buffer, callback: () => void) {
-      if (!hasMalformedParameter(line.toString())) return original.call(this, line, callback);
-      this.send(coreReplies.badParameterSyntax.code, coreReplies.badParameterSyntax.message);
-      callback();
-    };
   }
 
-  for (const command of ["EHLO", "HELO"] as const) {
-    const key = `handler_${command}` as const;
-    const original = connection[key];
-    connection[key] = function heloWithHook(line: Buffer, callback: () => void) {
-      const parts = line.toString().trim().split(/\s+/);
-      const name = parts[1] ?? "";
-      if (parts.length !== 2 || !plausibleHeloName.test(name)) return original.call(this, line, callback);
-      adapter.helo(this.session, name, command).then(
-        (reply) => {
-          if (!reply) return original.call(this, line, callback);
-          this.send(reply.code, reply.message);
-          if (reply.close) this.close();
-          callback();
-        },
-        () => {
-          this.send(coreReplies.hookFailed.code, coreReplies.hookFailed.message);
-          callback();
-        },
-      );
-    };
+  override handler_MAIL(line: Buffer, callback: () => void): void {
+    if (!this.#refusedParameters(line, callback)) super.handler_MAIL(line, callback);
+  }
+
+  override handler_RCPT(line: Buffer, callback: () => void): void {
+    if (!this.#refusedParameters(line, callback)) super.handler_RCPT(line, callback);
+  }
+
+  #refusedParameters(line: Buffer, callback: () => void): boolean {
+    if (!hasMalformedParameter(line.toString())) return false;
+    this.send(coreReplies.badParameterSyntax.code, coreReplies.badParameterSyntax.message);
+    callback();
+    return true;
+  }
+
+  override handler_EHLO(line: Buffer, callback: () => void): void {
+    this.#heloWithHook("EHLO", line, callback, () => super.handler_EHLO(line, callback));
+  }
+
+  override handler_HELO(line: Buffer, callback: () => void): void {
+    this.#heloWithHook("HELO", line, callback, () => super.handler_HELO(line, callback));
+  }
+
+  #heloWithHook(command: "EHLO" | "HELO", line: Buffer, callback: () => void, answer: () => void): void {
+    const parts = line.toString().trim().split(/\s+/);
+    const name = parts[1] ?? "";
+    if (parts.length !== 2 || !plausibleHeloName.test(name)) {
+      answer();
+      return;
+    }
+    this.#adapter.helo(this.session, name, command).then(
+      (reply) => {
+        if (!reply) {
+          answer();
+          return;
+        }
+        this.send(reply.code, reply.message);
+        if (reply.close) this.close();
+        callback();
+      },
+      () => {
+        this.send(coreReplies.hookFailed.code, coreReplies.hookFailed.message);
+        callback();
+      },
+    );
   }
 }
 
@@ -121,11 +147,10 @@ export class AdaptedSmtpServer extends SMTPServer {
 
   override connect(socket: Socket | TLSSocket, socketOptions?: SocketOptions): void {
     const internals = this as unknown as ServerInternals;
-    const connection = new SMTPConnection(this, socket, socketOptions);
+    const connection = new AdaptedConnection(this, socket, socketOptions, this.#adapter);
     this.connections.add(connection);
     connection.on("error", (error: Error) => internals._onError(error));
     connection.on("connect", (data: unknown) => internals._onClientConnect(data));
-    adapt(connection, this.#adapter);
     this.#adapter.opened(connection);
     connection.init();
   }

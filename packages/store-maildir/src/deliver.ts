@@ -2,7 +2,7 @@
 // once into tmp/ of the first mailbox and made durable (its data, and the size that reaches it),
 // hard-linked into new/ of every other mailbox, then renamed into new/ of the first; every new/
 // is fsynced — one fsync shared by all deliveries that entered that directory meanwhile (group
-// commit, directory-sync.ts) — and only then does the delivery resolve. On any failure every entry
+// commit, core's DirectorySync) — and only then does the delivery resolve. On any failure every entry
 // made so far and every tmp/ file is removed again, so a 4xx never leaves a copy a retry duplicates.
 //
 // File system calls for a message of up to 256 KB to one known mailbox: open (O_DSYNC), one
@@ -12,7 +12,7 @@ import { constants } from "node:fs";
 import { copyFile, type FileHandle, link, open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
-import type { DirectorySync } from "./directory-sync.ts";
+import type { DirectorySync } from "@postern/core";
 import type { KnownMailboxes } from "./known-mailboxes.ts";
 import { deliveredName, uniqueName } from "./unique-name.ts";
 

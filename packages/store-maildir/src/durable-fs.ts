@@ -1,17 +1,8 @@
 // File system steps that must survive a crash once they return: directories are fsynced after
 // entries are added to them, because a rename or link is only durable when its directory is.
-import { mkdir, open } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
-
-/** fsync a directory, making the entries created or removed in it durable. */
-export async function syncDirectory(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+import { syncDirectory } from "@postern/core";
 
 /**
  * Creates `mailbox` with cur/, new/ and tmp/ (mode 0700) where missing. When anything was

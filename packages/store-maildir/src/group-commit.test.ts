@@ -5,11 +5,10 @@ import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { DirectorySync, syncDirectory } from "@postern/core";
 import { buildMessage, bulkyText, claimRecipients, startTestServer, type TestServer } from "@postern/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { deliver } from "./deliver.ts";
-import { DirectorySync } from "./directory-sync.ts";
-import { syncDirectory } from "./durable-fs.ts";
 import maildir from "./index.ts";
 import { KnownMailboxes } from "./known-mailboxes.ts";
 

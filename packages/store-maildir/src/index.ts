@@ -3,9 +3,8 @@
 // durable in new/ of every recipient's mailbox (file and directory entry).
 import { hostname } from "node:os";
 import { resolve } from "node:path";
-import { accept, defer, type Plugin, parseOptions, reject } from "@postern/core";
+import { accept, DirectorySync, defer, type Plugin, parseOptions, reject } from "@postern/core";
 import { type DeliveryContext, deliver } from "./deliver.ts";
-import { DirectorySync } from "./directory-sync.ts";
 import { KnownMailboxes } from "./known-mailboxes.ts";
 import { mailboxPath } from "./mailbox-path.ts";
 import { type MaildirOptions, maildirOptionsSchema } from "./options.ts";

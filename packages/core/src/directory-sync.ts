@@ -1,10 +1,20 @@
-// Group commit for directory fsyncs. A link or rename into new/ is durable only once new/ itself
-// is fsynced, and that fsync (~2 ms here) costs the same whether it covers one new entry or fifty.
-// So deliveries into one directory share it: whoever asks while no fsync of that directory runs
+// Group commit for directory fsyncs. A link or rename into a directory (a Maildir's new/, a queue
+// spool's msg/) is durable only once the directory itself is fsynced, and that fsync (~2 ms here)
+// costs the same whether it covers one new entry or fifty. So writers into one directory share it: whoever asks while no fsync of that directory runs
 // starts one at once; whoever asks while one runs waits for the next, which starts as soon as the
 // running one ends and covers everyone who asked in between. A caller's promise resolves only
 // after an fsync that *began after its call* — and so after its entry was made — has returned.
-import { syncDirectory } from "./durable-fs.ts";
+import { open } from "node:fs/promises";
+
+/** fsync a directory, making the entries created or removed in it durable. */
+export async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
 
 interface Batch {
   readonly promise: Promise<void>;
@@ -66,7 +76,7 @@ export class DirectorySync {
         await this.#sync(directory);
         batch.resolve();
       } catch (error) {
-        // The whole batch fails: each delivery in it undoes its entry and answers 4xx.
+        // The whole batch fails: each writer in it undoes its entry (a delivery answers 4xx).
         batch.reject(error);
       }
       batch = state.next;
