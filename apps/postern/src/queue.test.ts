@@ -117,6 +117,18 @@ describe("postern queue", () => {
     expect((await store.get("MSGONE"))!.recipients[0]!.nextAttemptAt).toBeLessThanOrEqual(Date.now());
     await store.close();
 
+    const hold = await runCli(["queue", "hold", "MSGONE"], dir);
+    expect(hold.stdout).toBe("1 recipient of MSGONE on hold\n");
+    const held = await runCli(["queue", "list"], dir);
+    expect(held.stdout).toMatch(/^ {4}x@far\.test {2}held {2}1 attempt/m);
+    expect((await runCli(["queue", "stats"], dir)).stdout).toMatch(/^recipients +1 to deliver .*, 1 on hold$/m);
+    expect((await runCli(["queue", "retry", "--all"], dir)).stdout).toBe("1 recipient due for delivery now\n");
+    const release = await runCli(["queue", "release", "MSGONE"], dir);
+    expect(release.stdout).toBe("1 recipient of MSGONE released, due now\n");
+    expect((await runCli(["queue", "hold", "NOSUCH"], dir)).stderr).toBe(
+      "postern queue: no message NOSUCH in the queue\n",
+    );
+
     const removed = await runCli(["queue", "delete", "MSGTWO"], dir);
     expect(removed.stdout).toBe("deleted MSGTWO\n");
     const missing = await runCli(["queue", "show", "MSGTWO"], dir);

@@ -1,6 +1,6 @@
 // `postern status` and `postern trace` against a real `postern start` with @postern/admin (and
 // the per-transaction log line), after real SMTP traffic.
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { buildMessage, sendMail } from "@postern/testing";
 import { afterEach, describe, expect, it } from "vitest";
@@ -53,6 +53,20 @@ plugins:
     const status = await runCli(["status"], cwd);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/^node +mx\.test \(mx\.test\), pid \d+/m);
+    const coreVersion = (
+      JSON.parse(await readFile(join(import.meta.dirname, "../../../packages/core/package.json"), "utf8")) as {
+        version: string;
+      }
+    ).version;
+    expect(status.stdout).toMatch(
+      new RegExp(
+        `^version +@postern/core ${coreVersion.replaceAll(".", "\\.")}, @postern/admin \\d+\\.\\d+\\.\\d+\\S*, Node\\.js v\\d+`,
+        "m",
+      ),
+    );
+    expect(status.stdout).toMatch(/^up +\d+m \d+s since /m);
+    expect(status.stdout).toMatch(/^sessions +\d+ open/m);
+    expect(status.stdout).toMatch(/^queue +no outbound queue/m);
     expect(status.stdout).toMatch(/^transactions +.*1 queued/m);
     expect(status.stdout).toContain(
       "@postern/admin, @postern/transaction-log, @postern/recipients, @postern/store-maildir",

@@ -57,14 +57,13 @@ function bearer(c: Context): string | undefined {
 export const usesBearer = (c: Context) => bearer(c) !== undefined;
 
 /** Requires the token (header or cookie) when one is configured; the login page and form are open. */
-export function requireToken(token: string | undefined, secure: boolean): MiddlewareHandler {
+export function requireToken(token: string | undefined): MiddlewareHandler {
   return async (c, next) => {
     if (token === undefined) return next();
     const path = c.req.path;
     if (path === "/login") return next();
     if (sameSecret(bearer(c), token) || sameSecret(getCookie(c, tokenCookie), token)) return next();
     if (path.startsWith("/api/")) return c.json({ error: "a bearer token is required" }, 401);
-    void secure;
     return c.redirect("/login");
   };
 }

@@ -7,7 +7,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { StoredRecord } from "./history.ts";
 import admin from "./index.ts";
 import type { Status } from "./status.ts";
-import { type AdminTestServer, startAdminServer, tokenFile } from "./test-support/admin-server.ts";
+import {
+  type AdminTestServer,
+  type StoresTestServer,
+  startAdminServer,
+  startStoresServer,
+  tokenFile,
+} from "./test-support/admin-server.ts";
 
 const running: { stop(): Promise<void> }[] = [];
 afterEach(async () => {
@@ -35,6 +41,11 @@ describe("the admin API on loopback", () => {
     expect(status).toMatchObject({ hostname: "mx.test", queue: { messages: 1, queued: 1 } });
     expect(status.listeners).toHaveLength(1);
     expect(status.plugins).toContain("@postern/outbound");
+    expect(status.versions).toEqual({
+      core: expect.stringMatching(/^\d+\.\d+\.\d+/),
+      admin: expect.stringMatching(/^\d+\.\d+\.\d+/),
+      node: process.version,
+    });
     await expect
       .poll(async () => ((await (await fetch(`${test.base}/api/status`)).json()) as Status).transactions)
       .toMatchObject({
@@ -101,6 +112,34 @@ describe("the admin API on loopback", () => {
     expect(decodeURIComponent(retried.headers.get("location")!)).toBe(
       `/queue/${queued}?done=${queued}: 1 recipient due now`,
     );
+  });
+});
+
+describe("holding a queued message", () => {
+  it("holds it (the queue says so, a filter finds it, retry leaves it) and releases it, by the API and the page", async () => {
+    const test = await started();
+    const queued = await test.traffic();
+    const post = (path: string) =>
+      fetch(`${test.base}${path}`, { method: "POST", headers: { authorization: "Bearer x" } });
+    // The API without a configured token takes a bearer header as an API client's mark (no CSRF).
+    expect(await (await post(`/api/queue/${queued}/hold`)).json()).toEqual({ id: queued, held: 1 });
+    const message = (await (await fetch(`${test.base}/api/queue/${queued}`)).json()) as {
+      recipients: { state: string }[];
+    };
+    expect(message.recipients.map((recipient) => recipient.state)).toEqual(["held"]);
+    expect(((await (await fetch(`${test.base}/api/status`)).json()) as Status).queue).toMatchObject({
+      queued: 0,
+      held: 1,
+    });
+    expect(await (await post(`/api/queue/${queued}/retry`)).json()).toEqual({ id: queued, due: 0 });
+    const list = await (await fetch(`${test.base}/queue?state=held`)).text();
+    expect(list).toContain(`href="/queue/${queued}"`);
+    expect(list).toContain("on hold");
+    expect(await (await fetch(`${test.base}/queue/${queued}`)).text()).toContain(`action="/queue/${queued}/release"`);
+
+    expect(await (await post(`/api/queue/${queued}/release`)).json()).toEqual({ id: queued, released: 1 });
+    expect(await (await fetch(`${test.base}/queue?state=held`)).text()).not.toContain(`href="/queue/${queued}"`);
+    expect(await (await fetch(`${test.base}/queue/${queued}`)).text()).toContain(`action="/queue/${queued}/hold"`);
   });
 });
 
@@ -173,5 +212,52 @@ describe("recent transactions in PostgreSQL", () => {
         return records.map((record) => record.node).sort();
       })
       .toEqual(["mx1", "mx2"]);
+  });
+});
+
+describe("mailboxes and rate-limit counters", () => {
+  it("lists a store-postgres mailbox, shows a client's Redis counters and resets them by POST", async () => {
+    const test: StoresTestServer = await startStoresServer();
+    running.push(test);
+    const queueId = await test.traffic("for the mailbox page");
+    await test.traffic("a second one");
+
+    const mailbox = await fetch(`${test.base}/mailboxes?mailbox=alice@example.test`);
+    expect(mailbox.status).toBe(200);
+    const listed = await mailbox.text();
+    expect(listed).toContain("for the mailbox page");
+    expect(listed).toContain("a second one");
+    expect(listed).toContain(`href="/transactions/${queueId}"`);
+    expect(await (await fetch(`${test.base}/mailboxes?mailbox=nobody@example.test`)).text()).toContain(
+      "No message in nobody@example.test.",
+    );
+
+    const page = await fetch(`${test.base}/rate-limits?query=ip=127.0.0.1`);
+    const counters = await page.text();
+    expect(counters).toMatch(
+      /<td>messages-ip-3600s<\/td><td class="mono">ip=127\.0\.0\.1<\/td><td class="num">2<\/td>/,
+    );
+    const cookie = cookieOf(page, "postern_csrf")!;
+    const reset = await fetch(`${test.base}/rate-limits/reset?query=${encodeURIComponent("ip=127.0.0.1")}`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { cookie, origin: test.base, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ _csrf: cookie.split("=")[1]! }),
+    });
+    expect(reset.status).toBe(302);
+    expect(decodeURIComponent(reset.headers.get("location")!)).toMatch(/done=1 counter reset$/);
+    expect(await (await fetch(`${test.base}/rate-limits?query=ip=127.0.0.1`)).text()).toContain("No counter matches.");
+    // A query that is no counter key is refused, naming why.
+    expect((await fetch(`${test.base}/rate-limits?query=address=x`)).status).toBe(400);
+  });
+
+  it("says when neither is configured", async () => {
+    const test = await started();
+    expect(await (await fetch(`${test.base}/mailboxes`)).text()).toContain(
+      "No @postern/store-postgres plugin is configured.",
+    );
+    expect(await (await fetch(`${test.base}/rate-limits`)).text()).toContain(
+      "No @postern/rate-limit plugin with Redis counters is configured.",
+    );
   });
 });

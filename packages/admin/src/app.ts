@@ -48,6 +48,7 @@ function filterQueue(messages: readonly QueuedMessage[], filter: QueueFilter): Q
     const queued = message.recipients.filter((recipient) => recipient.state === "queued");
     if (filter.state === "deferred" && !queued.some((recipient) => recipient.attempts > 0)) return false;
     if (filter.state === "due" && !queued.some((recipient) => recipient.nextAttemptAt <= now)) return false;
+    if (filter.state === "held" && !message.recipients.some((recipient) => recipient.state === "held")) return false;
     if (!text) return true;
     return [message.id, message.from, ...message.recipients.map((recipient) => recipient.address)].some((field) =>
       field.toLowerCase().includes(text),
@@ -60,6 +61,7 @@ const emptyStats: QueueStats = {
   queued: 0,
   deferred: 0,
   active: 0,
+  held: 0,
   oldestCreatedAt: undefined,
   domains: [],
 };
@@ -71,7 +73,7 @@ export function createAdminApp(options: AppOptions): Hono {
   // An API client with the bearer token has no ambient credential a foreign page could use.
   const sameOrigin = csrf();
   app.use((c, next) => (usesBearer(c) ? next() : sameOrigin(c, next)));
-  app.use(requireToken(token, secure));
+  app.use(requireToken(token));
   app.use(checkCsrf());
   app.use(async (c, next) => {
     await next();
@@ -177,13 +179,20 @@ export function createAdminApp(options: AppOptions): Hono {
       const done = `${id}: ${due} recipient${due === 1 ? "" : "s"} due now`;
       return c.redirect(`/queue/${id}?done=${encodeURIComponent(done)}`);
     }
+    if (action === "hold" || action === "release") {
+      const changed = action === "hold" ? await queue.store.hold(id) : await queue.store.unhold(id);
+      if (action === "release") queue.flush();
+      if (usesBearer(c)) return c.json({ id, [action === "hold" ? "held" : "released"]: changed });
+      const done = `${id}: ${changed} recipient${changed === 1 ? "" : "s"} ${action === "hold" ? "on hold" : "released"}`;
+      return c.redirect(`/queue/${id}?done=${encodeURIComponent(done)}`);
+    }
     const deleted = await queue.store.delete(id);
     if (usesBearer(c)) return c.json({ id, deleted });
     const done = deleted ? `${id} deleted` : `${id} was not in the queue`;
     return c.redirect(`/queue?done=${encodeURIComponent(done)}`);
   };
-  app.post("/queue/:id/:action{retry|delete}", queueAction);
-  app.post("/api/queue/:id/:action{retry|delete}", queueAction);
+  app.post("/queue/:id/:action{retry|hold|release|delete}", queueAction);
+  app.post("/api/queue/:id/:action{retry|hold|release|delete}", queueAction);
 
   // Mailboxes (store-postgres).
   app.get("/mailboxes", async (c) => {

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdminTestServer, startAdminServer, tokenFile } from "./test-support/admin-server.ts";
+import { type AdminTestServer, startAdminServer, startStoresServer, tokenFile } from "./test-support/admin-server.ts";
 
 let browser: Browser;
 const shots = process.env.POSTERN_SCREENSHOTS ? join(import.meta.dirname, "../docs") : undefined;
@@ -46,7 +46,7 @@ describe("the admin UI in Chromium", () => {
   });
   afterAll(() => test.stop());
 
-  it("lists transactions, shows why one was refused, and retries a queued message", async () => {
+  it("lists transactions, shows why one was refused, retries, holds and releases a queued message", async () => {
     const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
     await page.goto(`${test.base}/`);
     await expect.poll(() => page.locator("h1").textContent()).toBe("Overview");
@@ -70,7 +70,48 @@ describe("the admin UI in Chromium", () => {
     await page.getByRole("button", { name: "Retry now" }).click();
     await expect.poll(() => page.getByRole("status").textContent()).toBe(`${queued}: 1 recipient due now`);
     await screenshot(page, "queue-message");
+    // Hold it: the list shows it on hold; release it again.
+    await page.getByRole("button", { name: "Hold" }).click();
+    await expect.poll(() => page.getByRole("status").textContent()).toBe(`${queued}: 1 recipient on hold`);
+    expect(await page.locator("tr", { hasText: "held" }).count()).toBe(1);
+    await page.getByRole("link", { name: "Queue" }).click();
+    expect(await page.locator("tr", { hasText: queued }).textContent()).toContain("on hold");
+    await page.getByRole("link", { name: queued }).click();
+    await page.getByRole("button", { name: "Release" }).click();
+    await expect.poll(() => page.getByRole("status").textContent()).toBe(`${queued}: 1 recipient released`);
     await page.close();
+  });
+});
+
+describe("the mailboxes and rate-limits pages in Chromium", () => {
+  it("shows a mailbox's messages and a client's counters, and resets them", async () => {
+    const test = await startStoresServer();
+    try {
+      await test.traffic("Quarterly report");
+      await test.traffic("Re: lunch on Friday");
+      const page = await browser.newPage({ viewport: { width: 1200, height: 600 } });
+      await page.goto(`${test.base}/`);
+      await page.getByRole("link", { name: "Mailboxes" }).click();
+      await page.getByPlaceholder("alice@example.com").fill("alice@example.test");
+      await page.getByRole("button", { name: "Show" }).click();
+      await expect.poll(() => page.locator("table tr").count()).toBe(3);
+      expect(await page.locator("table").textContent()).toContain("Quarterly report");
+      await screenshot(page, "mailboxes");
+
+      await page.getByRole("link", { name: "Rate limits" }).click();
+      await page.getByPlaceholder("ip=192.0.2.1 or user=alice").fill("ip=127.0.0.1");
+      await page.getByRole("button", { name: "Show" }).click();
+      const row = page.locator("tr", { hasText: "messages-ip-3600s" });
+      await expect.poll(() => row.locator("td.num").textContent()).toBe("2");
+      await screenshot(page, "rate-limits");
+      page.once("dialog", (dialog) => void dialog.accept());
+      await page.getByRole("button", { name: "Reset these counters" }).click();
+      await expect.poll(() => page.locator("p.flash").textContent()).toBe("1 counter reset");
+      expect(await page.locator("p.muted").textContent()).toBe("No counter matches.");
+      await page.close();
+    } finally {
+      await test.stop();
+    }
   });
 });
 

@@ -24,14 +24,14 @@ import { type AdminSources, createAdminApp } from "./app.ts";
 import { type History, MemoryHistory, PostgresHistory } from "./history.ts";
 import { type AdminOptions, adminOptionsSchema } from "./options.ts";
 import { isQueuePlugin, mailStoresOf, rateLimitCountersOf } from "./sources.ts";
-import type { Status } from "./status.ts";
+import { type Status, serverVersions } from "./status.ts";
 
 export type { AdminSources } from "./app.ts";
 export { createAdminApp } from "./app.ts";
 export type { History, HistoryQuery, StoredRecord } from "./history.ts";
 export type { AdminOptions } from "./options.ts";
 export { adminOptionsSchema } from "./options.ts";
-export type { Status } from "./status.ts";
+export type { Status, Versions } from "./status.ts";
 
 const pluginName = "@postern/admin";
 
@@ -101,6 +101,8 @@ export default function admin(input: AdminOptions = {}): AdminPlugin {
   const owner = Symbol(pluginName);
   let endpoint: Endpoint | undefined;
   const unsubscribe: (() => void)[] = [];
+  /** The mail stores and counter readers this instance opened (their pools and clients). */
+  let opened: AdminSources | undefined;
 
   const sourcesFor = async (context: ServerContext, history: History): Promise<AdminSources> => {
     const node = options.node ?? context.hostname;
@@ -120,7 +122,7 @@ export default function admin(input: AdminOptions = {}): AdminPlugin {
       transactions: Object.fromEntries(endpoint!.transactions),
       queue: queue ? await queue.store.stats().catch(() => undefined) : undefined,
       plugins: context.plugins.map((plugin) => plugin.name),
-      versions: { node: process.version },
+      versions: serverVersions(),
     });
     return { status, history, queue, mailStores, rateLimits, listening: context.listening };
   };
@@ -178,6 +180,7 @@ export default function admin(input: AdminOptions = {}): AdminPlugin {
       endpoint = shared;
       shared.owner = owner;
       const sources = await sourcesFor(context, shared.history);
+      opened = sources;
       const app = createAdminApp({ token, secure, sources: () => sources });
       shared.listener = getRequestListener(app.fetch);
 
@@ -198,6 +201,9 @@ export default function admin(input: AdminOptions = {}): AdminPlugin {
 
     async close() {
       for (const off of unsubscribe.splice(0)) off();
+      const readers = [...(opened?.mailStores ?? []), ...(opened?.rateLimits ?? [])];
+      opened = undefined;
+      await Promise.all(readers.map((reader) => reader.close().catch(() => undefined)));
       const mine = endpoint;
       if (!mine || mine.owner !== owner) return;
       endpoints.delete(mine.key);

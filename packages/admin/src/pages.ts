@@ -93,7 +93,7 @@ export function overviewPage(status: Status): Html {
     }</dd>
 <dt>Queue</dt><dd>${status.queue ? `${status.queue.messages} messages, ${status.queue.queued} recipients (${status.queue.deferred} deferred)` : "no outbound queue"}</dd>
 <dt>Plugins</dt><dd>${status.plugins.join(", ")}</dd>
-<dt>Node.js</dt><dd>${status.versions.node}</dd>
+<dt>Versions</dt><dd>@postern/core ${status.versions.core ?? "?"}, @postern/admin ${status.versions.admin ?? "?"}, Node.js ${status.versions.node}</dd>
 </dl>
 <h2>Listeners</h2>
 <table><tr><th>Name</th><th>Address</th><th>TLS</th></tr>${status.listeners.map(
@@ -117,16 +117,16 @@ export function queueListPage(
     }.</p>
 <form method="get" action="/queue">
 <input type="text" name="q" value="${filters.text}" placeholder="queue ID, sender, recipient or domain" size="36">
-<select name="state"><option value="">any state</option>${["deferred", "due"].map(
+<select name="state"><option value="">any state</option>${["deferred", "due", "held"].map(
       (state) => html`<option value="${state}"${filters.state === state ? raw(" selected") : ""}>${state}</option>`,
     )}</select> <button type="submit">Filter</button></form>
 <table><tr><th>Queue ID</th><th>Sender</th><th>Recipients</th><th class="num">Attempts</th><th>Next attempt</th><th>Last reply</th><th>Age</th></tr>
 ${messages.map((message) => {
-  const queued = message.recipients.filter((recipient) => recipient.state === "queued");
+  const queued = message.recipients.filter((recipient) => recipient.state === "queued" || recipient.state === "held");
   const last = queued.find((recipient) => recipient.lastReply)?.lastReply;
   const next = Math.min(...queued.map((recipient) => recipient.nextAttemptAt));
   return html`<tr><td class="mono"><a href="/queue/${message.id}">${message.id}</a></td><td>${message.from || "<>"}</td>
-<td>${queued.map((recipient) => recipient.address).join(", ")}</td>
+<td>${queued.map((recipient) => recipient.address).join(", ")}${queued.some((recipient) => recipient.state === "held") ? raw(' <span class="warn">on hold</span>') : ""}</td>
 <td class="num">${Math.max(0, ...queued.map((recipient) => recipient.attempts))}</td>
 <td>${Number.isFinite(next) ? when(next) : ""}</td><td class="mono">${last ? `${last.code} ${last.status} ${last.text}` : ""}</td>
 <td>${age(message.createdAt)}</td></tr>`;
@@ -144,7 +144,11 @@ export function queueShowPage(message: QueuedMessage, csrf: string, flash?: stri
 <dt>Size</dt><dd>${message.size} bytes</dd><dt>Kind</dt><dd>${message.kind}${message.requireTls ? ", REQUIRETLS" : ""}${
       message.smtpUtf8 ? ", SMTPUTF8" : ""
     }</dd></dl>
-<p>${postButton(`/queue/${message.id}/retry`, "Retry now", csrf)} ${postButton(`/queue/${message.id}/delete`, "Delete", csrf, { danger: true })}
+<p>${postButton(`/queue/${message.id}/retry`, "Retry now", csrf)} ${
+      message.recipients.some((recipient) => recipient.state === "held")
+        ? postButton(`/queue/${message.id}/release`, "Release", csrf)
+        : postButton(`/queue/${message.id}/hold`, "Hold", csrf)
+    } ${postButton(`/queue/${message.id}/delete`, "Delete", csrf, { danger: true })}
  <a href="/transactions/${message.id}">How it was received</a></p>
 <table><tr><th>Recipient</th><th>State</th><th class="num">Attempts</th><th>Next attempt</th><th>Last reply</th></tr>
 ${message.recipients.map(

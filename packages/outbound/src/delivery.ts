@@ -4,17 +4,26 @@
 // answer about the message (MAIL, RCPT, DATA replies) ends the attempt, per recipient.
 import type { Readable } from "node:stream";
 import type { Logger } from "@postern/core";
-import type { ConnectionPool } from "./connection-pool.ts";
+import { type ConnectionPool, ThrottledError } from "./connection-pool.ts";
 import type { DanePolicies } from "./dane.ts";
 import type { TlsFailureType, TlsOutcome, TlsPolicy } from "./delivery-hooks.ts";
 import { has8bit, readOriginal } from "./dsn.ts";
 import type { OutboundMetrics } from "./metrics.ts";
 import { type MtaStsPolicies, mxAllowed, mxPattern } from "./mta-sts.ts";
 import type { DeliveryReply, MessageEnvelope, RecipientRecord } from "./queue/store.ts";
-import { localReply } from "./replies.ts";
-import type { NextHop, Router } from "./routing.ts";
+import { describeHost, localReply } from "./replies.ts";
+import type { NextHop, Router, StsRefusedMx } from "./routing.ts";
 import { type RecipientDsn, type SendEnvelope, SessionError, type SmtpSession } from "./smtp-session.ts";
-import { certificateFailure, stsPolicyStrings, type TlsOutcomes, tlsaString } from "./tls-outcome.ts";
+import type { SourcePools } from "./sources.ts";
+import type { MessageTicket, SlotKey, Throttle } from "./throttle.ts";
+import {
+  certificateFailure,
+  mxNotInPolicy,
+  stsPolicyStrings,
+  stsRefusedOutcome,
+  type TlsOutcomes,
+  tlsaString,
+} from "./tls-outcome.ts";
 
 export interface DeliveryJob {
   readonly message: MessageEnvelope;
@@ -24,7 +33,11 @@ export interface DeliveryJob {
   openBody(): Promise<Readable>;
 }
 
-export type ResultKind = "delivered" | "temporary" | "permanent";
+/**
+ * "throttled": a throttle held the transaction back before it started; not an attempt — the
+ * recipient goes back to the queue for `retryAfterMs` with its attempt count unchanged.
+ */
+export type ResultKind = "delivered" | "temporary" | "permanent" | "throttled";
 
 export interface RecipientResult {
   readonly index: number;
@@ -37,6 +50,10 @@ export interface RecipientResult {
   readonly dsnPassed?: boolean;
   /** The TLS outcomes of the connections opened for this recipient's transaction (MX routes only). */
   readonly tls?: readonly TlsOutcome[];
+  /** Throttled: how long the recipient waits in the queue before it is tried again. */
+  readonly retryAfterMs?: number;
+  /** Throttled: which rule, and what it limits. */
+  readonly throttle?: { readonly rule: string; readonly limit: "messages" | "connections" } | undefined;
 }
 
 /** Why a hop could not take the message at all (the next host is tried). */
@@ -44,12 +61,21 @@ type Unable = "tls" | "smtputf8" | undefined;
 
 type HopOutcome =
   | { readonly kind: "done"; readonly results: RecipientResult[] }
+  | {
+      readonly kind: "throttled";
+      readonly reply: DeliveryReply;
+      readonly retryAfterMs: number;
+      readonly rule: string;
+      readonly limit: "messages" | "connections";
+    }
   | { readonly kind: "next"; readonly reply: DeliveryReply; readonly tls: boolean; readonly unable?: Unable };
 
-function kindOf(reply: DeliveryReply): ResultKind {
+function kindOf(reply: DeliveryReply): Exclude<ResultKind, "throttled"> {
   if (reply.code >= 200 && reply.code < 300) return "delivered";
   return reply.code >= 500 ? "permanent" : "temporary";
 }
+
+const describeHop = (hop: NextHop) => describeHost(hop.name, hop.address, hop.port);
 
 function chunk<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
@@ -75,6 +101,10 @@ export interface DelivererOptions {
   mtaSts?: MtaStsPolicies | undefined;
   /** For the TLSA records a TLS outcome names. */
   dane?: DanePolicies | undefined;
+  /** Per-destination throttles; undefined when none is configured. */
+  throttle?: Throttle | undefined;
+  /** Source-address pools; undefined when none is configured. */
+  sources?: SourcePools | undefined;
 }
 
 /** The facts of one new connection that a TLS outcome reports. */
@@ -102,6 +132,8 @@ export class Deliverer {
       return all("temporary", localReply("4.4.3", `routing for ${job.domain} failed: ${(error as Error).message}`));
     }
     if (plan.kind === "bounce") return all("permanent", plan.reply);
+    // Once per attempt, whether the attempt goes on to other hosts or is deferred for want of any.
+    if (plan.stsRefused) this.#recordRefused(job, plan.stsRefused);
     if (plan.kind === "defer") return all("temporary", plan.reply);
     if (plan.hops.length === 0) return all("temporary", localReply("4.4.3", `no next hop for ${job.domain}`));
     // TLS reports are about the recipient domain's MX hosts, not a relay or smarthost of ours.
@@ -130,9 +162,34 @@ export class Deliverer {
       // RFC 8689: a REQUIRETLS message only goes over TLS to a verified peer that offers REQUIRETLS;
       // a DANE match authenticates the peer as well as a CA would (RFC 8689 §4.2.1).
       const daneAuthenticated = Boolean(route.dane && route.dane.records.length > 0);
-      const hop: NextHop = requireTls && !daneAuthenticated ? { ...route, tls: "verify" } : route;
+      let hop: NextHop = requireTls && !daneAuthenticated ? { ...route, tls: "verify" } : route;
+      const source = this.#options.sources?.pick(job.message.from, job.domain, hop.name, hop.address);
+      if (source?.kind === "none") {
+        // The pool was chosen for this mail on purpose: no other address of ours stands in.
+        last = localReply(
+          "4.4.0",
+          `sources.${source.pool} has no IPv${source.family} address to reach ${describeHop(hop)} from`,
+          describeHop(hop),
+        );
+        this.#options.log.warn({ queueId: job.message.id, domain: job.domain, host: describeHop(hop) }, last.text);
+        continue;
+      }
+      if (source?.kind === "source") {
+        hop = { ...hop, localAddress: source.source.localAddress, heloName: source.source.heloName ?? hop.heloName };
+      }
       const outcome = await this.#tryHop(job, hop, recipients, tls);
       if (outcome.kind === "done") return outcome.results;
+      if (outcome.kind === "throttled") {
+        // Not a failure of this host: no backup MX takes the mail instead; it waits in the queue.
+        const { reply, retryAfterMs, rule, limit } = outcome;
+        return recipients.map((recipient) => ({
+          index: recipient.index,
+          kind: "throttled",
+          reply,
+          retryAfterMs,
+          throttle: { rule, limit },
+        }));
+      }
       last = outcome.reply;
       if (outcome.tls) tlsRefusals++;
       if (outcome.unable === "smtputf8") {
@@ -161,11 +218,52 @@ export class Deliverer {
     return recipients.map((recipient) => ({ index: recipient.index, kind: "temporary", reply }));
   }
 
+  /**
+   * One host, under the throttles: a message of each messagesPerMinute rule is taken first (and
+   * given back when the host never took the message), then a connection within the limits.
+   */
   async #tryHop(
     job: DeliveryJob,
     hop: NextHop,
     recipients: readonly RecipientRecord[],
     tls: TlsOutcome[] | undefined,
+  ): Promise<HopOutcome> {
+    const { throttle } = this.#options;
+    let tickets: readonly MessageTicket[] = [];
+    if (throttle) {
+      const admission = await throttle.admitMessage(job.domain, hop.name);
+      if (admission.kind === "throttled") {
+        return {
+          kind: "throttled",
+          reply: localReply(
+            "4.4.5",
+            `throttled: messages per minute of throttle "${admission.rule}" used up; next try in ${Math.ceil(admission.retryAfterMs / 1000)} s`,
+            describeHop(hop),
+          ),
+          retryAfterMs: admission.retryAfterMs,
+          rule: admission.rule,
+          limit: "messages",
+        };
+      }
+      tickets = admission.tickets;
+    }
+    const outcome = await this.#tryConnection(
+      job,
+      hop,
+      recipients,
+      tls,
+      throttle?.connectionKeys(job.domain, hop.name),
+    );
+    if (outcome.kind !== "done" && tickets.length > 0) await throttle!.giveBack(tickets);
+    return outcome;
+  }
+
+  async #tryConnection(
+    job: DeliveryJob,
+    hop: NextHop,
+    recipients: readonly RecipientRecord[],
+    tls: TlsOutcome[] | undefined,
+    slots: readonly SlotKey[] | undefined,
   ): Promise<HopOutcome> {
     const { pool, metrics, log } = this.#options;
     let connectOptions: { plaintext?: boolean; fresh?: boolean } = {};
@@ -173,8 +271,21 @@ export class Deliverer {
       let session: SmtpSession;
       let reused: boolean;
       try {
-        ({ session, reused } = await pool.acquire(hop, connectOptions));
+        ({ session, reused } = await pool.acquire(hop, { ...connectOptions, ...(slots ? { slots } : {}) }));
       } catch (error) {
+        if (error instanceof ThrottledError) {
+          return {
+            kind: "throttled",
+            reply: localReply(
+              "4.4.5",
+              `throttled: connection limit reached (throttle ${error.rule}); next try in ${Math.ceil(error.retryAfterMs / 1000)} s`,
+              describeHop(hop),
+            ),
+            retryAfterMs: error.retryAfterMs,
+            rule: error.rule,
+            limit: "connections",
+          };
+        }
         if (!(error instanceof SessionError)) throw error;
         if (tls && error.tlsFailure) {
           this.#recordTls(tls, job, hop, {
@@ -245,7 +356,7 @@ export class Deliverer {
     if (hop.mtaSts === "testing" && policy && !mxAllowed(hop.name, policy)) {
       return {
         result: "validation-failure",
-        reasonCode: "mx-not-in-policy",
+        reasonCode: mxNotInPolicy,
         detail: `MTA-STS (testing): ${hop.name} is not an MX host the policy names`,
         sendingIp,
       };
@@ -284,6 +395,23 @@ export class Deliverer {
     };
     into.push(outcome);
     this.#options.tlsOutcomes?.emit(outcome);
+  }
+
+  /**
+   * MX hosts an MTA-STS enforce policy ruled out were never connected to: they go to the
+   * observer channel only (not to the delivery events' `tls`, which lists connections).
+   */
+  #recordRefused(job: DeliveryJob, refused: readonly StsRefusedMx[]): void {
+    const { tlsOutcomes, mtaSts } = this.#options;
+    if (!tlsOutcomes?.wanted) return;
+    for (const host of refused) {
+      tlsOutcomes.record(() =>
+        stsRefusedOutcome(host, mtaSts?.known(host.policyDomain), {
+          recipientDomain: job.domain,
+          queueId: job.message.id,
+        }),
+      );
+    }
   }
 
   async #needsSmtpUtf8(

@@ -1,4 +1,5 @@
 // @postern/outbound — the public face: the plugin factory, the queue stores, the delivery hooks.
+import type { Readable } from "node:stream";
 import { getCACertificates, rootCertificates } from "node:tls";
 import { accept, defer, type Plugin, parseOptions, type Recipient, transactionEnded } from "@postern/core";
 import type { Registry } from "prom-client";
@@ -18,6 +19,8 @@ import type { MessageEnvelope, QueueStore } from "./queue/store.ts";
 import { Router } from "./routing.ts";
 import { DeliveryRunner, wantsReport } from "./runner.ts";
 import { signMessage } from "./signer.ts";
+import { SourcePools } from "./sources.ts";
+import { Throttle } from "./throttle.ts";
 import { TlsOutcomes } from "./tls-outcome.ts";
 
 export type {
@@ -35,7 +38,14 @@ export type {
   TlsPolicyType,
 } from "./delivery-hooks.ts";
 export { outboundDelivery, outboundHooks, outboundTls } from "./delivery-hooks.ts";
-export type { OutboundOptions, RelayTarget, RelayTargetInput, TlsLevel } from "./options.ts";
+export type {
+  OutboundOptions,
+  RelayTarget,
+  RelayTargetInput,
+  SourcePoolInput,
+  ThrottleRuleInput,
+  TlsLevel,
+} from "./options.ts";
 export { outboundOptionsSchema } from "./options.ts";
 export type { FsQueueStoreOptions } from "./queue/fs-store.ts";
 export { FsQueueStore, SpoolLockedError } from "./queue/fs-store.ts";
@@ -53,6 +63,7 @@ export type {
   RecipientOutcome,
   RecipientRecord,
   RecipientState,
+  ReleaseOptions,
 } from "./queue/store.ts";
 export type { RetryPolicy } from "./runner.ts";
 export { retryDelay } from "./runner.ts";
@@ -102,6 +113,13 @@ function trustedCas(extra: string | string[] | undefined): string[] | undefined 
 }
 
 /** RFC 3461 §4.2: the client's ORCPT, else for an expanded recipient the address the client gave. */
+/** A small message's bytes as one Buffer. */
+async function gather(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
 function orcptOf(recipient: Recipient): string | undefined {
   if (recipient.dsn?.orcpt) return recipient.dsn.orcpt;
   if (recipient.original === recipient.address) return undefined;
@@ -111,10 +129,12 @@ function orcptOf(recipient: Recipient): string | undefined {
 export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
   const options = parseOptions(outboundOptionsSchema, input, "@postern/outbound");
   const store = createQueueStore(options.queue);
+  const bodyBufferLimit = store.bodyBufferLimit ?? 0;
   const metrics = new OutboundMetrics(options.metrics);
   metrics.attach(store);
   let runner: DeliveryRunner | undefined;
   let pool: ConnectionPool | undefined;
+  let throttle: Throttle | undefined;
 
   const plugin: OutboundPlugin = {
     name: "@postern/outbound",
@@ -162,7 +182,12 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
         log,
         isOwnAddress: ownAddressTest(context.listening),
       });
+      throttle =
+        options.throttle.length > 0 ? new Throttle({ rules: options.throttle, redis: options.redis, log }) : undefined;
+      await throttle?.open();
       pool = new ConnectionPool({
+        slots: throttle,
+        slotWaitMs: options.connections.slotWaitMs,
         reuse: options.connections.reuse,
         maxMessages: options.connections.maxMessages,
         idleTimeoutMs: options.connections.idleTimeoutMs,
@@ -183,6 +208,8 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
         tlsOutcomes,
         mtaSts,
         dane,
+        throttle,
+        sources: options.sources.length > 0 ? new SourcePools(options.sources) : undefined,
       });
       runner = new DeliveryRunner({
         store,
@@ -234,12 +261,21 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
             log.error({ err: error.message, queueId: transaction.id }, "delivered report not stored"),
           );
       });
-      log.info({ store: store.kind, worker: options.worker.enabled ? runner.worker : false }, "outbound queue ready");
+      log.info(
+        {
+          store: store.kind,
+          worker: options.worker.enabled ? runner.worker : false,
+          ...(throttle ? { throttles: options.throttle.length, throttleCounters: throttle.kind } : {}),
+          ...(options.sources.length > 0 ? { sourcePools: options.sources.length } : {}),
+        },
+        "outbound queue ready",
+      );
     },
 
     async close() {
       await runner?.stop();
       pool?.closeAll();
+      await throttle?.close();
       await store.close();
     },
 
@@ -258,6 +294,8 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
           bySender.set(sender, [...(bySender.get(sender) ?? []), recipient]);
         }
         let queuedCount = 0;
+        /** The message's bytes, read once for every part (signed or small messages only). */
+        let gathered: Buffer | undefined;
         try {
           let part = 0;
           for (const [from, members] of bySender) {
@@ -269,17 +307,23 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
               // RFC 3461 §4.2: an expanded recipient's reports name the address the client gave.
               orcpt: orcptOf(recipient),
             }));
-            let body: Buffer | ReturnType<typeof message.stream> = message.stream();
+            let body: Buffer | Readable;
             let size = message.size;
             if (options.signer) {
-              const chunks: Buffer[] = [];
-              for await (const chunk of message.stream()) chunks.push(chunk as Buffer);
-              body = await signMessage(options.signer, Buffer.concat(chunks), {
+              gathered ??= await gather(message.stream());
+              body = await signMessage(options.signer, gathered, {
                 id,
                 from,
                 recipients: recipients.map((recipient) => recipient.address),
               });
               size = body.length;
+            } else if (size <= bodyBufferLimit) {
+              // Small enough to hold whole (core already does, below its spool threshold): the
+              // store's one-statement / one-write path. Larger messages stream, never held whole.
+              gathered ??= await gather(message.stream());
+              body = gathered;
+            } else {
+              body = message.stream();
             }
             const envelope: MessageEnvelope = {
               id,

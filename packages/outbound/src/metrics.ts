@@ -12,6 +12,7 @@ export class OutboundMetrics {
   readonly bounced: Counter;
   readonly domainFailures: Counter<"domain" | "outcome">;
   readonly connections: Counter<"reused">;
+  readonly throttled: Counter<"rule" | "limit">;
   readonly deliveryDuration: Histogram;
   #store: QueueStore | undefined;
 
@@ -47,6 +48,12 @@ export class OutboundMetrics {
       labelNames: ["reused"] as const,
       registers,
     });
+    this.throttled = new Counter({
+      name: `${p}throttled_total`,
+      help: "Recipients held back by a throttle (not attempts), by rule and limit (messages, connections)",
+      labelNames: ["rule", "limit"] as const,
+      registers,
+    });
     this.deliveryDuration = new Histogram({
       name: `${p}delivery_duration_seconds`,
       help: "Time of one delivery attempt (one message to one domain)",
@@ -56,7 +63,7 @@ export class OutboundMetrics {
     const metrics = this;
     new Gauge({
       name: `${p}queue_recipients`,
-      help: "Recipients in the queue, by state (queued = waiting, deferred = failed before, active = being delivered)",
+      help: "Recipients in the queue, by state (queued = waiting, deferred = failed before, active = being delivered, held = on hold)",
       labelNames: ["state"] as const,
       registers,
       async collect() {
@@ -65,6 +72,7 @@ export class OutboundMetrics {
         this.set({ state: "queued" }, stats.queued);
         this.set({ state: "deferred" }, stats.deferred);
         this.set({ state: "active" }, stats.active);
+        this.set({ state: "held" }, stats.held);
       },
     });
     new Gauge({

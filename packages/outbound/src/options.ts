@@ -1,4 +1,6 @@
 // The plugin's options: one zod schema, so a bad option is reported as one line naming the key.
+import { isIP } from "node:net";
+import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { z } from "zod";
 import type { OutboundHookHandlers } from "./delivery-hooks.ts";
@@ -66,6 +68,151 @@ const storeSchema = z.union([
   }),
 ]);
 
+/**
+ * A domain or host name pattern: "example.com" (that name), "*.example.com" (names under it, not
+ * itself) or "*" (every name). Lower-cased, a trailing dot dropped.
+ */
+const namePattern = z
+  .string({ error: 'expected a name such as "example.com", "*.example.com" or "*"' })
+  .transform((value) => value.trim().toLowerCase().replace(/\.$/, ""))
+  .refine((value) => /^(?:\*|(?:\*\.)?[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f.:]+\])$/.test(value), {
+    error: 'expected a name such as "example.com", "*.example.com" or "*"',
+  });
+const namePatterns = z
+  .union([namePattern, z.array(namePattern).min(1)], {
+    error: 'expected a name pattern or a list of them, e.g. "gmail.com" or ["*.google.com"]',
+  })
+  .transform((value) => (Array.isArray(value) ? value : [value]));
+
+const counterName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: "expected a name of letters, digits, '.', '_' or '-'" });
+
+/**
+ * One per-destination throttle. `match.domain` is the recipient domain, `match.mx` the next hop's
+ * host name (an MX host, or the host of a static route or smarthost); with both, both must match.
+ */
+export const throttleRuleSchema = z
+  .strictObject({
+    match: z
+      .strictObject({ domain: namePatterns.optional(), mx: namePatterns.optional() })
+      .refine((match) => match.domain !== undefined || match.mx !== undefined, {
+        error: "expected domain or mx (or both) to match",
+      }),
+    /** Messages (SMTP transactions) started per minute. */
+    messagesPerMinute: z.number({ error: "expected a whole number of messages per minute" }).int().min(1).optional(),
+    /** Connections open at once (idle pooled ones included). */
+    connections: z.number({ error: "expected a whole number of connections at once" }).int().min(1).optional(),
+    /**
+     * What one counter covers: "rule" (everything the rule matches together, the default),
+     * "domain" (each recipient domain on its own), "mx" (each next-hop host on its own).
+     */
+    per: z.enum(["rule", "domain", "mx"], { error: 'expected "rule", "domain" or "mx"' }).default("rule"),
+    /** Names the counter (Redis keys, logs, metrics); derived from `match` when not given. */
+    name: counterName.optional(),
+  })
+  .refine((rule) => rule.messagesPerMinute !== undefined || rule.connections !== undefined, {
+    error: "expected messagesPerMinute or connections (or both)",
+  });
+export type ThrottleRuleInput = z.input<typeof throttleRuleSchema>;
+
+/** A stable counter name from what the rule matches, e.g. "domain=gmail.com,mx=*.google.com/rule". */
+function defaultThrottleName(rule: z.output<typeof throttleRuleSchema>): string {
+  const parts = [
+    ...(rule.match.domain ? [`domain=${rule.match.domain.join("+")}`] : []),
+    ...(rule.match.mx ? [`mx=${rule.match.mx.join("+")}`] : []),
+  ];
+  return `${parts.join(",")}/${rule.per}`;
+}
+
+const redisObjectSchema = z.strictObject({
+  url: z
+    .string()
+    .regex(/^rediss?:\/\/\S+$/, { error: 'expected a Redis URL such as "redis://127.0.0.1:6379"' })
+    .default("redis://127.0.0.1:6379"),
+  /** An ioredis client to use instead of `url`; the plugin does not close it. */
+  client: z
+    .custom<Redis>((value) => typeof value === "object" && value !== null && "defineCommand" in value, {
+      error: "expected an ioredis client",
+    })
+    .optional(),
+  /** Prefix of every key written; nodes sharing limits name the same one. */
+  keyPrefix: z.string().min(1).default("postern:outbound"),
+  /** Longest wait for one Redis call. */
+  timeoutMs: z.number().int().min(10).max(30_000, { error: "expected milliseconds 10–30000" }).default(1_000),
+  /** A node that stops renewing its connection slots (it crashed) loses them after this long. */
+  slotTtlMs: z.number().int().min(100, { error: "expected milliseconds, at least 100" }).default(30_000),
+  /**
+   * When Redis fails: "defer" treats the destination as throttled (the mail waits, the default),
+   * "allow" delivers without the shared limit and logs a warning.
+   */
+  onError: z.enum(["allow", "defer"], { error: 'expected "allow" or "defer"' }).default("defer"),
+});
+
+const redisSchema = z.union(
+  [
+    z
+      .string()
+      .regex(/^rediss?:\/\/\S+$/, { error: 'expected a Redis URL such as "redis://127.0.0.1:6379"' })
+      .transform((url) => redisObjectSchema.parse({ url })),
+    redisObjectSchema,
+  ],
+  { error: "expected a Redis URL or { url, keyPrefix, timeoutMs, slotTtlMs, onError }" },
+);
+export type ResolvedRedisOptions = z.output<typeof redisObjectSchema>;
+
+const sourceAddressSchema = z.union(
+  [
+    z.string(),
+    z.strictObject({
+      address: z.string({ error: "expected an IP address" }),
+      /** EHLO name sent from this address; the plugin's heloName when not given. */
+      ehlo: z
+        .string()
+        .regex(/^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f.:]+\])$/, {
+          error: 'expected a host name such as "out2.example.org"',
+        })
+        .optional(),
+    }),
+  ],
+  { error: "expected an IP address or { address, ehlo }" },
+);
+
+/** A pool of source addresses for the mail it matches; the first matching pool is used. */
+export const sourcePoolSchema = z.strictObject({
+  match: z
+    .strictObject({
+      /** The envelope sender's domain (the null sender matches only pools without this). */
+      senderDomain: namePatterns.optional(),
+      /** The recipient domain. */
+      domain: namePatterns.optional(),
+      /** The next hop's host name (MX host, or a static route's or smarthost's host). */
+      mx: namePatterns.optional(),
+    })
+    .prefault({}),
+  /** Addresses of this host to connect from, used in turn; each may carry its own EHLO name. */
+  addresses: z
+    .array(sourceAddressSchema, { error: "expected a list of IP addresses" })
+    .min(1, { error: "expected at least one address" })
+    .transform((list, context) => {
+      const out: { address: string; ehlo: string | undefined }[] = [];
+      for (const [index, entry] of list.entries()) {
+        const address = typeof entry === "string" ? entry : entry.address;
+        if (isIP(address) === 0) {
+          context.addIssue({
+            code: "custom",
+            path: typeof entry === "string" ? [index] : [index, "address"],
+            message: "expected an IP address such as 192.0.2.10 or 2001:db8::25",
+          });
+          return z.NEVER;
+        }
+        out.push({ address, ehlo: typeof entry === "string" ? undefined : entry.ehlo });
+      }
+      return out;
+    }),
+});
+export type SourcePoolInput = z.input<typeof sourcePoolSchema>;
+
 export const outboundOptionsSchema = z.object({
   /** Recipient routes (set by rcptTo plugins) whose mail this plugin queues and delivers. */
   queueRoutes: z.array(z.string().min(1)).min(1).default(["relay"]),
@@ -78,6 +225,37 @@ export const outboundOptionsSchema = z.object({
   routes: z.record(z.string(), relayTargetSchema).default({}),
   /** Name sent with EHLO; the server's hostname by default. */
   heloName: z.string().min(1).optional(),
+  /**
+   * Per-destination throttles: messages per minute and connections at once, by recipient domain
+   * or next-hop host. Every matching rule applies. A throttled delivery waits in the queue without
+   * counting as an attempt.
+   */
+  throttle: z
+    .array(throttleRuleSchema, { error: "expected a list of throttle rules" })
+    .default([])
+    .transform((rules, context) => {
+      const named: (z.output<typeof throttleRuleSchema> & { name: string })[] = [];
+      const seen = new Map<string, number>();
+      for (const [index, rule] of rules.entries()) {
+        const name = rule.name ?? defaultThrottleName(rule);
+        const earlier = seen.get(name);
+        if (earlier !== undefined) {
+          context.addIssue({
+            code: "custom",
+            path: [index, "name"],
+            message: `expected a unique name: throttle.${earlier} already counts as "${name}"; give one of them a name`,
+          });
+          return z.NEVER;
+        }
+        seen.set(name, index);
+        named.push({ ...rule, name });
+      }
+      return named;
+    }),
+  /** Share throttle counters among nodes through Redis; without it they live in this process. */
+  redis: redisSchema.optional(),
+  /** Source address pools: the address to connect from and the EHLO name, per sender or destination. */
+  sources: z.array(sourcePoolSchema, { error: "expected a list of source pools" }).default([]),
   tls: z
     .object({
       level: tlsLevelSchema.default("opportunistic"),
@@ -132,6 +310,12 @@ export const outboundOptionsSchema = z.object({
       greetingTimeoutMs: duration.default(30_000),
       /** Inactivity during a session (the DATA reply of a large message can take a while). */
       socketTimeoutMs: duration.default(300_000),
+      /**
+       * How long a delivery waits for a connection under a throttle's `connections` limit (a
+       * free slot, or a connection another delivery hands back) before it goes back to the queue
+       * for as long again.
+       */
+      slotWaitMs: duration.default(5_000),
     })
     .prefault({}),
   /** RCPT TO commands per transaction; more recipients for one domain go in further transactions. */

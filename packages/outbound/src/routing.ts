@@ -37,10 +37,23 @@ export interface NextHop {
 
 export type RouteSource = "hook" | "static" | "smarthost" | "literal" | "mx" | "implicit-mx";
 
+/** An MX host an MTA-STS `enforce` policy rules out: skipped, never connected to, but reported (RFC 8460). */
+export interface StsRefusedMx {
+  /** The MX host name, as the MX record names it (lower case, no trailing dot). */
+  readonly name: string;
+  /** The domain whose policy ruled it out (the MX domain looked up). */
+  readonly policyDomain: string;
+}
+
 export type RoutePlan =
-  | { readonly kind: "deliver"; readonly source: RouteSource; readonly hops: readonly NextHop[] }
+  | {
+      readonly kind: "deliver";
+      readonly source: RouteSource;
+      readonly hops: readonly NextHop[];
+      readonly stsRefused?: readonly StsRefusedMx[];
+    }
   | { readonly kind: "bounce"; readonly reply: DeliveryReply }
-  | { readonly kind: "defer"; readonly reply: DeliveryReply };
+  | { readonly kind: "defer"; readonly reply: DeliveryReply; readonly stsRefused?: readonly StsRefusedMx[] };
 
 const tlsRank: Record<TlsLevel, number> = { none: 0, opportunistic: 1, encrypt: 2, verify: 3 };
 
@@ -241,12 +254,12 @@ export class Router {
 
     const hops: NextHop[] = [];
     let failure: string | undefined;
-    let refusedByPolicy = 0;
+    const refusedByPolicy: StsRefusedMx[] = [];
     for (const record of ordered) {
       const exchange = record.exchange.replace(/\.$/, "").toLowerCase();
       if (mode && !mxAllowed(exchange, policy!)) {
         if (mode === "enforce") {
-          refusedByPolicy++;
+          refusedByPolicy.push({ name: exchange, policyDomain: mxDomain });
           this.#log.warn({ domain: mxDomain, mx: exchange }, "MX not listed in the MTA-STS policy (enforce): skipped");
           continue;
         }
@@ -290,17 +303,21 @@ export class Router {
         );
       }
     }
-    if (hops.length > 0) return { kind: "deliver", source, hops };
+    // The refused hosts travel with the plan so the attempt reports them as TLS outcomes.
+    const stsRefused = refusedByPolicy.length > 0 ? { stsRefused: refusedByPolicy } : {};
+    if (hops.length > 0) return { kind: "deliver", source, hops, ...stsRefused };
     if (daneUnusable.length > 0) {
       return {
         kind: "defer",
         reply: localReply("4.7.5", `DANE: no usable MX host of ${mxDomain}: ${daneUnusable.join("; ")}`),
+        ...stsRefused,
       };
     }
-    if (refusedByPolicy > 0 && refusedByPolicy === ordered.length) {
+    if (refusedByPolicy.length > 0 && refusedByPolicy.length === ordered.length) {
       return {
         kind: "defer",
         reply: localReply("4.7.5", `no MX host of ${mxDomain} is allowed by its MTA-STS policy (enforce)`),
+        ...stsRefused,
       };
     }
     if (source === "implicit-mx" && !failure) {
@@ -309,6 +326,7 @@ export class Router {
     return {
       kind: "defer",
       reply: localReply("4.4.3", `no address for the MX hosts of ${mxDomain}${failure ? ` (${failure})` : ""}`),
+      ...stsRefused,
     };
   }
 }

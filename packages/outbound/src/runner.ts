@@ -257,8 +257,53 @@ export class DeliveryRunner {
     await this.#record(job, results);
   }
 
-  async #record(job: Job, results: readonly RecipientResult[]): Promise<void> {
+  /**
+   * Throttled recipients go back to the queue for the wait the throttle named (plus up to a
+   * tenth, so they don't all come back at once): released, not completed, so it is no attempt.
+   */
+  async #postpone(job: Job, throttled: readonly RecipientResult[]): Promise<void> {
     const { message } = job.claim;
+    const byDelay = new Map<number, RecipientResult[]>();
+    for (const result of throttled) {
+      const delay = Math.round((result.retryAfterMs ?? 1_000) * (1 + 0.1 * Math.random()));
+      byDelay.set(delay, [...(byDelay.get(delay) ?? []), result]);
+    }
+    for (const [delayMs, results] of byDelay) {
+      try {
+        await this.#store.release(
+          this.worker,
+          message.id,
+          results.map((result) => result.index),
+          { delayMs },
+        );
+      } catch (error) {
+        // The lease runs out and the recipients come back anyway, still without an attempt.
+        this.#log.warn({ err: (error as Error).message, queueId: message.id }, "throttled recipients not released");
+      }
+      const first = results[0]!;
+      this.#metrics.throttled.inc(
+        { rule: first.throttle?.rule ?? "", limit: first.throttle?.limit ?? "messages" },
+        results.length,
+      );
+      this.#log.info(
+        {
+          queueId: message.id,
+          domain: job.domain,
+          to: results.map((result) => job.recipients.find((r) => r.index === result.index)?.address),
+          reply: first.reply.text,
+          retryInMs: delayMs,
+        },
+        "throttled",
+      );
+    }
+  }
+
+  async #record(job: Job, allResults: readonly RecipientResult[]): Promise<void> {
+    const { message } = job.claim;
+    const throttled = allResults.filter((result) => result.kind === "throttled");
+    if (throttled.length > 0) await this.#postpone(job, throttled);
+    const results = throttled.length > 0 ? allResults.filter((result) => result.kind !== "throttled") : allResults;
+    if (results.length === 0) return;
     const retry = this.#options.retry;
     const { delayWarningMs } = this.#options.dsn;
     const now = Date.now();

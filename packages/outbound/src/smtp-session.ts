@@ -132,6 +132,7 @@ export class SmtpSession {
   readonly remote: string;
   readonly #connection: SMTPConnection;
   #alive = true;
+  #ended = false;
   #recipientDsn: ReadonlyMap<string, RecipientDsn> | undefined;
   /** The certificate matched the hop's DNSSEC-secure TLSA records. */
   #daneVerified = false;
@@ -145,6 +146,9 @@ export class SmtpSession {
     const dead = () => {
       this.#alive = false;
     };
+    connection.once("end", () => {
+      this.#ended = true;
+    });
     connection.on("end", dead);
     connection.on("error", dead);
   }
@@ -402,6 +406,32 @@ export class SmtpSession {
   reset(): Promise<boolean> {
     if (!this.alive) return Promise.resolve(false);
     return new Promise((resolve) => this.#connection.reset((error) => resolve(!error)));
+  }
+
+  /**
+   * Calls `callback` once, when the socket is closed in both directions, however the session
+   * ended (QUIT, the peer hanging up, an error): what a connection limit counts is sockets, and
+   * nodemailer reports the end before the peer has seen our side close.
+   */
+  onceClosed(callback: () => void): void {
+    let called = false;
+    let fallback: NodeJS.Timeout | undefined;
+    const finish = () => {
+      if (called) return;
+      called = true;
+      clearTimeout(fallback);
+      callback();
+    };
+    const watch = () => {
+      const socket = this.#socket as (TLSSocket & { closed?: boolean }) | undefined;
+      if (!socket || socket.closed) return finish();
+      socket.once("close", finish);
+      // nodemailer destroys a socket whose peer never closes its side; don't wait past that.
+      fallback = setTimeout(finish, 5_000);
+      fallback.unref();
+    };
+    if (this.#ended) watch();
+    else this.#connection.once("end", watch);
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { certificateFailure, stsFetchFailure, stsPolicyStrings, tlsaString } from "./tls-outcome.ts";
+import { certificateFailure, stsFetchFailure, stsPolicyStrings, stsRefusedOutcome, tlsaString } from "./tls-outcome.ts";
 
 describe("TLS failures in RFC 8460 terms", () => {
   it("maps Node's certificate codes and handshake messages to result types", () => {
@@ -35,5 +35,27 @@ describe("TLS failures in RFC 8460 terms", () => {
     ).toEqual(["version: STSv1", "mode: enforce", "mx: mx.a.test", "mx: *.b.test", "max_age: 86400"]);
     expect(stsPolicyStrings({ id: false, mode: "none" } as never)).toEqual([]);
     expect(tlsaString({ usage: 3, selector: 1, matchingType: 1, data: Buffer.from([0xab, 0x01]) })).toBe("3 1 1 ab01");
+  });
+
+  it("reports an MX host an enforce policy rules out as a validation failure with a reason code", () => {
+    const policy = { id: "1", mode: "enforce", mx: ["mx.a.test"], maxAge: 600 } as never;
+    expect(
+      stsRefusedOutcome({ name: "old.a.test", policyDomain: "a.test" }, policy, {
+        recipientDomain: "a.test",
+        queueId: "q1",
+      }),
+    ).toEqual({
+      policy: {
+        type: "sts",
+        domain: "a.test",
+        strings: ["version: STSv1", "mode: enforce", "mx: mx.a.test", "max_age: 600"],
+      },
+      result: "validation-failure",
+      recipientDomain: "a.test",
+      mxHost: "old.a.test",
+      reasonCode: "mx-not-in-policy",
+      detail: "MTA-STS (enforce): old.a.test is not an MX host the policy of a.test names; not connected to",
+      queueId: "q1",
+    });
   });
 });

@@ -81,6 +81,32 @@ export function stsPolicyStrings(policy: MTASTSPolicy | undefined): string[] {
   ];
 }
 
+/** The failure-reason-code of an MX host an MTA-STS policy's mx patterns do not name. */
+export const mxNotInPolicy = "mx-not-in-policy";
+
+/**
+ * The outcome of an MX host an MTA-STS `enforce` policy rules out (RFC 8461 §4.1): skipped before
+ * any connection, so no IP and no certificate, but a failure to report all the same. RFC 8460 has
+ * no result type of its own for it (certificate-host-mismatch is about a presented certificate):
+ * it is a `validation-failure`, which §4.3.2 asks to come with a failure-reason-code. The policy
+ * names no mx pattern the host matches, so the outcome's policy has no mx-host.
+ */
+export function stsRefusedOutcome(
+  refused: { readonly name: string; readonly policyDomain: string },
+  policy: MTASTSPolicy | undefined,
+  delivery: { readonly recipientDomain: string; readonly queueId?: string | undefined },
+): Omit<TlsOutcome, "at"> {
+  return {
+    policy: { type: "sts", domain: refused.policyDomain, strings: stsPolicyStrings(policy) },
+    result: "validation-failure",
+    recipientDomain: delivery.recipientDomain,
+    mxHost: refused.name,
+    reasonCode: mxNotInPolicy,
+    detail: `MTA-STS (enforce): ${refused.name} is not an MX host the policy of ${refused.policyDomain} names; not connected to`,
+    queueId: delivery.queueId,
+  };
+}
+
 /** A TLSA record in presentation form ("3 1 1 <hex>"). */
 export function tlsaString(record: {
   usage: number;

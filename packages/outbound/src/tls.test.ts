@@ -16,7 +16,7 @@ import {
 } from "@postern/testing";
 import nodemailer from "nodemailer";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { outboundHooks, type RouteContext } from "./delivery-hooks.ts";
+import { outboundHooks, outboundTls, type RouteContext, type TlsOutcome } from "./delivery-hooks.ts";
 import { type OutboundHarness, startOutbound } from "./test/harness.ts";
 import { type MxSink, type SinkOptions, startSink } from "./test/mx-sink.ts";
 
@@ -85,6 +85,7 @@ beforeAll(async () => {
     "mta-sts.sts.test",
     "mta-sts.nottls.test",
     "mta-sts.testing.test",
+    "mta-sts.stray.test",
     "mx.nottls.test",
     "relay.test",
     "localhost",
@@ -118,6 +119,12 @@ beforeAll(async () => {
     "other.testing.test": { A: [`${net}.9`] },
     "_mta-sts.testing.test": { TXT: ["v=STSv1; id=7"] },
     "mta-sts.testing.test": { A: [`${net}.22`] },
+    // MTA-STS, enforce: the policy names none of the MX hosts.
+    "stray.test": { MX: ["10 mx1.stray.test", "20 mx2.stray.test"] },
+    "mx1.stray.test": { A: [`${net}.14`] },
+    "mx2.stray.test": { A: [`${net}.15`] },
+    "_mta-sts.stray.test": { TXT: ["v=STSv1; id=3"] },
+    "mta-sts.stray.test": { A: [`${net}.23`] },
     "relay.test": { A: [`${net}.10`] },
     "brokentls.test": { MX: ["10 mx.brokentls.test"] },
     "mx.brokentls.test": { A: [`${net}.13`] },
@@ -125,6 +132,7 @@ beforeAll(async () => {
   await policyServer(`${net}.20`, "version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n");
   await policyServer(`${net}.21`, "version: STSv1\nmode: enforce\nmx: mx.nottls.test\nmax_age: 86400\n");
   await policyServer(`${net}.22`, "version: STSv1\nmode: testing\nmx: mx.testing.test\nmax_age: 86400\n");
+  await policyServer(`${net}.23`, "version: STSv1\nmode: enforce\nmx: mx.stray.test\nmax_age: 86400\n");
 });
 afterEach(async () => {
   await harness?.stop();
@@ -278,21 +286,73 @@ describe("TLS fallback", () => {
   });
 });
 
+/** Every TLS outcome outbound puts on the observer channel from now on. */
+function observeTls(of: OutboundHarness): TlsOutcome[] {
+  const outcomes: TlsOutcome[] = [];
+  of.server.server.events.on(outboundTls, (outcome) => {
+    outcomes.push(outcome);
+  });
+  return outcomes;
+}
+
+const stsPolicy = (mx: string) => ["version: STSv1", "mode: enforce", `mx: ${mx}`, "max_age: 86400"];
+
 describe("MTA-STS", () => {
   it("enforce: only MX hosts in the policy, over verified TLS", async () => {
     const [bad, good] = await sinksOnOnePort({ host: `${net}.6`, tls: cert }, { host: `${net}.7`, tls: cert });
     harness = await startOutbound(dns, { port: bad!.port, tls: { ca } });
+    const outcomes = observeTls(harness);
     await harness.server.send({ from: "sender@origin.test", to: "a@sts.test", raw: buildMessage() });
     const delivered = await harness.events.wait("delivered");
     expect(delivered.reply.remote).toMatch(/^mx\.sts\.test /);
     expect((await good!.next()).secure).toBe(true);
     expect(bad!.messages).toHaveLength(0);
+    expect(bad!.connections).toBe(0);
+    // The host the policy rules out is a reported failure (RFC 8460 validation-failure), with no IP:
+    // nothing connected to it. The delivery event lists the connection made, only.
+    expect(outcomes).toEqual([
+      {
+        policy: { type: "sts", domain: "sts.test", strings: stsPolicy("mx.sts.test") },
+        result: "validation-failure",
+        recipientDomain: "sts.test",
+        mxHost: "bad.sts.test",
+        reasonCode: "mx-not-in-policy",
+        detail: expect.stringMatching(/bad\.sts\.test is not an MX host the policy of sts\.test names/),
+        queueId: delivered.message.id,
+        at: expect.any(Number),
+      },
+      expect.objectContaining({
+        result: "success",
+        policy: { type: "sts", domain: "sts.test", strings: stsPolicy("mx.sts.test"), mxHost: "mx.sts.test" },
+        mxHost: "mx.sts.test",
+        receivingIp: `${net}.7`,
+      }),
+    ]);
+    expect(delivered.tls?.map((outcome) => outcome.result)).toEqual(["success"]);
     // The policy went into the queue store too, for restarts and other nodes.
     expect(await harness.plugin.store.loadCached("mta-sts:sts.test")).toMatchObject({
       id: "20250101",
       mode: "enforce",
       mx: ["mx.sts.test"],
     });
+  });
+
+  it("enforce: defers when the policy names no MX host, and reports each one", async () => {
+    const [mx1, mx2] = await sinksOnOnePort({ host: `${net}.14`, tls: cert }, { host: `${net}.15`, tls: cert });
+    harness = await startOutbound(dns, { port: mx1!.port, tls: { ca } });
+    const outcomes = observeTls(harness);
+    await harness.server.send({ from: "sender@origin.test", to: "a@stray.test", raw: buildMessage() });
+    const deferred = await harness.events.wait("deferred");
+    expect(deferred.reply).toMatchObject({ status: "4.7.5" });
+    expect(deferred.reply.text).toMatch(/no MX host of stray\.test is allowed by its MTA-STS policy/);
+    expect(mx1!.connections + mx2!.connections).toBe(0);
+    expect(
+      outcomes.map((outcome) => [outcome.result, outcome.mxHost, outcome.reasonCode, outcome.receivingIp]),
+    ).toEqual([
+      ["validation-failure", "mx1.stray.test", "mx-not-in-policy", undefined],
+      ["validation-failure", "mx2.stray.test", "mx-not-in-policy", undefined],
+    ]);
+    expect(outcomes[0]!.policy).toEqual({ type: "sts", domain: "stray.test", strings: stsPolicy("mx.stray.test") });
   });
 
   it("enforce: defers rather than deliver without TLS", async () => {

@@ -1,6 +1,7 @@
 // `postern queue`: the operator's view of @postern/outbound's delivery queue — list, show one
-// message, retry now, delete, stats. It opens the queue the config describes (the filesystem spool
-// or PostgreSQL); while a server owns a filesystem spool, retry and delete are handed to it.
+// message, retry now, hold and release, delete, stats. It opens the queue the config describes
+// (the filesystem spool or PostgreSQL); while a server owns a filesystem spool, changes are handed
+// to it.
 
 import { PosternError } from "@postern/core";
 import type { OutboundPlugin, QueuedMessage, QueueStore, RecipientRecord } from "@postern/outbound";
@@ -17,7 +18,7 @@ const options = {
   limit: { type: "string" },
 } as const;
 
-const subcommands = ["list", "show", "retry", "delete", "stats"] as const;
+const subcommands = ["list", "show", "retry", "hold", "release", "delete", "stats"] as const;
 type Subcommand = (typeof subcommands)[number];
 
 function age(from: number, now = Date.now()): string {
@@ -158,6 +159,19 @@ async function run(
       out(`${count} recipient${count === 1 ? "" : "s"} due for delivery now${handedOver}`);
       return 0;
     }
+    case "hold":
+    case "release": {
+      const id = needId();
+      if (!(await store.get(id))) {
+        process.stderr.write(`postern queue: no message ${id} in the queue\n`);
+        return 1;
+      }
+      const count = subcommand === "hold" ? await store.hold(id) : await store.unhold(id);
+      out(
+        `${count} recipient${count === 1 ? "" : "s"} of ${id} ${subcommand === "hold" ? "on hold" : "released, due now"}${handedOver}`,
+      );
+      return 0;
+    }
     case "delete": {
       const id = needId();
       if (!(await store.delete(id))) {
@@ -176,7 +190,9 @@ async function run(
       }
       out(`store       ${store.kind}`);
       out(`messages    ${stats.messages}`);
-      out(`recipients  ${stats.queued} to deliver (${stats.deferred} deferred, ${stats.active} being delivered)`);
+      out(
+        `recipients  ${stats.queued} to deliver (${stats.deferred} deferred, ${stats.active} being delivered), ${stats.held} on hold`,
+      );
       out(`oldest      ${stats.oldestCreatedAt === undefined ? "-" : `${age(stats.oldestCreatedAt, now)} ago`}`);
       if (stats.domains.length > 0) {
         out("by domain:");
@@ -189,21 +205,27 @@ async function run(
 
 export const queue: Command = {
   name: "queue",
-  summary: "the outbound delivery queue: list, show, retry, delete, stats",
+  summary: "the outbound delivery queue: list, show, retry, hold, release, delete, stats",
   usage: `Usage: postern queue list [--limit <n>] [--json]
        postern queue show <id> [--json]
        postern queue retry <id> | --all
+       postern queue hold <id>
+       postern queue release <id>
        postern queue delete <id>
        postern queue stats [--json]
 
 Shows and steers the delivery queue of @postern/outbound, as the config describes it (the
 filesystem spool or the PostgreSQL schema shared by the cluster). It works while a server runs:
-with a filesystem spool, retry and delete are handed to the server that owns the spool.
+with a filesystem spool, retry, hold, release and delete are handed to the server that owns the
+spool.
 
   list     every queued message, oldest first, with each recipient's state, attempts, next
            attempt and last reply
   show     one message: envelope, a few header fields, recipients
   retry    make a message's (or, with --all, every) waiting recipient due now
+  hold     keep a message's waiting recipients out of delivery (retry leaves them) until released;
+           one being delivered at that moment finishes its attempt
+  release  put a held message's recipients back, due now
   delete   remove a message without delivering it (no report is sent)
   stats    counts, age of the oldest message, recipients per domain
 

@@ -1,5 +1,5 @@
-// `postern status`: what the running server says about itself over its admin API — listeners,
-// sessions open, transactions since start, the queue, uptime, plugins.
+// `postern status`: what the running server says about itself over its admin API — its versions,
+// listeners, sessions open, transactions since start, the queue, uptime, plugins.
 
 import { adminAccessOf, adminGet } from "../admin-client.ts";
 import type { Command } from "../command.ts";
@@ -22,7 +22,7 @@ interface Status {
   transactions: Record<string, number>;
   queue?: { messages: number; queued: number; deferred: number; active: number; oldestCreatedAt?: number };
   plugins: string[];
-  versions: { node: string };
+  versions: { core?: string; admin?: string; node: string };
 }
 
 export function uptime(seconds: number): string {
@@ -38,7 +38,7 @@ export const status: Command = {
   usage: `Usage: postern status [-c <file>] [--json]
 
 Asks the running server (its @postern/admin API, as configured in the config file) for its
-listeners, the sessions open now, the transactions since it started, the outbound queue, its
+versions, listeners, the sessions open now, the transactions since it started, the outbound queue, its
 uptime and plugins. The admin plugin's token file and certificate are read from the config.
 
 Options:
@@ -73,7 +73,11 @@ Options:
       ? `${answer.queue.messages} messages, ${answer.queue.queued} recipients (${answer.queue.deferred} deferred, ${answer.queue.active} active)`
       : "no outbound queue";
     const facts = [
-      ["node", `${answer.node} (${answer.hostname}), pid ${answer.pid}, Node.js ${answer.versions.node}`],
+      ["node", `${answer.node} (${answer.hostname}), pid ${answer.pid}`],
+      [
+        "version",
+        `@postern/core ${answer.versions.core ?? "unknown"}, @postern/admin ${answer.versions.admin ?? "unknown"}, Node.js ${answer.versions.node}`,
+      ],
       ["up", `${uptime(answer.uptimeSeconds)} since ${new Date(answer.startedAt).toISOString()}`],
       ["sessions", `${answer.sessions} open`],
       ["transactions", transactions || "none yet"],

@@ -1,11 +1,23 @@
-// A test server with the admin UI, outbound's filesystem queue (no worker: messages stay queued)
-// for relay recipients, local recipients refused unless they are carol@, and the admin plugin.
+// Test servers with the admin UI: one with outbound's filesystem queue (no worker: messages stay
+// queued) for relay recipients and a policy refusing @blocked.test; one with store-postgres and
+// Redis rate limits for the mailboxes and rate-limits pages.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { reject } from "@postern/core";
 import outbound from "@postern/outbound";
-import { buildMessage, claimRecipients, startTestServer, type TestServer } from "@postern/testing";
+import rateLimit from "@postern/rate-limit";
+import storePostgres from "@postern/store-postgres";
+import {
+  buildMessage,
+  claimRecipients,
+  deleteRedisKeys,
+  sharedRedisUrl,
+  startTestServer,
+  type TestServer,
+  uniqueRedisPrefix,
+} from "@postern/testing";
+import pg from "pg";
 import admin, { type AdminOptions, type AdminPlugin } from "../index.ts";
 
 export interface AdminTestServer {
@@ -64,4 +76,52 @@ export async function tokenFile(dir: string, token: string): Promise<string> {
   const file = join(dir, "admin.token");
   await writeFile(file, `${token}\n`, { mode: 0o600 });
   return file;
+}
+
+export interface StoresTestServer {
+  readonly server: TestServer;
+  readonly base: string;
+  /** Sends a message to alice@example.test (stored in PostgreSQL, counted in Redis); returns its queue ID. */
+  traffic(subject: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A server whose mail goes to @postern/store-postgres (the shared PostgreSQL, a schema of its own)
+ * and whose messages are counted by @postern/rate-limit in Redis (the shared one, a key prefix of
+ * its own): what the mailboxes and rate-limits pages show.
+ */
+export async function startStoresServer(): Promise<StoresTestServer> {
+  const schema = `admin_mail_${process.pid}_${Date.now()}`;
+  const connectionString = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+  const keyPrefix = uniqueRedisPrefix("admin");
+  const plugin = admin({ listen: { port: 0 } });
+  const server = await startTestServer({
+    plugins: [
+      plugin,
+      rateLimit({ limits: [{ kind: "messages", limit: "1000/1h" }], redis: { url: sharedRedisUrl, keyPrefix } }),
+      claimRecipients(),
+      storePostgres({ connectionString, schema }),
+    ],
+  });
+  return {
+    server,
+    base: `http://127.0.0.1:${plugin.port}`,
+    async traffic(subject) {
+      const sent = await server.send({
+        from: "bob@sender.test",
+        to: "alice@example.test",
+        raw: buildMessage({ from: "bob@sender.test", to: "alice@example.test", subject }),
+      });
+      return /queued as (\S+)/.exec(sent.response)![1]!;
+    },
+    async stop() {
+      await server.stop();
+      await deleteRedisKeys(keyPrefix);
+      const client = new pg.Client({ connectionString });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await client.end();
+    },
+  };
 }

@@ -3,6 +3,7 @@
 // The shared behaviour is in queue-store.test.ts.
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
+import { buildMessage, bulkyText, claimRecipients, startFakeDns, startTestServer } from "@postern/testing";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import outbound from "../index.ts";
@@ -103,6 +104,42 @@ describe("PostgreSQL queue store: bodies as chunk rows", () => {
         [id],
       )
     ).rows;
+
+  it("gets a message of up to one chunk from the queue hook as a Buffer (one statement), a larger one as a stream", async () => {
+    const dns = await startFakeDns({});
+    // A second store on the same pool and schema: the plugin opens and closes its own.
+    const hooked = new PgQueueStore({ pool, schema, chunkSize });
+    const plugin = outbound({ queue: { type: "custom", store: hooked }, worker: { enabled: false } });
+    const server = await startTestServer({ plugins: [claimRecipients({ route: "relay" }), plugin], dns });
+    try {
+      const queued = async (raw: Buffer) => {
+        log.texts = [];
+        const sent = await server.send({ to: "a@example.test", raw });
+        const id = /queued as (\S+)/.exec(sent.response)![1]!;
+        const texts = log.texts;
+        const message = await store.get(id);
+        const stored: Buffer[] = [];
+        for await (const chunk of await store.body(id)) stored.push(chunk as Buffer);
+        return { id, texts, size: message!.size, stored: Buffer.concat(stored) };
+      };
+      const small = await queued(buildMessage({ text: "short" }));
+      expect(small.texts.filter((text) => /^\s*(BEGIN|WITH message AS|INSERT)/.test(text))).toHaveLength(1);
+      expect(small.texts[0]).toMatch(/^WITH message AS/);
+      expect(small.stored.length).toBe(small.size);
+      expect(small.stored.toString()).toMatch(/^Received: [\s\S]*\r\n\r\nshort\r\n$/);
+      expect(await chunkRows(small.id)).toEqual([{ seq: 0, length: small.size }]);
+
+      const large = await queued(buildMessage({ text: bulkyText(chunkSize + 5000) }));
+      expect(large.size).toBeGreaterThan(chunkSize);
+      expect(large.texts).toContain("BEGIN");
+      expect(large.texts.some((text) => text.startsWith("WITH message AS"))).toBe(false);
+      expect(large.stored.length).toBe(large.size);
+      expect((await chunkRows(large.id)).map((row) => row.length)).toEqual([chunkSize, large.size - chunkSize]);
+    } finally {
+      await server.stop();
+      await dns.close();
+    }
+  });
 
   it("round-trips a message of many chunks byte-exact, from a stream and from a buffer", async () => {
     // Not a multiple of the chunk size, nor of the source's piece size.

@@ -26,6 +26,7 @@ import {
   type RecipientOutcome,
   type RecipientRecord,
   type RecipientState,
+  type ReleaseOptions,
 } from "./store.ts";
 
 export interface PgQueueStoreOptions {
@@ -123,6 +124,8 @@ export class PgQueueStore implements QueueStore {
   readonly #ownPool: boolean;
   readonly #t: { messages: string; chunks: string; recipients: string; cache: string };
   readonly #chunkSize: number;
+  /** A body of up to one chunk is written with the message and its recipients in one statement. */
+  readonly bodyBufferLimit: number;
   /** The schema has the old `messages.body` column, which rolling upgrades may still fill. */
   #legacyBody = false;
 
@@ -142,6 +145,7 @@ export class PgQueueStore implements QueueStore {
     if (!Number.isInteger(this.#chunkSize) || this.#chunkSize < 4096 || this.#chunkSize > 64 * 1024 * 1024) {
       throw new TypeError(`chunkSize ${this.#chunkSize} must be a whole number of bytes from 4096 to 64 MiB`);
     }
+    this.bodyBufferLimit = this.#chunkSize;
     if (options.pool) {
       this.#pool = options.pool;
       this.#ownPool = false;
@@ -380,11 +384,17 @@ export class PgQueueStore implements QueueStore {
     return result.rowCount ?? 0;
   }
 
-  async release(worker: string, messageId: string, indexes: readonly number[]): Promise<void> {
+  async release(
+    worker: string,
+    messageId: string,
+    indexes: readonly number[],
+    options: ReleaseOptions = {},
+  ): Promise<void> {
     await this.#pool.query(
-      `UPDATE ${this.#t.recipients} SET locked_by = NULL, locked_until = NULL
-       WHERE message_id = $1 AND idx = ANY($2::integer[]) AND locked_by = $3`,
-      [messageId, indexes, worker],
+      `UPDATE ${this.#t.recipients} SET locked_by = NULL, locked_until = NULL,
+         next_attempt_at = GREATEST(next_attempt_at, now() + $4 * interval '1 millisecond')
+       WHERE message_id = $1 AND idx = ANY($2::integer[]) AND locked_by = $3 AND state = 'queued'`,
+      [messageId, indexes, worker, Math.max(0, options.delayMs ?? 0)],
     );
   }
 
@@ -425,7 +435,7 @@ export class PgQueueStore implements QueueStore {
       );
       await client.query(
         `DELETE FROM ${messages} WHERE id = $1
-         AND NOT EXISTS (SELECT 1 FROM ${recipients} WHERE message_id = $1 AND state = 'queued')`,
+         AND NOT EXISTS (SELECT 1 FROM ${recipients} WHERE message_id = $1 AND state IN ('queued', 'held'))`,
         [messageId],
       );
       return updated.rows.map((row) => row.idx).sort((a, b) => a - b);
@@ -515,6 +525,25 @@ export class PgQueueStore implements QueueStore {
     return result.rowCount ?? 0;
   }
 
+  async hold(messageId: string): Promise<number> {
+    // One being delivered right now (a live lease) finishes its attempt.
+    const result = await this.#pool.query(
+      `UPDATE ${this.#t.recipients} SET state = 'held'
+       WHERE message_id = $1 AND state = 'queued' AND (locked_until IS NULL OR locked_until <= now())`,
+      [messageId],
+    );
+    return result.rowCount ?? 0;
+  }
+
+  async unhold(messageId: string): Promise<number> {
+    const result = await this.#pool.query(
+      `UPDATE ${this.#t.recipients} SET state = 'queued', next_attempt_at = LEAST(next_attempt_at, now())
+       WHERE message_id = $1 AND state = 'held'`,
+      [messageId],
+    );
+    return result.rowCount ?? 0;
+  }
+
   async delete(messageId: string): Promise<boolean> {
     const result = await this.#pool.query(`DELETE FROM ${this.#t.messages} WHERE id = $1`, [messageId]);
     return (result.rowCount ?? 0) > 0;
@@ -525,11 +554,12 @@ export class PgQueueStore implements QueueStore {
     const totals = await this.#pool.query<{ messages: string; oldest: Date | null }>(
       `SELECT count(*) AS messages, min(created_at) AS oldest FROM ${messages}`,
     );
-    const counts = await this.#pool.query<{ queued: string; deferred: string; active: string }>(
-      `SELECT count(*) AS queued,
-              count(*) FILTER (WHERE attempts > 0) AS deferred,
-              count(*) FILTER (WHERE locked_until > now()) AS active
-       FROM ${recipients} WHERE state = 'queued'`,
+    const counts = await this.#pool.query<{ queued: string; deferred: string; active: string; held: string }>(
+      `SELECT count(*) FILTER (WHERE state = 'queued') AS queued,
+              count(*) FILTER (WHERE state = 'queued' AND attempts > 0) AS deferred,
+              count(*) FILTER (WHERE state = 'queued' AND locked_until > now()) AS active,
+              count(*) FILTER (WHERE state = 'held') AS held
+       FROM ${recipients} WHERE state IN ('queued', 'held')`,
     );
     const domains = await this.#pool.query<{ domain: string; queued: string }>(
       `SELECT domain, count(*) AS queued FROM ${recipients} WHERE state = 'queued'
@@ -542,6 +572,7 @@ export class PgQueueStore implements QueueStore {
       queued: Number(count.queued),
       deferred: Number(count.deferred),
       active: Number(count.active),
+      held: Number(count.held),
       oldestCreatedAt: total.oldest ? total.oldest.getTime() : undefined,
       domains: domains.rows.map((row) => ({ domain: row.domain, queued: Number(row.queued) })),
     };

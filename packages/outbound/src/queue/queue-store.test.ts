@@ -256,6 +256,52 @@ describe.each(backends)("queue store conformance: $name", (backend) => {
     expect(claim!.recipients[0]!.attempts).toBe(0);
   });
 
+  it("is next due when a lease ends, and at once when the lease is given back or its attempt deferred", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com" }], body);
+    expect(await store.nextDue()).toBeLessThanOrEqual(Date.now());
+    await store.claim({ worker: "w1", limit: 10, leaseMs: 60_000 });
+    expect(await store.nextDue()).toBeGreaterThan(Date.now() + 50_000);
+    expect(await store.claim({ worker: "w2", limit: 10, leaseMs: 60_000 })).toEqual([]);
+    await store.release("w1", message.id, [0]);
+    expect(await store.nextDue()).toBeLessThanOrEqual(Date.now());
+    const [claim] = await store.claim({ worker: "w2", limit: 10, leaseMs: 60_000 });
+    expect(claim!.recipients.map((recipient) => recipient.index)).toEqual([0]);
+    expect(await store.nextDue()).toBeGreaterThan(Date.now() + 50_000);
+    await store.complete("w2", message.id, [{ index: 0, result: "deferred", reply: soft, retryAfterMs: 0 }]);
+    expect(await store.nextDue()).toBeLessThanOrEqual(Date.now());
+    expect(await store.claim({ worker: "w3", limit: 10, leaseMs: 60_000 })).toHaveLength(1);
+  });
+
+  it("releases claims for later without counting an attempt (a throttle held them back)", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com" }, { address: "b@example.com" }], body);
+    await store.claim({ worker: "w1", limit: 10, leaseMs: 60_000 });
+    const before = Date.now();
+    await store.release("w1", message.id, [0, 1], { delayMs: 30_000 });
+    // Not due now, for anyone; due again after the delay, with nothing else changed.
+    expect(await store.claim({ worker: "w2", limit: 10, leaseMs: 60_000 })).toEqual([]);
+    const stored = (await store.get(message.id))!;
+    for (const recipient of stored.recipients) {
+      expect(recipient).toMatchObject({ state: "queued", attempts: 0 });
+      expect(recipient.lastReply).toBeUndefined();
+      expect(recipient.nextAttemptAt).toBeGreaterThanOrEqual(before + 29_000);
+    }
+    expect(await store.nextDue()).toBeGreaterThanOrEqual(before + 29_000);
+    // Another worker's release does not move a recipient it does not hold.
+    await store.retry(message.id);
+    const [claim] = await store.claim({ worker: "w3", limit: 10, leaseMs: 60_000 });
+    expect(claim!.recipients).toHaveLength(2);
+    await store.release("w1", message.id, [0, 1], { delayMs: 30_000 });
+    expect((await store.get(message.id))!.recipients[0]!.nextAttemptAt).toBeLessThanOrEqual(Date.now());
+    // Survives a restart of the store.
+    await store.release("w3", message.id, [0, 1], { delayMs: 30_000 });
+    const reopened = await harness.reopen();
+    expect(await reopened.claim({ worker: "w4", limit: 10, leaseMs: 60_000 })).toEqual([]);
+  });
+
   it("never hands one recipient to two concurrent claimers", async () => {
     const { store } = harness;
     const ids: string[] = [];
@@ -322,6 +368,52 @@ describe.each(backends)("queue store conformance: $name", (backend) => {
     });
   });
 
+  it("holds a message out of delivery and out of retry until it is released, across a reopen", async () => {
+    const { store } = harness;
+    const held = envelope();
+    const other = envelope();
+    await store.enqueue(held, [{ address: "a@example.com" }, { address: "b@example.net" }], body);
+    await store.enqueue(other, [{ address: "c@example.com" }], body);
+    expect(await store.hold(held.id)).toBe(2);
+    expect(await store.hold(held.id)).toBe(0);
+    expect((await store.get(held.id))?.recipients.map((recipient) => recipient.state)).toEqual(["held", "held"]);
+    expect(await store.stats()).toMatchObject({ messages: 2, queued: 1, held: 2 });
+    const claimed = await store.claim({ worker: "w", limit: 10, leaseMs: 10_000 });
+    expect(claimed.map((claim) => claim.message.id)).toEqual([other.id]);
+    // The other message delivered: the held one stays, whole; retry does not release it.
+    await store.complete("w", other.id, [{ index: 0, result: "delivered", reply: ok }]);
+    expect(await store.retry()).toBe(0);
+    const reopened = await harness.reopen();
+    expect(await reopened.claim({ worker: "w", limit: 10, leaseMs: 10_000 })).toEqual([]);
+    expect((await reopened.list()).map((message) => message.id)).toEqual([held.id]);
+
+    expect(await reopened.unhold(held.id)).toBe(2);
+    expect(await reopened.unhold(held.id)).toBe(0);
+    expect(await reopened.stats()).toMatchObject({ queued: 2, held: 0 });
+    const due = await reopened.claim({ worker: "w", limit: 10, leaseMs: 10_000 });
+    expect(due.flatMap((claim) => claim.recipients.map((recipient) => recipient.address)).sort()).toEqual([
+      "a@example.com",
+      "b@example.net",
+    ]);
+    expect(await reopened.hold("nothing-here")).toBe(0);
+  });
+
+  it("lets a recipient being delivered finish its attempt when its message is held", async () => {
+    const { store } = harness;
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com" }, { address: "b@example.net" }], body);
+    const [claim] = await store.claim({ worker: "w", limit: 1, leaseMs: 10_000 });
+    const leased = claim!.recipients[0]!;
+    // Only the recipient not under the live lease is held.
+    expect(await store.hold(message.id)).toBe(1);
+    expect(await store.complete("w", message.id, [{ index: leased.index, result: "delivered", reply: ok }])).toEqual([
+      leased.index,
+    ]);
+    // One recipient delivered, one held: the message stays until the held one is done.
+    const kept = await store.get(message.id);
+    expect(kept?.recipients.map((recipient) => recipient.state).sort()).toEqual(["delivered", "held"]);
+  });
+
   it("refuses unsafe queue IDs and empty recipient lists", async () => {
     const { store } = harness;
     await expect(store.enqueue(envelope({ id: "../escape" }), [{ address: "a@example.com" }], body)).rejects.toThrow(
@@ -361,6 +453,54 @@ describe("filesystem spool specifics", () => {
     await reopened.close();
   });
 
+  it("drops a record whose message file did not survive (the crash came before msg/ was fsync'd)", async () => {
+    const dir = await newDir();
+    const store = new FsQueueStore({ dir });
+    await store.open();
+    const kept = envelope();
+    const lost = envelope();
+    await Promise.all([
+      store.enqueue(kept, [{ address: "a@example.com" }], body),
+      store.enqueue(lost, [{ address: "b@example.com" }], Buffer.from(body)),
+    ]);
+    await store.close();
+    // Both entries are renamed into msg/ before the one fsync of msg/ that commits them; a crash
+    // before it may keep the .json's entry and not the .eml's.
+    await rm(join(dir, "msg", `${lost.id}.eml`));
+    const reopened = new FsQueueStore({ dir });
+    await reopened.open();
+    expect((await reopened.list()).map((entry) => entry.id)).toEqual([kept.id]);
+    expect((await readdir(join(dir, "msg"))).sort()).toEqual([`${kept.id}.eml`, `${kept.id}.json`]);
+    expect(await reopened.get(lost.id)).toBeUndefined();
+    await reopened.close();
+  });
+
+  it("keeps every one of many concurrent enqueues (they share fsyncs of msg/), each byte-exact", async () => {
+    const dir = await newDir();
+    const store = new FsQueueStore({ dir });
+    await store.open();
+    const messages = Array.from({ length: 30 }, (_, n) => ({
+      envelope: envelope(),
+      bytes: Buffer.from(`Subject: ${n}\r\n\r\n${"x".repeat(n * 100)}\r\n`),
+    }));
+    await Promise.all(
+      messages.map(({ envelope: message, bytes }, n) =>
+        store.enqueue(message, [{ address: `r${n}@example.com` }], n % 2 === 0 ? bytes : Readable.from([bytes])),
+      ),
+    );
+    await store.close();
+    const reopened = new FsQueueStore({ dir });
+    await reopened.open();
+    expect((await reopened.list()).length).toBe(messages.length);
+    for (const { envelope: message, bytes } of messages) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await reopened.body(message.id)) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
+    }
+    expect(await readdir(join(dir, "tmp"))).toEqual([]);
+    await reopened.close();
+  });
+
   it("lets one process own a spool; a shared opener reads and leaves requests for the owner", async () => {
     const dir = await newDir();
     const owner = new FsQueueStore({ dir });
@@ -376,6 +516,14 @@ describe("filesystem spool specifics", () => {
     await admin.open();
     expect(admin.owner).toBe(false);
     expect((await admin.get(message.id))?.recipients).toHaveLength(1);
+    expect(await admin.hold(message.id)).toBe(1);
+    await sleep(600);
+    expect(await owner.claim({ worker: "w", limit: 10, leaseMs: 1000 })).toEqual([]);
+    expect((await owner.get(message.id))?.recipients[0]?.state).toBe("held");
+    expect(await admin.unhold(message.id)).toBe(1);
+    await sleep(600);
+    expect(await owner.stats()).toMatchObject({ queued: 0, held: 1 });
+    expect(await owner.claim({ worker: "w", limit: 10, leaseMs: 1 })).toHaveLength(1);
     expect(await admin.delete(message.id)).toBe(true);
     expect(await owner.get(message.id)).toBeDefined();
     // The owner applies the request on its next claim (it looks at most twice a second).

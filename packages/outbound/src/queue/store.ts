@@ -7,7 +7,8 @@
 // recipient; a message is removed once none of its recipients is still queued.
 import type { Readable } from "node:stream";
 
-export type RecipientState = "queued" | "delivered" | "bounced";
+/** "held": kept out of delivery by an operator until released (Postfix's hold queue). */
+export type RecipientState = "queued" | "held" | "delivered" | "bounced";
 
 /** The last reply seen for a recipient (from the next hop, or made up locally: DNS, TLS…). */
 export interface DeliveryReply {
@@ -106,10 +107,17 @@ export interface QueueStats {
   readonly deferred: number;
   /** Queued recipients under a live lease (being delivered right now). */
   readonly active: number;
+  /** Recipients on hold (not counted in `queued`). */
+  readonly held: number;
   /** Creation time of the oldest message, epoch ms; undefined when empty. */
   readonly oldestCreatedAt: number | undefined;
   /** Queued recipients per domain, largest first. */
   readonly domains: readonly { readonly domain: string; readonly queued: number }[];
+}
+
+export interface ReleaseOptions {
+  /** Not due again before this many milliseconds from now (by the store's clock). */
+  readonly delayMs?: number;
 }
 
 export interface ListOptions {
@@ -119,6 +127,13 @@ export interface ListOptions {
 export interface QueueStore {
   /** "fs" or "postgres"; for logs and `postern queue stats`. */
   readonly kind: string;
+  /**
+   * Bodies up to this many bytes are cheaper to store when enqueue() gets them as one Buffer
+   * (PostgreSQL: one statement instead of a transaction of five; files: one write). The queue
+   * hook gathers a message that small (core holds it in memory already below its spool
+   * threshold) and streams anything larger. Undefined: the store takes a stream as well.
+   */
+  readonly bodyBufferLimit?: number | undefined;
   /** Creates what is missing (folders, schema) and recovers state left by a previous run. */
   open(): Promise<void>;
   close(): Promise<void>;
@@ -129,11 +144,15 @@ export interface QueueStore {
   claim(options: ClaimOptions): Promise<Claim[]>;
   /** Extends every lease `worker` holds; returns how many recipients it still holds. */
   renew(worker: string, leaseMs: number): Promise<number>;
-  /** Gives claims back without an attempt (shutdown before delivery started). */
-  release(worker: string, messageId: string, indexes: readonly number[]): Promise<void>;
+  /**
+   * Gives claims back without an attempt: shutdown before delivery started, or a throttle held
+   * the delivery back (then `delayMs` makes them due that much later; attempts and the last reply
+   * stay as they were).
+   */
+  release(worker: string, messageId: string, indexes: readonly number[], options?: ReleaseOptions): Promise<void>;
   /**
    * Records one attempt's outcomes for recipients `worker` holds, ends their leases, and removes
-   * the message once no recipient is queued. Returns the indexes actually recorded (a lease
+   * the message once no recipient is queued or held. Returns the indexes actually recorded (a lease
    * another worker took over after expiry is not overwritten).
    */
   complete(worker: string, messageId: string, outcomes: readonly RecipientOutcome[]): Promise<number[]>;
@@ -145,6 +164,13 @@ export interface QueueStore {
   list(options?: ListOptions): Promise<QueuedMessage[]>;
   /** Makes queued recipients due now (one message, or all when undefined). Returns how many. */
   retry(messageId?: string): Promise<number>;
+  /**
+   * Puts a message's queued recipients on hold: nothing delivers them, retry() leaves them, until
+   * unhold(). One being delivered right now finishes its attempt. Returns how many were held.
+   */
+  hold(messageId: string): Promise<number>;
+  /** Releases a message's held recipients, due now. Returns how many. */
+  unhold(messageId: string): Promise<number>;
   /** Removes a message without delivering it. */
   delete(messageId: string): Promise<boolean>;
   stats(): Promise<QueueStats>;

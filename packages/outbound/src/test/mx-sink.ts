@@ -2,7 +2,7 @@
 // (127.0.x.y all reach this machine on Linux), answering RCPT and DATA as the test says and
 // recording what arrived and how (TLS, REQUIRETLS, AUTH).
 import { readFile } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from "smtp-server";
 
 export interface SinkMessage {
@@ -18,6 +18,10 @@ export interface SinkMessage {
   dsn: unknown;
   /** MAIL FROM carried SMTPUTF8. */
   smtpUtf8: boolean;
+  /** The address the client connected from. */
+  remoteAddress: string;
+  /** The name the client gave with EHLO/HELO. */
+  ehlo: string;
 }
 
 export interface SinkReply {
@@ -52,6 +56,10 @@ export interface MxSink {
   readonly messages: SinkMessage[];
   /** TCP connections accepted so far. */
   readonly connections: number;
+  /** Connections open right now (accepted, socket not yet closed). */
+  readonly open: number;
+  /** The most connections that were open at once. */
+  readonly maxOpen: number;
   /** Resolves with the next message (or one already received and not yet taken by next()). */
   next(timeoutMs?: number): Promise<SinkMessage>;
   close(): Promise<void>;
@@ -66,6 +74,8 @@ export async function startSink(options: SinkOptions): Promise<MxSink> {
   const waiting: ((message: SinkMessage) => void)[] = [];
   let taken = 0;
   let connections = 0;
+  let open = 0;
+  let maxOpen = 0;
   const rcptSeen = new Map<string, number>();
   const tls = options.tls
     ? { cert: await readFile(options.tls.certificate), key: await readFile(options.tls.key) }
@@ -115,6 +125,8 @@ export async function startSink(options: SinkOptions): Promise<MxSink> {
           user: typeof session.user === "string" ? session.user : undefined,
           dsn: { ...(envelope.dsn as object), rcpt: envelope.rcptTo.map((rcpt) => (rcpt as { dsn?: unknown }).dsn) },
           smtpUtf8: Boolean((envelope as { smtpUtf8?: boolean }).smtpUtf8),
+          remoteAddress: session.remoteAddress,
+          ehlo: session.hostNameAppearsAs,
         };
         if (options.stallData) {
           messages.push(message);
@@ -133,6 +145,20 @@ export async function startSink(options: SinkOptions): Promise<MxSink> {
     },
   });
   server.on("error", () => undefined);
+  // Open connections counted on the TCP socket: from accept until the client has closed its side
+  // (its FIN arrives; smtp-server's own close callback comes ticks later).
+  server.server.on("connection", (socket: Socket) => {
+    open++;
+    maxOpen = Math.max(maxOpen, open);
+    let counted = true;
+    const gone = () => {
+      if (!counted) return;
+      counted = false;
+      open--;
+    };
+    socket.once("end", gone);
+    socket.once("close", gone);
+  });
   await new Promise<void>((resolve, reject) => {
     server.server.once("error", reject);
     server.listen(options.port ?? 0, options.host, () => resolve());
@@ -145,6 +171,12 @@ export async function startSink(options: SinkOptions): Promise<MxSink> {
     messages,
     get connections() {
       return connections;
+    },
+    get open() {
+      return open;
+    },
+    get maxOpen() {
+      return maxOpen;
     },
     next(timeoutMs = 15_000) {
       if (taken < messages.length) return Promise.resolve(messages[taken++]!);
