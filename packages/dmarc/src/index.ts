@@ -5,9 +5,11 @@
 // dmarc and arc entries of the one Authentication-Results field. Optionally it ARC-seals mail it
 // forwards.
 import {
+  type AuthResultEntry,
   authResultsOf,
   authResultsValue,
   defer,
+  eventKey,
   type HookContext,
   type Message,
   type Plugin,
@@ -37,6 +39,21 @@ export interface DmarcDisposition {
 
 /** The DMARC evaluation of the transaction (with the disposition), set at DATA. */
 export const dmarcResult = resultKey<DmarcResult & { readonly disposition: DmarcDisposition }>("dmarc");
+/**
+ * One DMARC evaluation, on the observer channel (`dmarcEvaluated`) for aggregate reports and
+ * whoever else counts them: the result with its disposition and the inputs it was computed
+ * from — the transaction (client address, envelope), every DKIM signature and the SPF entries.
+ */
+export interface DmarcEvaluatedEvent {
+  /** When (epoch ms). */
+  readonly at: number;
+  readonly transaction: Transaction;
+  readonly result: DmarcResult & { readonly disposition: DmarcDisposition };
+  readonly dkim: DkimResult;
+  /** The SPF entries recorded for the transaction (smtp.mailfrom, and smtp.helo where checked). */
+  readonly spf: readonly AuthResultEntry[];
+}
+export const dmarcEvaluated = eventKey<DmarcEvaluatedEvent>("dmarc.evaluated");
 /** The ARC chain validation of the transaction, set at DATA. */
 export const arcResult = resultKey<ArcResult>("arc");
 /** Set once the message was ARC-sealed (by the queue hook). */
@@ -226,7 +243,18 @@ export default function dmarc(options: DmarcOptions = {}) {
         } else if (result.result === "fail" && result.policy !== "none" && chosen === "accept") {
           override = "local_policy";
         }
-        transaction.results.set(dmarcResult, { ...result, disposition: { action: chosen, override } });
+        const evaluated = { ...result, disposition: { action: chosen, override } };
+        transaction.results.set(dmarcResult, evaluated);
+        const { events } = context();
+        if (events.observed(dmarcEvaluated)) {
+          events.emit(dmarcEvaluated, {
+            at: Date.now(),
+            transaction,
+            result: evaluated,
+            dkim,
+            spf: authResultsOf(transaction, "spf"),
+          });
+        }
         recordAuthResults(transaction, "dmarc", [
           override
             ? `${result.authResults} (override ${override}${override === "trusted_forwarder" ? ` ${arc!.sealer}` : ""})`

@@ -13,6 +13,22 @@ describe("the _smtp._tls record (RFC 8460 §3)", () => {
     ]);
   });
 
+  it("reads DMARC's size limits on destinations (!10m) and keeps them out of the address", () => {
+    expect(
+      parseTlsRptRecord(
+        "v=TLSRPTv1; rua=mailto:big@example.com!10m,mailto:small@example.com!512,https://r.example.com/v1!2k",
+      ),
+    ).toEqual([
+      { kind: "mailto", address: "big@example.com", maxBytes: 10 * 2 ** 20 },
+      { kind: "mailto", address: "small@example.com", maxBytes: 512 },
+      { kind: "https", url: "https://r.example.com/v1", maxBytes: 2048 },
+    ]);
+    // An encoded "!" is part of the address, not a limit.
+    expect(parseTlsRptRecord("v=TLSRPTv1; rua=mailto:a%21b@example.com")).toEqual([
+      { kind: "mailto", address: "a!b@example.com" },
+    ]);
+  });
+
   it("skips schemes it does not send to and refuses a record of another version", () => {
     expect(parseTlsRptRecord("v=TLSRPTv1;rua=http://plain.example.com/,ftp://x")).toEqual([]);
     expect(parseTlsRptRecord("v=TLSRPTv2; rua=mailto:a@example.com")).toBeUndefined();

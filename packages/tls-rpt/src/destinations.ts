@@ -1,11 +1,21 @@
 // Where a policy domain wants its reports (RFC 8460 §3): the TXT record at _smtp._tls.<domain>,
 // "v=TLSRPTv1; rua=mailto:tlsrpt@example.com,https://reports.example.com/v1". Exactly one
 // record starting with v=TLSRPTv1 must be there, or the domain takes no reports.
+//
+// A URI may end in DMARC's size limit ("mailto:tlsrpt@example.com!10m"; RFC 8460 takes its rua
+// list from DMARC and, like it, has "!" %-encoded inside URIs): the limit is kept, and a report
+// larger than it does not go to that destination.
 import type { DnsResolver } from "@postern/core";
+import { splitSizeLimit } from "./reporting/size-limit.ts";
+
+/** The largest report a destination takes, in bytes, when its URI gives one. */
+interface SizeLimited {
+  readonly maxBytes?: number | undefined;
+}
 
 export type ReportDestination =
-  | { readonly kind: "mailto"; readonly address: string }
-  | { readonly kind: "https"; readonly url: string };
+  | ({ readonly kind: "mailto"; readonly address: string } & SizeLimited)
+  | ({ readonly kind: "https"; readonly url: string } & SizeLimited);
 
 const version = /^v=TLSRPTv1[ \t]*;/;
 
@@ -19,7 +29,9 @@ export function parseTlsRptRecord(record: string): ReportDestination[] | undefin
     ?.replace(/^rua[ \t]*=/i, "");
   if (rua === undefined) return undefined;
   const destinations: ReportDestination[] = [];
-  for (const uri of rua.split(",").map((part) => part.trim())) {
+  for (const entry of rua.split(",").map((part) => part.trim())) {
+    const { uri, maxBytes } = splitSizeLimit(entry);
+    const limit = maxBytes !== undefined ? { maxBytes } : {};
     if (/^mailto:/i.test(uri)) {
       // RFC 6068: a mailto URI may carry %-escapes and ?headers; only the address counts here.
       let address: string;
@@ -28,10 +40,10 @@ export function parseTlsRptRecord(record: string): ReportDestination[] | undefin
       } catch {
         continue;
       }
-      if (/^[^@\s]+@[^@\s]+$/.test(address)) destinations.push({ kind: "mailto", address });
+      if (/^[^@\s]+@[^@\s]+$/.test(address)) destinations.push({ kind: "mailto", address, ...limit });
     } else if (/^https:\/\//i.test(uri)) {
       try {
-        destinations.push({ kind: "https", url: new URL(uri).toString() });
+        destinations.push({ kind: "https", url: new URL(uri).toString(), ...limit });
       } catch {
         // not a URL: skipped, like any URI scheme we do not send to
       }

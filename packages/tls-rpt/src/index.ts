@@ -1,14 +1,16 @@
 // @postern/tls-rpt — SMTP TLS Reporting (RFC 8460): counts the TLS outcome of every outbound
 // connection (outbound's `outboundTls` events) per policy domain and day, and once a day sends
 // each domain that asks for them (_smtp._tls TXT) its report, by mail and by HTTPS.
-import { type Plugin, parseOptions } from "@postern/core";
+import { createLogger, type DnsResolver, type Logger, type Plugin, parseOptions } from "@postern/core";
 import { outboundTls } from "@postern/outbound";
 import { TlsRptError } from "./errors.ts";
 import { FileTlsRptStore } from "./file-store.ts";
 import { type ResolvedTlsRptOptions, type TlsRptOptions, tlsRptOptionsSchema } from "./options.ts";
 import { PgTlsRptStore } from "./pg-store.ts";
 import { OutcomeRecorder } from "./recorder.ts";
-import { Reporter, type SentReport } from "./reporter.ts";
+import { Reporter, type ReporterSettings, type SentReport } from "./reporter.ts";
+import { DailyRuns } from "./reporting/daily-runs.ts";
+import { createCounterStore } from "./reporting/store-option.ts";
 import type { TlsRptStore } from "./store.ts";
 
 export type { ReportDestination } from "./destinations.ts";
@@ -27,6 +29,13 @@ export type { DestinationOutcome, SentReport } from "./reporter.ts";
 export type { PendingReport, TlsResultRow, TlsRptStore } from "./store.ts";
 export { rowKey } from "./store.ts";
 
+/** What a dry run needs when the server is not running (the command line). */
+export interface DryRunContext {
+  readonly resolver: DnsResolver;
+  readonly hostname: string;
+  readonly logger?: Logger;
+}
+
 export interface TlsRptPlugin extends Plugin {
   readonly name: "@postern/tls-rpt";
   /** Writes the outcomes counted in memory to the store now. */
@@ -36,33 +45,39 @@ export interface TlsRptPlugin extends Plugin {
    * `now` (epoch ms, default Date.now()) decides which day is today.
    */
   sendReports(options?: { now?: number }): Promise<SentReport[]>;
+  /**
+   * What sendReports() would send — policy domains, destinations with their size verdicts,
+   * session counts, sizes — without claiming, sending or pruning anything. Before setup (no
+   * server running) pass `context`: the store is opened for it.
+   */
+  dryRun(options?: { now?: number; context?: DryRunContext }): Promise<SentReport[]>;
 }
 
-const hourMs = 3_600_000;
+async function openStore(store: TlsRptStore): Promise<void> {
+  try {
+    await store.open();
+  } catch (error) {
+    throw new TlsRptError(
+      "POSTERN_TLSRPT_STORE_FAILED",
+      `the TLS-RPT store did not open: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
 
 function createStore(options: ResolvedTlsRptOptions): TlsRptStore {
-  const store = options.store ?? { type: "file" as const, dir: "./data/tls-rpt" };
-  switch (store.type) {
-    case "postgres": {
-      const connectionString =
-        ("connectionString" in store ? store.connectionString : undefined) ?? process.env.DATABASE_URL;
-      if (!connectionString) {
-        throw new TlsRptError(
-          "POSTERN_TLSRPT_STORE_FAILED",
-          "@postern/tls-rpt: store.connectionString: expected a PostgreSQL URL such as postgres://user@host/db (or set DATABASE_URL)",
-        );
-      }
-      return new PgTlsRptStore({
-        connectionString,
-        schema: "schema" in store ? store.schema : undefined,
-        maxConnections: "maxConnections" in store ? store.maxConnections : undefined,
-      });
-    }
-    case "file":
-      return new FileTlsRptStore({ dir: store.dir });
-    case "custom":
-      return store.store;
-  }
+  return createCounterStore<TlsRptStore>(options.store, {
+    defaultDir: "./data/tls-rpt",
+    file: (dir) => new FileTlsRptStore({ dir }),
+    postgres: (pgOptions) => new PgTlsRptStore(pgOptions),
+    missingUrl: () =>
+      new TlsRptError(
+        "POSTERN_TLSRPT_STORE_FAILED",
+        "@postern/tls-rpt: store.connectionString: expected a PostgreSQL URL such as postgres://user@host/db (or set DATABASE_URL)",
+      ),
+  });
 }
 
 export default function tlsRpt(input: TlsRptOptions = {}): TlsRptPlugin {
@@ -70,9 +85,23 @@ export default function tlsRpt(input: TlsRptOptions = {}): TlsRptPlugin {
   const store = createStore(options);
   let recorder: OutcomeRecorder | undefined;
   let reporter: Reporter | undefined;
+  let runs: DailyRuns<SentReport> | undefined;
   let unsubscribe: (() => void) | undefined;
-  const timers: NodeJS.Timeout[] = [];
-  let running: Promise<SentReport[]> | undefined;
+
+  const settings = (
+    context: { resolver: DnsResolver; hostname: string; logger: Logger },
+    submit: ReporterSettings["submit"],
+  ): ReporterSettings => ({
+    options,
+    store,
+    resolver: context.resolver,
+    logger: context.logger,
+    submit,
+    organizationName: options.organizationName ?? context.hostname,
+    contactInfo: options.contactInfo ?? `postmaster@${context.hostname}`,
+    submitter: options.submitter ?? context.hostname,
+    from: options.from ?? `noreply-tlsrpt@${context.hostname}`,
+  });
 
   const plugin: TlsRptPlugin = {
     name: "@postern/tls-rpt",
@@ -82,64 +111,41 @@ export default function tlsRpt(input: TlsRptOptions = {}): TlsRptPlugin {
     },
 
     async sendReports({ now = Date.now() } = {}) {
-      if (!reporter || !recorder) throw new Error("@postern/tls-rpt: sendReports() before the server's setup");
-      // One run at a time: a slow destination must not let the schedule start a second.
-      if (running) return running;
-      const current = reporter;
-      running = recorder
-        .flush()
-        .then(() => current.run(now))
-        .finally(() => {
-          running = undefined;
-        });
-      return running;
+      if (!runs) throw new Error("@postern/tls-rpt: sendReports() before the server's setup");
+      return runs.run(now);
+    },
+
+    async dryRun({ now = Date.now(), context } = {}) {
+      if (reporter && recorder) {
+        await recorder.flush();
+        return reporter.run(now, { dryRun: true });
+      }
+      if (!context) throw new Error("@postern/tls-rpt: dryRun() before setup needs a context (resolver, hostname)");
+      await openStore(store);
+      try {
+        const logger = context.logger ?? createLogger({ level: "silent" });
+        return await new Reporter(settings({ ...context, logger }, undefined)).run(now, { dryRun: true });
+      } finally {
+        await store.close();
+      }
     },
 
     async setup(context) {
-      try {
-        await store.open();
-      } catch (error) {
-        throw new TlsRptError(
-          "POSTERN_TLSRPT_STORE_FAILED",
-          `the TLS-RPT store did not open: ${(error as Error).message}`,
-          {
-            cause: error,
-          },
-        );
-      }
+      await openStore(store);
       const log = context.logger.child({ plugin: "@postern/tls-rpt" });
       const counting = new OutcomeRecorder({ store, log, includeNoPolicy: options.includeNoPolicy });
       recorder = counting;
-      reporter = new Reporter({
-        options,
-        store,
-        context,
-        organizationName: options.organizationName ?? context.hostname,
-        contactInfo: options.contactInfo ?? `postmaster@${context.hostname}`,
-        submitter: options.submitter ?? context.hostname,
-        from: options.from ?? `noreply-tlsrpt@${context.hostname}`,
-      });
+      const daily = new Reporter(settings(context, (submission) => context.submit(submission)));
+      reporter = daily;
       unsubscribe = context.events.on(outboundTls, (outcome) => counting.record(outcome));
-      const flushing = setInterval(() => counting.flush().catch(() => undefined), options.flushInterval);
-      flushing.unref();
-      timers.push(flushing);
-      if (options.schedule) {
-        // Checked hourly: from sendHourUtc on, yesterday's reports go out (and any a failed run left).
-        const check = () => {
-          if (new Date().getUTCHours() < options.sendHourUtc) return;
-          plugin.sendReports().catch((error: Error) => log.error({ err: error.message }, "TLS-RPT run failed"));
-        };
-        const hourly = setInterval(check, hourMs);
-        hourly.unref();
-        timers.push(hourly);
-      }
+      // From sendHourUtc on, yesterday's reports go out (and any a failed run left).
+      runs = new DailyRuns({ flush: () => counting.flush(), run: (now) => daily.run(now), log, what: "TLS-RPT" });
+      runs.start(options);
     },
 
     async close() {
       unsubscribe?.();
-      for (const timer of timers.splice(0)) clearInterval(timer);
-      await running?.catch(() => undefined);
-      await recorder?.flush().catch(() => undefined);
+      await runs?.stop();
       await store.close();
     },
   };

@@ -1,6 +1,8 @@
 // The options of tlsRpt(), validated when the config loads: one line naming the key on a mistake.
 import { duration } from "@postern/core";
 import { z } from "zod";
+import { dailyReportOptionFields } from "./reporting/schedule-options.ts";
+import { counterStoreSchema } from "./reporting/store-option.ts";
 import type { TlsRptStore } from "./store.ts";
 
 export interface TlsRptOptions {
@@ -36,30 +38,7 @@ export interface TlsRptOptions {
 }
 
 const text = (what: string) => z.string({ error: `expected ${what}` }).min(1, { error: `expected ${what}` });
-const schemaName = z
-  .string()
-  .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'expected a lower-case SQL identifier such as "postern"' });
-
-const storeSchema = z.discriminatedUnion(
-  "type",
-  [
-    z.strictObject({
-      type: z.literal("postgres"),
-      connectionString: text("a PostgreSQL URL such as postgres://user@host/db (or set DATABASE_URL)").optional(),
-      schema: schemaName.default("postern"),
-      maxConnections: z.number().int().min(1).max(100).default(4),
-    }),
-    z.strictObject({ type: z.literal("file"), dir: text("a directory").default("./data/tls-rpt") }),
-    z.strictObject({
-      type: z.literal("custom"),
-      store: z.custom<TlsRptStore>(
-        (value) => typeof value === "object" && value !== null && typeof (value as TlsRptStore).add === "function",
-        { error: "expected a TlsRptStore object" },
-      ),
-    }),
-  ],
-  { error: 'expected a store with type "postgres", "file" or "custom"' },
-);
+const storeSchema = counterStoreSchema<TlsRptStore>({ defaultDir: "./data/tls-rpt", storeName: "TlsRptStore" });
 
 export const tlsRptOptionsSchema = z.strictObject({
   organizationName: text("an organization name").optional(),
@@ -67,16 +46,8 @@ export const tlsRptOptionsSchema = z.strictObject({
   submitter: text("a host name").optional(),
   from: z.email({ error: "expected an address such as noreply-tlsrpt@mail.example.com" }).optional(),
   store: storeSchema.optional(),
-  sendHourUtc: z
-    .number({ error: "expected an hour 0–23" })
-    .int({ error: "expected an hour 0–23" })
-    .min(0, { error: "expected an hour 0–23" })
-    .max(23, { error: "expected an hour 0–23" })
-    .default(1),
-  schedule: z.boolean({ error: "expected true or false" }).default(true),
-  flushInterval: duration.default(10_000),
+  ...dailyReportOptionFields,
   includeNoPolicy: z.boolean({ error: "expected true or false" }).default(true),
-  retentionDays: z.number({ error: "expected a number of days" }).int().min(1).max(366).default(7),
   https: z
     .strictObject({
       timeout: duration.default(30_000),

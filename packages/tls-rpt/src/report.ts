@@ -3,17 +3,10 @@
 // name (§5.1) and its gzip'd bytes (application/tlsrpt+gzip, §5.3).
 import { gzipSync } from "node:zlib";
 import type { TlsPolicyType } from "@postern/outbound";
+import { dayRange } from "./reporting/days.ts";
 import type { TlsResultRow } from "./store.ts";
 
-/** The UTC day ("YYYY-MM-DD") an instant falls on. */
-export function utcDay(epochMs: number): string {
-  return new Date(epochMs).toISOString().slice(0, 10);
-}
-
-/** The UTC day `days` after `day` (negative: before). */
-export function addDays(day: string, days: number): string {
-  return utcDay(Date.parse(`${day}T00:00:00Z`) + days * 86_400_000);
-}
+export { addDays, utcDay } from "./reporting/days.ts";
 
 export interface TlsReportPolicy {
   readonly policy: {
@@ -108,8 +101,7 @@ export function buildReport(
 
 /** RFC 8460 §5.1: submitter!policy-domain!begin!end!unique-id.json.gz (begin and end in epoch seconds). */
 export function reportFileName(submitter: string, policyDomain: string, day: string, uniqueId: string): string {
-  const begin = Date.parse(`${day}T00:00:00Z`) / 1000;
-  const end = begin + 86_399;
+  const { begin, end } = dayRange(day);
   const unique = uniqueId.replace(/[^A-Za-z0-9._-]/g, "");
   return `${submitter}!${policyDomain}!${begin}!${end}!${unique}.json.gz`;
 }

@@ -5,6 +5,7 @@
 // PgTlsRptStore (nodes sharing PostgreSQL). A report is claimed before it is sent, so two nodes
 // never send the same one.
 import type { TlsFailureType, TlsPolicyType } from "@postern/outbound";
+import type { CounterStore } from "./reporting/counter-store.ts";
 
 /** One counter: the sessions of a day that share every field but `count`. */
 export interface TlsResultRow {
@@ -42,25 +43,6 @@ export function rowKey(row: Omit<TlsResultRow, "detail" | "count">): string {
   ]);
 }
 
-/** A report waiting to be sent: a policy domain with counts on a day nobody reported yet. */
-export interface PendingReport {
-  readonly day: string;
-  readonly policyDomain: string;
-}
+export type { PendingReport } from "./reporting/counter-store.ts";
 
-export interface TlsRptStore {
-  open(): Promise<void>;
-  close(): Promise<void>;
-  /** Adds the rows' counts to the stored ones (rows with the same key are one counter). */
-  add(rows: readonly TlsResultRow[]): Promise<void>;
-  /** Days before `beforeDay` (exclusive) with counts and no report claimed yet, per policy domain. */
-  pending(beforeDay: string): Promise<PendingReport[]>;
-  /** The counters of one policy domain and day. */
-  rows(day: string, policyDomain: string): Promise<TlsResultRow[]>;
-  /** Takes the report of (day, domain) for this node; false when another already has it. */
-  claim(day: string, policyDomain: string, reportId: string): Promise<boolean>;
-  /** Gives a claimed report back (nothing could be sent), so a later run tries it again. */
-  release(day: string, policyDomain: string): Promise<void>;
-  /** Deletes counters and report marks of days before `beforeDay`. */
-  prune(beforeDay: string): Promise<void>;
-}
+export interface TlsRptStore extends CounterStore<TlsResultRow> {}

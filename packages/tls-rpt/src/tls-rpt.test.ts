@@ -123,7 +123,9 @@ beforeAll(async () => {
   goodMx = await mx(`${net}.2`, port, true);
   await mx(`${net}.4`, port, false);
   dns = await startFakeDns({
-    "good.test": { MX: ["10 mx.good.test"] },
+    // backup.good.test is not in good.test's policy: skipped, never connected to, reported.
+    "good.test": { MX: ["10 mx.good.test", "20 backup.good.test"] },
+    "backup.good.test": { A: [`${net}.5`] },
     "mx.good.test": { A: [`${net}.2`] },
     "_mta-sts.good.test": { TXT: ["v=STSv1; id=1"] },
     "mta-sts.good.test": { A: [`${net}.20`] },
@@ -134,7 +136,8 @@ beforeAll(async () => {
     "mx.plain.test": { A: [`${net}.4`] },
     "_mta-sts.plain.test": { TXT: ["v=STSv1; id=2"] },
     "mta-sts.plain.test": { A: [`${net}.21`] },
-    "_smtp._tls.plain.test": { TXT: ["v=TLSRPTv1; rua=mailto:tlsrpt@reports.test"] },
+    // The second destination takes reports of at most 100 bytes: this one is larger.
+    "_smtp._tls.plain.test": { TXT: ["v=TLSRPTv1; rua=mailto:tlsrpt@reports.test,mailto:tiny@reports.test!100"] },
     "reports.test": { MX: ["10 mx.reports.test"] },
     "mx.reports.test": { A: [`${net}.3`] },
   });
@@ -217,11 +220,50 @@ describe("TLS reports (RFC 8460)", () => {
     ]);
   });
 
+  it("shows in a dry run what would be sent, claiming nothing", async () => {
+    const shown = await rpt.dryRun({ now: Date.now() + 86_400_000 });
+    const byDomain = Object.fromEntries(shown.map((report) => [report.policyDomain, report]));
+    expect(Object.keys(byDomain).sort()).toEqual(["good.test", "plain.test"]);
+    expect(byDomain["good.test"]).toMatchObject({
+      status: "dry-run",
+      successfulSessions: 1,
+      failedSessions: 1,
+      fileName: expect.stringMatching(/^mta\.sender\.test!good\.test!\d+!\d+!.+\.json\.gz$/),
+      jsonBytes: expect.any(Number),
+      gzipBytes: expect.any(Number),
+      mailBytes: expect.any(Number),
+    });
+    expect(byDomain["plain.test"]!.destinations).toEqual([
+      { kind: "mailto", address: "tlsrpt@reports.test", ok: false, outcome: "would-send", detail: "" },
+      {
+        kind: "mailto",
+        address: "tiny@reports.test",
+        maxBytes: 100,
+        ok: false,
+        outcome: "too-large",
+        detail: `the report is ${byDomain["plain.test"]!.mailBytes} bytes as mailed; the destination takes at most 100`,
+      },
+    ]);
+    expect(byDomain["plain.test"]!.mailBytes).toBeGreaterThan(100);
+    expect(posted).toHaveLength(0);
+  });
+
   it("sends each policy domain its report: by HTTPS POST and by mail through outbound", async () => {
     // Tomorrow's run reports today.
     const sent = await rpt.sendReports({ now: Date.now() + 86_400_000 });
     const status = Object.fromEntries(sent.map((report) => [report.policyDomain, report.status]));
     expect(status).toEqual({ "good.test": "sent", "plain.test": "sent" });
+    // Over the second destination's size limit: not sent there, and said at warn.
+    const plainSent = sent.find((report) => report.policyDomain === "plain.test")!;
+    expect(plainSent.destinations.map((entry) => [entry.kind === "mailto" && entry.address, entry.outcome])).toEqual([
+      ["tlsrpt@reports.test", "sent"],
+      ["tiny@reports.test", "too-large"],
+    ]);
+    expect(
+      sender.logs.some(
+        (line) => line.level === 40 && line.msg === "TLS report too large for a destination; not sent there",
+      ),
+    ).toBe(true);
 
     expect(posted).toHaveLength(1);
     expect(posted[0]!.url).toBe("/v1/tlsrpt");
@@ -236,17 +278,35 @@ describe("TLS reports (RFC 8460)", () => {
         "end-datetime": expect.stringMatching(/T23:59:59Z$/),
       },
     });
-    expect(good.policies).toEqual([
-      {
-        policy: {
-          "policy-type": "sts",
-          "policy-string": ["version: STSv1", "mode: enforce", "mx: mx.good.test", "max_age: 86400"],
-          "policy-domain": "good.test",
-          "mx-host": "mx.good.test",
+    const goodPolicy = ["version: STSv1", "mode: enforce", "mx: mx.good.test", "max_age: 86400"];
+    expect(good.policies).toHaveLength(2);
+    expect(good.policies).toEqual(
+      expect.arrayContaining([
+        {
+          policy: {
+            "policy-type": "sts",
+            "policy-string": goodPolicy,
+            "policy-domain": "good.test",
+            "mx-host": "mx.good.test",
+          },
+          summary: { "total-successful-session-count": 1, "total-failure-session-count": 0 },
         },
-        summary: { "total-successful-session-count": 1, "total-failure-session-count": 0 },
-      },
-    ]);
+        // The MX host the policy rules out: a failure session without IPs (no connection was made),
+        // under the policy with no mx-host, as it matches none of the policy's patterns.
+        {
+          policy: { "policy-type": "sts", "policy-string": goodPolicy, "policy-domain": "good.test" },
+          summary: { "total-successful-session-count": 0, "total-failure-session-count": 1 },
+          "failure-details": [
+            {
+              "result-type": "validation-failure",
+              "receiving-mx-hostname": "backup.good.test",
+              "failed-session-count": 1,
+              "failure-reason-code": "mx-not-in-policy",
+            },
+          ],
+        },
+      ]),
+    );
 
     await expect.poll(() => mailbox.messages.length, { timeout: 15_000 }).toBe(1);
     const mail = mailbox.messages[0]!;

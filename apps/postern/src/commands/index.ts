@@ -4,12 +4,14 @@ import type { Command } from "../command.ts";
 import { address } from "./address.ts";
 import { check } from "./check.ts";
 import { dkim } from "./dkim.ts";
+import { dmarc } from "./dmarc.ts";
 import { dnsCommand } from "./dns.ts";
 import { mailbox } from "./mailbox.ts";
 import { queue } from "./queue.ts";
 import { rateLimit } from "./rate-limit.ts";
 import { start } from "./start.ts";
 import { status } from "./status.ts";
+import { tlsRptCommand } from "./tls-rpt.ts";
 import { trace } from "./trace.ts";
 import { user } from "./user.ts";
 
@@ -18,6 +20,8 @@ export const commands: readonly Command[] = [
   start,
   check,
   dkim,
+  dmarc,
+  tlsRptCommand,
   dnsCommand,
   queue,
   mailbox,

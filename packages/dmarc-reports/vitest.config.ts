@@ -1,0 +1,3 @@
+import { postern } from "../../tooling/vitest.preset.ts";
+
+export default postern();
