@@ -1,6 +1,7 @@
 // The changes a milter asked for at end of message, in the order it asked, as plain data. They are
 // collected while the milter talks and applied afterwards through apply-actions.ts, the one place
 // that knows the server's rewriting API.
+import type { EsmtpParameters } from "@postern/core";
 import type { MilterReply } from "./protocol/packets.ts";
 import type { ReplacementBody } from "./replacement-body.ts";
 
@@ -13,8 +14,10 @@ export type MilterAction =
   | { kind: "changeHeader"; name: string; occurrence: number; value: string | null }
   /** SMFIR_REPLBODY (all its chunks): the new body, spooled. */
   | { kind: "replaceBody"; body: ReplacementBody }
-  /** SMFIR_ADDRCPT / SMFIR_ADDRCPT_PAR (ESMTP parameters are recorded, not applied). */
-  | { kind: "addRecipient"; address: string; parameters: string | undefined }
+  /** SMFIR_ADDRCPT / SMFIR_ADDRCPT_PAR, with the ESMTP parameters of the latter. */
+  | { kind: "addRecipient"; address: string; parameters: EsmtpParameters | undefined }
+  /** SMFIR_CHGFROM: a new envelope sender, with its ESMTP parameters (e.g. SRS, VERP). */
+  | { kind: "changeSender"; address: string; parameters: EsmtpParameters | undefined }
   /** SMFIR_DELRCPT. */
   | { kind: "removeRecipient"; address: string }
   /** SMFIR_QUARANTINE. */
@@ -28,6 +31,23 @@ export type MilterAction =
 export function headerValue(value: string, leadingSpace: boolean): string {
   const text = leadingSpace && (value.startsWith(" ") || value.startsWith("\t")) ? value.slice(1) : value;
   return text.replace(/\r?\n/g, "\r\n");
+}
+
+/**
+ * ESMTP parameters as a milter sends them ("NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b.example"), in
+ * the form MAIL FROM and RCPT TO give them to plugins: keywords upper-cased, a keyword without a
+ * value true. Undefined when there are none.
+ */
+export function esmtpParameters(text: string | undefined): EsmtpParameters | undefined {
+  const words = text?.split(/[ \t]+/).filter(Boolean) ?? [];
+  if (words.length === 0) return undefined;
+  const parameters: Record<string, string | true> = {};
+  for (const word of words) {
+    const equals = word.indexOf("=");
+    if (equals === -1) parameters[word.toUpperCase()] = true;
+    else parameters[word.slice(0, equals).toUpperCase()] = word.slice(equals + 1);
+  }
+  return parameters;
 }
 
 /** The action a modification reply asks for (undefined for replies that are not modifications). */
@@ -51,7 +71,9 @@ export function actionOf(
         value: reply.value.trim() === "" ? null : headerValueOf(reply.value),
       };
     case "addRecipient":
-      return { kind: "addRecipient", address: reply.address, parameters: reply.parameters };
+      return { kind: "addRecipient", address: reply.address, parameters: esmtpParameters(reply.parameters) };
+    case "changeFrom":
+      return { kind: "changeSender", address: reply.address, parameters: esmtpParameters(reply.parameters) };
     case "deleteRecipient":
       return { kind: "removeRecipient", address: reply.address };
     case "quarantine":

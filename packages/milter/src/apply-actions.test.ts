@@ -33,6 +33,7 @@ function recordingEditor(): { editor: MessageEditor; calls: Call[] } {
     },
     removeRecipient: (...args) => void calls.push(["removeRecipient", ...args]),
     quarantine: (...args) => void calls.push(["quarantine", ...args]),
+    changeSender: (...args) => void calls.push(["changeSender", ...args]),
     discard: (text) => {
       calls.push(["discard", text]);
       return { kind: "discard", reason: text ?? "" };
@@ -49,6 +50,7 @@ const allActions =
   ActionFlag.addRecipientsWithParameters |
   ActionFlag.deleteRecipients |
   ActionFlag.quarantine |
+  ActionFlag.changeFrom |
   ActionFlag.setSymbolList;
 
 let spoolDir: string;
@@ -160,6 +162,12 @@ describe("rspamd's changes", () => {
       ["addRecipient", "added@example.net"],
       ["removeRecipient", "removed@example.net"],
     ]);
+  });
+
+  it("sender change: SMFIR_CHGFROM, the address without angle brackets", async () => {
+    const outcome = await converse(rspamd.milterAddress, message("X-Test-Milter: sender\n"));
+    expect(outcome.reply).toEqual({ kind: "accept" });
+    expect(await applied(outcome)).toEqual([["changeSender", "bounces@example.net", undefined]]);
   });
 
   it("quarantine: SMFIR_QUARANTINE with its reason, then accept", async () => {

@@ -3,7 +3,7 @@
 // discard); coreEditor() maps it onto core's Message and Transaction (contract 2), and the tests
 // also drive applyActions() with a recording editor and changes captured from real milters.
 // Nothing else in the package touches the rewriting API.
-import { discard, type Hooks, type Message, type Transaction } from "@postern/core";
+import { discard, type EsmtpParameters, type Hooks, type Message, type Transaction } from "@postern/core";
 import type { MilterAction } from "./actions.ts";
 import { MilterError } from "./errors.ts";
 
@@ -22,9 +22,11 @@ export interface MessageEditor {
   /** Replaces the body; the source is spooled and streamed, never held whole. */
   replaceBody(source: AsyncIterable<Buffer> | Buffer | string): Promise<void>;
   /** Adds a recipient; its route is resolved through the rcptTo hooks when omitted. */
-  addRecipient(address: string, options?: { route?: string }): Promise<void>;
+  addRecipient(address: string, options?: { route?: string; parameters?: EsmtpParameters }): Promise<void>;
   removeRecipient(address: string): void;
   quarantine(reason: string): void;
+  /** Replaces the envelope sender (SMFIR_CHGFROM). */
+  changeSender(address: string, parameters?: EsmtpParameters): void;
   /** The data-hook verdict that answers 250 to the client and stores nothing. */
   discard(text?: string): DataVerdict;
 }
@@ -47,7 +49,11 @@ export async function applyActions(editor: MessageEditor, actions: readonly Milt
           await editor.replaceBody(action.body.source());
           break;
         case "addRecipient":
-          await editor.addRecipient(action.address);
+          if (action.parameters) await editor.addRecipient(action.address, { parameters: action.parameters });
+          else await editor.addRecipient(action.address);
+          break;
+        case "changeSender":
+          editor.changeSender(action.address, action.parameters);
           break;
         case "removeRecipient":
           editor.removeRecipient(action.address);
@@ -101,6 +107,7 @@ export function coreEditor(transaction: Transaction, message: Message): MessageE
       transaction.removeRecipient(address);
     },
     quarantine: (reason) => transaction.quarantine(reason),
+    changeSender: (address, parameters) => transaction.changeSender(address, parameters),
     discard: (text) => discard(text),
   };
 }

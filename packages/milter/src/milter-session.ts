@@ -280,9 +280,6 @@ export class MilterSession {
             await body.append(reply.chunk);
             continue;
           }
-          if (reply.type === "changeFrom") {
-            throw new MilterError("POSTERN_MILTER_PROTOCOL", "the milter sent changeFrom, which was not offered");
-          }
           const action = actionOf(reply, (this.#negotiated!.protocol & ProtocolFlag.headerLeadingSpace) !== 0);
           if (action) actions.push(action);
           continue;

@@ -248,6 +248,27 @@ describe("rspamd's proxy worker in milter mode", () => {
     expect(queue.messages[0]!.recipients.sort()).toEqual(["added@example.net", "kept@example.net"]);
   });
 
+  it("changes the envelope sender: the message is stored with the milter's MAIL FROM", async () => {
+    const { server, queue } = await start([{ address: rspamd.milterAddress }]);
+    await server.send({
+      from: "original@example.org",
+      to: "user@localhost",
+      raw: buildMessage({ headers: { "X-Test-Milter": "sender" } }),
+    });
+    expect(queue.messages[0]!.from).toBe("bounces@example.net");
+  });
+
+  it("does not offer a sender change left out of actions: the milter's change is a protocol error, default action", async () => {
+    const { server, queue } = await start([
+      { address: rspamd.milterAddress, actions: ["addHeaders", "changeHeaders", "addRecipients", "deleteRecipients"] },
+    ]);
+    const error = await refusal(
+      server.send({ to: "user@localhost", raw: buildMessage({ headers: { "X-Test-Milter": "sender" } }) }),
+    );
+    expect(error.response).toMatch(/^451 4\./);
+    expect(queue.messages).toHaveLength(0);
+  });
+
   it("quarantines: the message is stored under the quarantine route", async () => {
     const { server, queue } = await start([{ address: rspamd.milterAddress }]);
     await server.send({ to: "user@localhost", raw: buildMessage({ headers: { "X-Test-Milter": "quarantine" } }) });

@@ -9,7 +9,8 @@ export type MilterActionName =
   | "changeBody"
   | "addRecipients"
   | "deleteRecipients"
-  | "quarantine";
+  | "quarantine"
+  | "changeSender";
 
 export interface MilterConfig {
   /**
@@ -49,6 +50,7 @@ const actionFlags: Record<MilterActionName, number> = {
   addRecipients: ActionFlag.addRecipients | ActionFlag.addRecipientsWithParameters,
   deleteRecipients: ActionFlag.deleteRecipients,
   quarantine: ActionFlag.quarantine,
+  changeSender: ActionFlag.changeFrom,
 };
 const actionNames = Object.keys(actionFlags) as [MilterActionName, ...MilterActionName[]];
 

@@ -179,7 +179,11 @@ export function checkv2(endpoint: RspamdEndpoint, request: CheckRequest): Promis
         }),
       ),
     );
-    request.body.pipe(req);
+    // The request is never end()ed: Content-Length tells rspamd where the body stops, and end()
+    // would write a last, empty chunk after it. rspamd answers and closes as soon as it has the
+    // body, so that empty write can meet the closed socket (EPIPE over a Unix socket, seen under
+    // load) and Node then reports the error before it reads the reply already waiting for it.
+    request.body.pipe(req, { end: false });
   });
 }
 

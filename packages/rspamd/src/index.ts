@@ -117,14 +117,25 @@ export default function rspamd(options: RspamdOptions = {}): Plugin {
           }
           const started = performance.now();
           let body: string;
-          try {
-            body = await checkv2(resolved.url, {
+          const check = () =>
+            checkv2(resolved.url, {
               headers: requestHeaders(transaction, { hostname, settingsId: settings.settingsId }),
               body: message.stream(),
               size: message.size,
               timeoutMs: resolved.timeoutMs,
               signal,
             });
+          try {
+            try {
+              body = await check();
+            } catch (error) {
+              // A connection rspamd closed before answering (a worker reloading — it does so when
+              // its hyperscan helper reports, and on SIGHUP — or restarting) gets one more try on a
+              // new connection: the message stream can be read again. Anything else is final.
+              if (asRspamdError(error).code !== "POSTERN_RSPAMD_CONNECTION_LOST" || signal?.aborted) throw error;
+              log.warn({ err: error }, "rspamd closed the connection before answering; asking once more");
+              body = await check();
+            }
           } catch (error) {
             const failure = asRspamdError(error);
             return unscanned(resolved.onError, "error", failure.message, log, record, failure.code);

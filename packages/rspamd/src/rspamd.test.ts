@@ -1,3 +1,7 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer as createHttpServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 // @postern/rspamd against a real rspamd (Debian's rspamd), started here on loopback with a minimal
 // configuration, driven over real SMTP. rspamd's Lua rules (testing/rspamd.ts) echo what it was
 // told and let a message ask for an action or a milter change.
@@ -216,6 +220,41 @@ describe("@postern/rspamd asks rspamd about every message", () => {
     const { server, queue } = await start({ url: daemon.socketUrl });
     await server.send({ to: "user@localhost", raw: buildMessage() });
     expect(valuesOf(queue.messages[0]!, "X-Spamd-Result")).toHaveLength(1);
+  });
+});
+
+describe("a connection rspamd closes before answering", () => {
+  it("is asked once more on a new connection (a worker reloading); a second close is final", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "postern-rspamd-drop-"));
+    const socketPath = join(dir, "drop.sock");
+    let requests = 0;
+    let dropEvery = false;
+    const fake = createHttpServer((request, response) => {
+      requests++;
+      if (dropEvery || requests === 1) {
+        request.socket.destroy();
+        return;
+      }
+      request.resume();
+      request.on("end", () =>
+        response.end(JSON.stringify({ action: "no action", score: 0.5, required_score: 15, symbols: {} })),
+      );
+    });
+    await new Promise<void>((resolve) => fake.listen(socketPath, resolve));
+    try {
+      const { server, queue } = await start({ url: `unix:${socketPath}` });
+      await server.send({ to: "user@localhost", raw: buildMessage() });
+      expect(requests).toBe(2);
+      expect(queue.messages).toHaveLength(1);
+      dropEvery = true;
+      requests = 0;
+      const error = await refusal(server.send({ to: "user@localhost", raw: buildMessage() }));
+      expect(error.response).toMatch(/^451 4\.7\.1 /);
+      expect(requests).toBe(2);
+    } finally {
+      await new Promise((resolve) => fake.close(resolve));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -132,6 +132,15 @@ async function answersPing(port: number): Promise<boolean> {
   }
 }
 
+/**
+ * The log says a worker took the hyperscan helper's notice — or 10 s have passed, for an rspamd
+ * built without hyperscan, which starts no helper.
+ */
+async function hyperscanSettled(logFile: string, started: number): Promise<boolean> {
+  if (Date.now() - started > 10_000) return true;
+  return (await readFile(logFile, "utf8").catch(() => "")).includes("rspamd_worker_hyperscan_ready");
+}
+
 export function startRspamd(options: RspamdOptions & { milter: true }): Promise<RspamdWithMilter>;
 export function startRspamd(options: RspamdOptions): Promise<Rspamd>;
 export async function startRspamd(options: RspamdOptions): Promise<Rspamd | RspamdWithMilter> {
@@ -180,7 +189,13 @@ lua = "${join(dir, "rules.lua")}";
     args: ["-f", "-i", "-c", config],
     dir,
     startTimeoutMs: options.startTimeoutMs ?? 60_000,
-    ready: async () => (await answersPing(port)) && (milterPort === undefined || (await canConnect(milterPort))),
+    // Ready also means the hyperscan helper's "database loaded" notice has reached the workers
+    // (about 2 s after start, even with hyperscan disabled): a worker drops the connection that
+    // arrives at that moment, seen as EPIPE over the Unix socket.
+    ready: async () =>
+      (await answersPing(port)) &&
+      (milterPort === undefined || (await canConnect(milterPort))) &&
+      (await hyperscanSettled(join(dir, "rspamd.log"), started)),
   });
   const startMs = Date.now() - started;
   const signalWorkers = async (signal: NodeJS.Signals) => {
