@@ -6,7 +6,8 @@
 // Knobs (environment): BENCH_RUNS (5), BENCH_SECONDS per run (2), BENCH_ROWS (comma-separated row
 // ids to run, default all; start-discard-w1/-w2 and start-maildir-w1/-w2 run the real `postern start
 // --workers N`), BENCH_IDLE sessions (5000), BENCH_LARGE_MB (30), BENCH_PARTS
-// (throughput,large,idle), BENCH_MAX_LOAD (wait for a 1-minute load average below it first).
+// (throughput,large,idle), BENCH_MAX_LOAD (wait for a 1-minute load average below it first),
+// BENCH_RELAY_BEFORE (earlier checkouts, comma-separated: their relay rows run beside this tree's).
 import {
   chownSync,
   closeSync,
@@ -21,7 +22,7 @@ import {
 } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generateDkimKey, splitTxtValue } from "@postern/dkim";
 import { type FakeDns, reverseName, startFakeDns } from "@postern/testing";
@@ -350,6 +351,53 @@ const rows: Row[] = [
         }),
       ),
   },
+  {
+    // The relay with the thread pool `postern start` gives it (16): its O_DSYNC writes each hold
+    // a pool thread for a disk flush, and the renames, opens and unlinks queue behind them.
+    id: "postern-relay-fs-pool16",
+    label: "Postern relay, filesystem queue, UV_THREADPOOL_SIZE=16, at 250",
+    delay: "0",
+    payload: plain,
+    waitsForDelivery: true,
+    deliveredLabel: "until delivered",
+    start: () =>
+      startRelay((sinkPort) =>
+        startNodeServer("./postern-server.ts", ["relay-fs", dnsServer], {
+          BENCH_SINK_PORT: String(sinkPort),
+          UV_THREADPOOL_SIZE: "16",
+        }),
+      ),
+  },
+  // Before/after in one run: BENCH_RELAY_BEFORE=<earlier checkouts of this repository, comma-
+  // separated, e.g. `git worktree add`s with their own `pnpm install`>; each one's own
+  // compare/postern-server.ts relays, in rows named after the checkout's folder.
+  ...(process.env.BENCH_RELAY_BEFORE ?? "")
+    .split(",")
+    .filter(Boolean)
+    .flatMap((tree) =>
+      (["fs", "pg"] as const).map(
+        (queue) =>
+          ({
+            id: `postern-relay-${queue}-${basename(tree)}`,
+            label: `Postern relay, ${queue === "fs" ? "filesystem" : "PostgreSQL"} queue, ${basename(tree)}, at 250`,
+            delay: "0",
+            payload: plain,
+            waitsForDelivery: true,
+            deliveredLabel: "until delivered",
+            start: () =>
+              startRelay((sinkPort) =>
+                startNodeServer(join(tree, "tooling/bench/compare/postern-server.ts"), [`relay-${queue}`, dnsServer], {
+                  BENCH_SINK_PORT: String(sinkPort),
+                  ...(queue === "pg"
+                    ? {
+                        BENCH_PG_SCHEMA: `bench_relay_${basename(tree).replace(/\W/g, "_")}_${process.pid}_${sinkPort}`,
+                      }
+                    : {}),
+                }),
+              ),
+          }) satisfies Row,
+      ),
+    ),
   {
     id: "postfix-relay",
     label: `Postfix ${postfixVersion} relay → smtp-sink, at 250`,
@@ -907,6 +955,19 @@ const ratios: Ratio[] = [
   {
     label: "Postern relay (PostgreSQL queue) / Postfix relay, delivered",
     numerator: "postern-relay-pg",
+    denominator: "postfix-relay",
+    target: 1.5,
+    delivered: true,
+  },
+  {
+    label: "Postern relay (fs queue, 16 pool threads) / Postfix relay, at 250",
+    numerator: "postern-relay-fs-pool16",
+    denominator: "postfix-relay",
+    target: 1.5,
+  },
+  {
+    label: "Postern relay (fs queue, 16 pool threads) / Postfix relay, delivered",
+    numerator: "postern-relay-fs-pool16",
     denominator: "postfix-relay",
     target: 1.5,
     delivered: true,

@@ -9,7 +9,8 @@
 // one, and the load average during the run.
 //   node --conditions=dev-source tooling/bench/ops-cost.ts
 // Knobs: BENCH_ROUNDS (5), BENCH_MESSAGES per round (2000), BENCH_SESSIONS (20), BENCH_REUSE=1
-// (smtp-source -d: many messages per connection), BENCH_VARIANTS (a comma list of the names below).
+// (smtp-source -d: many messages per connection), BENCH_VARIANTS (a comma list of the names below),
+// BENCH_CPU_PROF (a folder for each server's CPU profile).
 // The server is this file too (`ops-cost.ts serve <variant> <dns>`), so the plugins load from
 // their source trees (packages/*/src) and nothing is added to the bench package's dependencies.
 // transaction-log writes its line at "warn" (the server's level): the line is made and written,
@@ -186,7 +187,15 @@ async function drive(): Promise<void> {
   const start = (variant: Variant): Promise<Running> => {
     const child = spawn(
       process.execPath,
-      ["--conditions=dev-source", fileURLToPath(import.meta.url), "serve", variant, dns.servers[0]!],
+      [
+        "--conditions=dev-source",
+        // BENCH_CPU_PROF=<folder>: each server writes a .cpuprofile there when it stops.
+        ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+        fileURLToPath(import.meta.url),
+        "serve",
+        variant,
+        dns.servers[0]!,
+      ],
       { cwd: here, stdio: ["ignore", "ignore", "inherit", "ipc"] },
     );
     return new Promise((resolve, reject) => {

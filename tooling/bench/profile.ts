@@ -1,16 +1,20 @@
 // CPU profile of one server from compare.ts under smtp-source load, with the functions that took
 // the most time (self time) printed: where to look when a target of BENCHMARKS.md is missed.
-//   node --conditions=dev-source tooling/bench/profile.ts <discard|maildir|pipeline|bare> [smtp-source flags]
+//   node --conditions=dev-source tooling/bench/profile.ts <discard|maildir|pipeline|relay-fs|relay-pg|bare> [smtp-source flags]
 //   e.g. profile.ts discard -s 20 -d     (default flags: -s 20; 6000 messages after 1000 of warm-up)
 // The .cpuprofile is kept (path printed) for Chrome DevTools or speedscope.
 // PROFILE_MESSAGES (6000) messages of PROFILE_BYTES (10240) each, e.g. PROFILE_BYTES=1048576 for
-// where the cost per byte goes (the cost curve's large messages).
+// where the cost per byte goes (the cost curve's large messages). The relay modes get an smtp-sink
+// of their own as the next hop, and the profile ends once it has every message: a next hop that
+// is not there would profile the deferral path instead (it did once).
 import { fork, spawn } from "node:child_process";
+import { openSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { reverseName, startFakeDns } from "@postern/testing";
+import { freePort, terminate, waitForGreeting } from "./compare/launch.ts";
 
 const [mode = "discard", ...flags] = process.argv.slice(2);
 const sourceFlags = flags.length > 0 ? flags : ["-s", "20"];
@@ -22,6 +26,18 @@ const dns = await startFakeDns({
   [reverseName("127.0.0.1")]: { PTR: ["localhost"] },
 });
 const outDir = await mkdtemp(join(tmpdir(), "postern-profile-"));
+const relay = mode.startsWith("relay-");
+const sinkPort = relay ? await freePort() : 0;
+const sinkLog = join(outDir, "sink.log");
+const sink = relay
+  ? spawn("smtp-sink", ["-c", "-u", "nobody", `127.0.0.1:${sinkPort}`, "1024"], {
+      stdio: ["ignore", openSync(sinkLog, "a"), "inherit"],
+    })
+  : undefined;
+if (sink) await waitForGreeting(sinkPort);
+/** smtp-sink -c writes "… mesg=N" after every message. */
+const delivered = () =>
+  Math.max(0, ...[...readFileSync(sinkLog, "latin1").matchAll(/mesg=(\d+)/g)].map((match) => Number(match[1])));
 const script = mode === "bare" ? "./compare/bare-server.ts" : "./compare/postern-server.ts";
 const args = mode === "bare" ? ["0"] : [mode, dns.servers[0]!];
 const child = fork(fileURLToPath(new URL(script, import.meta.url)), args, {
@@ -33,6 +49,10 @@ const child = fork(fileURLToPath(new URL(script, import.meta.url)), args, {
     `--cpu-prof-dir=${outDir}`,
   ],
   stdio: ["ignore", "inherit", "inherit", "ipc"],
+  env: {
+    ...process.env,
+    ...(relay ? { BENCH_SINK_PORT: String(sinkPort), BENCH_PG_SCHEMA: `bench_profile_${process.pid}` } : {}),
+  },
 });
 const ready = await new Promise<{ port: number }>((resolve) =>
   child.on("message", (message: { type: string; port: number }) => {
@@ -65,6 +85,12 @@ async function run(count: number): Promise<string> {
 const warmup = Math.min(1000, messages);
 console.log(`warm-up: ${await run(warmup)}`);
 console.log(`profiled: ${await run(messages)}`);
+if (sink) {
+  const deadline = Date.now() + 120_000;
+  while (delivered() < warmup + messages && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  console.log(`delivered to the sink: ${delivered()} of ${warmup + messages}`);
+  await terminate(sink);
+}
 child.send({ type: "stop" });
 await new Promise((resolve) => child.once("exit", resolve));
 await dns.close();

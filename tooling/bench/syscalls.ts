@@ -2,7 +2,8 @@
 // smtp-source: where a store's per-delivery file system work goes, in calls rather than time
 // (strace slows every call, so its timings mean little; the counts are exact).
 //   node --conditions=dev-source tooling/bench/syscalls.ts [modes=discard,maildir] [messages=2000] [smtp-source flags]
-// (modes: discard, maildir, pipeline, relay-fs, relay-pg, and bare — the bare smtp-server)
+// (modes: discard, maildir, pipeline, relay-fs, relay-pg, and bare — the bare smtp-server; a mode
+// with "@<path of another checkout>", e.g. relay-fs@/tmp/before, runs that tree's server instead)
 //   e.g. syscalls.ts discard,maildir 2000 -s 20 -d
 // Prints, per mode, the calls per message of every system call, and for each mode after the first
 // the difference to the first (e.g. maildir − discard = what the store adds per message).
@@ -67,15 +68,19 @@ function parseSummary(text: string): Map<string, number> {
  * the server runs under strace from the start and a warm-up run's counts are taken away (two
  * servers: one for `warmup` messages, one for `warmup + messages`).
  */
-async function countRun(mode: string, total: number): Promise<Map<string, number>> {
-  const output = join(work, `${mode}-${total}.strace`);
+async function countRun(modeSpec: string, total: number): Promise<Map<string, number>> {
+  // "relay-fs@/tmp/tree": the mode as another checkout's compare/postern-server.ts runs it.
+  const [mode = modeSpec, tree] = modeSpec.split("@");
+  const output = join(work, `${modeSpec.replace(/\W+/g, "_")}-${total}.strace`);
   // "bare": the bare smtp-server of compare.ts, the baseline of core's own cost.
-  const script = fileURLToPath(
-    new URL(mode === "bare" ? "./compare/bare-server.ts" : "./compare/postern-server.ts", import.meta.url),
-  );
+  const script = tree
+    ? join(tree, mode === "bare" ? "tooling/bench/compare/bare-server.ts" : "tooling/bench/compare/postern-server.ts")
+    : fileURLToPath(
+        new URL(mode === "bare" ? "./compare/bare-server.ts" : "./compare/postern-server.ts", import.meta.url),
+      );
   const relay = mode.startsWith("relay-");
   const sinkPort = relay ? await freePort() : 0;
-  const sinkLog = join(work, `${mode}-${total}.sink`);
+  const sinkLog = join(work, `${modeSpec.replace(/\W+/g, "_")}-${total}.sink`);
   const sink = relay
     ? spawn("smtp-sink", ["-c", "-u", "nobody", `127.0.0.1:${sinkPort}`, "1024"], {
         stdio: ["ignore", openSync(sinkLog, "a"), "inherit"],

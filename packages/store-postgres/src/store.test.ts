@@ -56,7 +56,9 @@ describe("a PostgreSQL connection killed during delivery", () => {
       storePostgres({ connectionString: databaseUrl, schema, chunkSize: "16KB", applicationName }),
     );
     const large = largeMessageStream("killed", "alice@example.test", 16 * 1024 * 1024);
-    const sending = sendStream(server.port, "alice@example.test", large.stream);
+    // Its refusal is awaited below, after the kill; refusal() runs now so the rejection, which can
+    // come while the loop still waits on PostgreSQL, is never unhandled.
+    const refused = refusal(sendStream(server.port, "alice@example.test", large.stream));
 
     // From another connection, like an operator or a failover: find the store's backend while its
     // transaction is open and has written chunks, and terminate it.
@@ -80,7 +82,7 @@ describe("a PostgreSQL connection killed during delivery", () => {
     }
     expect(killed, "never saw the delivery's transaction").toBe(true);
 
-    const error = await refusal(sending);
+    const error = await refused;
     expect(error.responseCode).toBe(451);
     expect(error.response).toMatch(/^451 4\.3\.0 /);
     expect(await tableCounts(schema)).toEqual({ messages: 0, chunks: 0, deliveries: 0 });

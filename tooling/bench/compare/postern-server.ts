@@ -2,7 +2,8 @@
 //   node --conditions=dev-source postern-server.ts <discard|maildir|pipeline|relay-fs|relay-pg> <dns host:port>
 // Tells its parent {type:"ready", port} (or {type:"unavailable", reason}) over IPC; answers
 // {type:"gc"} with {type:"gc", rss} after a full collection, and exits on {type:"stop"}.
-// Greeting delay 0 (the listener's default), log level "warn", DNS from the bench's fake server.
+// Greeting delay 0 (the listener's default), log level "warn" (BENCH_LOG_LEVEL=info shows each
+// delivery, to see that a relay row delivers rather than defers), DNS from the bench's fake server.
 // BENCH_MAILDIR_MODULE=<path of a store-maildir index.ts> stores with that implementation instead
 // of @postern/store-maildir: an earlier version, for before/after figures in one run.
 // relay-fs / relay-pg: every recipient is relayed by @postern/outbound through a smarthost on
@@ -109,7 +110,7 @@ const server = createServer(
     spoolDir: join(dir, "spool"),
     plugins,
   },
-  { logger: createLogger({ level: "warn" }) },
+  { logger: createLogger({ level: (process.env.BENCH_LOG_LEVEL as "warn" | undefined) ?? "warn" }) },
 );
 server.config.listeners[0]!.port = Number(process.env.BENCH_PORT ?? 0);
 await server.start();

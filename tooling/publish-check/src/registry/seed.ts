@@ -125,9 +125,16 @@ export async function seedDependencies(
     ["pack", "--json", "--ignore-scripts", "--loglevel=error", "--pack-destination", packs, ...specs],
     { cwd: work, env: cleanEnv(), timeout: 300_000, maxBuffer: 64 * 1024 * 1024 },
   );
-  const files = (JSON.parse(stdout) as { filename: string }[]).map((entry) =>
-    join(packs, entry.filename.replace(/^@/, "").replace("/", "-")),
-  );
-  await eachLimited(files, 8, (file) => putTarball(registry, file, work));
+  // Versions of one package go in one after another: Verdaccio rewrites a package's one manifest
+  // for each publish, and two versions put at once (nodemailer 10.6.0 for a dependency, 10.6.1 for
+  // us) could race there — CI once got HTTP 500 "unknown error" for one of them.
+  const byName = new Map<string, string[]>();
+  for (const entry of JSON.parse(stdout) as { name: string; filename: string }[]) {
+    const file = join(packs, entry.filename.replace(/^@/, "").replace("/", "-"));
+    byName.set(entry.name, [...(byName.get(entry.name) ?? []), file]);
+  }
+  await eachLimited([...byName.values()], 8, async (files) => {
+    for (const file of files) await putTarball(registry, file, work);
+  });
   return specs;
 }

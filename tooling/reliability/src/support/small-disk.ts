@@ -39,7 +39,18 @@ export async function mountSmallDisk(sizeMb: number): Promise<SmallDisk> {
       await rm(filler, { force: true });
     },
     readOnly() {
-      execFileSync("mount", ["-o", "remount,ro", dir]);
+      // The kernel refuses (EBUSY) while a file there is open for writing — under load one
+      // usually is, for a moment: try again for up to 5 s, 20 ms apart.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          execFileSync("mount", ["-o", "remount,ro", dir], { stdio: "pipe" });
+          return;
+        } catch (error) {
+          const busy = String((error as { stderr?: Buffer }).stderr ?? "").includes("busy");
+          if (!busy || attempt >= 250) throw error;
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        }
+      }
     },
     readWrite() {
       execFileSync("mount", ["-o", "remount,rw", dir]);
