@@ -57,8 +57,10 @@ export default function maildir(options: MaildirOptions): Plugin {
 
         try {
           const delivered = await deliver([...mailboxes], message.stream(), signal, context);
+          // `file`, not `name`: the root logger binds name: "postern", and a second `name` in the
+          // same JSON line is read differently by every log shipper.
           log.info(
-            { name: delivered.name, size: delivered.size, mailboxes: delivered.paths.length },
+            { file: delivered.name, size: delivered.size, mailboxes: delivered.paths.length },
             "stored in Maildir",
           );
           return accept();

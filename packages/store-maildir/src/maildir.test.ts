@@ -70,6 +70,16 @@ describe("delivery", () => {
     for (const dir of ["", "cur", "new", "tmp"]) expect((await stat(join(mailbox, dir))).mode & 0o777).toBe(0o700);
   });
 
+  it("logs one 'stored in Maildir' line naming the file, with no key repeated", async () => {
+    const test = await start([claimRecipients(), maildir({ root: freshRoot() })]);
+    await test.send({ to: "alice@example.com", raw: buildMessage({ to: "alice@example.com" }) });
+    const [delivered] = await files(join(root, "example.com", "alice", "new"));
+    const stored = test.logs.filter((line) => line.msg === "stored in Maildir");
+    expect(stored).toHaveLength(1);
+    expect(stored[0]).toMatchObject({ name: "postern", plugin: "@postern/store-maildir", file: delivered, mailboxes: 1 });
+    expect(test.logKeyClashes).toEqual([]);
+  });
+
   it("links one file into every recipient's mailbox (one inode), once per mailbox", async () => {
     const test = await start([claimRecipients(), maildir({ root: freshRoot() })]);
     const raw = buildMessage({ to: "several" });

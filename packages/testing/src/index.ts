@@ -29,4 +29,4 @@ export {
   storeConformanceChecks,
 } from "./store-conformance-checks.ts";
 export type { LogRecord, TestServer, TestServerOptions } from "./test-server.ts";
-export { runOrder, startTestServer } from "./test-server.ts";
+export { repeatedTopLevelKeys, runOrder, startTestServer } from "./test-server.ts";

@@ -1,11 +1,20 @@
 import { promises as dnsPromises } from "node:dns";
 import { afterEach, describe, expect, it } from "vitest";
-import { buildMessage, bulkyText, type FakeDns, reverseName, startFakeDns } from "./index.ts";
+import { buildMessage, bulkyText, type FakeDns, repeatedTopLevelKeys, reverseName, startFakeDns } from "./index.ts";
 
 let dns: FakeDns | undefined;
 afterEach(async () => {
   await dns?.close();
   dns = undefined;
+});
+
+describe("repeatedTopLevelKeys", () => {
+  it("finds a key given twice at the top level only", () => {
+    expect(repeatedTopLevelKeys('{"name":"postern","plugin":"x","name":"file"}')).toEqual(["name"]);
+    expect(repeatedTopLevelKeys('{"name":"postern","err":{"name":"Error"},"list":[{"name":1}]}')).toEqual([]);
+    expect(repeatedTopLevelKeys('{"msg":"a \\"name\\": b","name":"x"}')).toEqual([]);
+    expect(repeatedTopLevelKeys('{"a\\"b":1,"a\\"b":2}')).toEqual(['a"b']);
+  });
 });
 
 describe("message builder", () => {
