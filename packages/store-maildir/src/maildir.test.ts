@@ -76,7 +76,12 @@ describe("delivery", () => {
     const [delivered] = await files(join(root, "example.com", "alice", "new"));
     const stored = test.logs.filter((line) => line.msg === "stored in Maildir");
     expect(stored).toHaveLength(1);
-    expect(stored[0]).toMatchObject({ name: "postern", plugin: "@postern/store-maildir", file: delivered, mailboxes: 1 });
+    expect(stored[0]).toMatchObject({
+      name: "postern",
+      plugin: "@postern/store-maildir",
+      file: delivered,
+      mailboxes: 1,
+    });
     expect(test.logKeyClashes).toEqual([]);
   });
 
