@@ -3,11 +3,13 @@
 // the new one. Idle sessions are told 421, transactions in DATA finish (bounded by
 // shutdownTimeoutMs; past it they get 421, never 250), close hooks run, then the plugins close in
 // reverse config order.
+
 import type { Logger } from "pino";
 import type { Plugin } from "./hooks.ts";
 import type { ListenerHandler } from "./listeners.ts";
 import { coreReplies } from "./reply.ts";
 import type { SessionState } from "./session-state.ts";
+import { removeLeftoverSpoolFiles } from "./spool-body.ts";
 
 export interface GenerationState {
   readonly plugins: readonly Plugin[];
@@ -75,4 +77,6 @@ export async function endGeneration(generation: GenerationState, options: EndOpt
       options.logger.error({ err: error, plugin: plugin.name }, "plugin close failed");
     }
   }
+  const left = await removeLeftoverSpoolFiles();
+  if (left.length > 0) options.logger.warn({ files: left }, "spool files could not be removed (disk refused)");
 }

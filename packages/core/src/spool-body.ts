@@ -52,13 +52,48 @@ export class SpoolWriter {
     return this.#path ? { kind: "file", path: this.#path } : { kind: "memory", chunks: this.#memory };
   }
 
-  /** Drops the bytes and removes the file. Safe to call more than once. */
+  /**
+   * Drops the bytes and removes the file. Safe to call more than once, and never throws: it runs
+   * after the reply is decided (a message already stored must still get its 250), so a removal
+   * the disk refuses (read-only, failing) is retried later instead (`leftoverSpoolFiles`).
+   */
   readonly discard = async (): Promise<void> => {
     this.#memory.length = 0;
     await this.#file?.close().catch(() => undefined);
     this.#file = undefined;
-    if (this.#path) await rm(this.#path, { force: true });
+    const path = this.#path;
+    this.#path = undefined;
+    if (path) await removeSpoolFile(path);
   };
+}
+
+// Spool files whose removal failed, retried every few seconds until it works. One set per
+// process: paths are absolute, whichever server in the process spooled them.
+const leftovers = new Set<string>();
+const leftoverRetryMs = 5000;
+let leftoverTimer: NodeJS.Timeout | undefined;
+
+async function removeSpoolFile(path: string): Promise<boolean> {
+  try {
+    await rm(path, { force: true });
+    leftovers.delete(path);
+    return true;
+  } catch {
+    leftovers.add(path);
+    if (!leftoverTimer) {
+      leftoverTimer = setTimeout(() => {
+        leftoverTimer = undefined;
+        void removeLeftoverSpoolFiles();
+      }, leftoverRetryMs).unref();
+    }
+    return false;
+  }
+}
+
+/** Tries again to remove the spool files that could not be removed; answers those still left. */
+export async function removeLeftoverSpoolFiles(): Promise<string[]> {
+  for (const path of [...leftovers]) await removeSpoolFile(path);
+  return [...leftovers];
 }
 
 /**
