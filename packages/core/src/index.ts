@@ -96,6 +96,7 @@ export type {
 export { definePlugin, refusalOf, smtpHooks } from "./hooks.ts";
 export type { IpAddress, IpNetwork } from "./ip.ts";
 export { IpNetworkList, networkContains, networkKey, parseIpAddress, parseIpNetwork, reversedName } from "./ip.ts";
+export { removeLeftoverFiles, removeOrRetryLater } from "./leftover-files.ts";
 export type { Submission, SubmissionOutcome } from "./local-submission.ts";
 export { localListener } from "./local-submission.ts";
 export type { Logger, LogOptions } from "./logger.ts";

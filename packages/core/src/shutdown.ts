@@ -6,10 +6,10 @@
 
 import type { Logger } from "pino";
 import type { Plugin } from "./hooks.ts";
+import { removeLeftoverFiles } from "./leftover-files.ts";
 import type { ListenerHandler } from "./listeners.ts";
 import { coreReplies } from "./reply.ts";
 import type { SessionState } from "./session-state.ts";
-import { removeLeftoverSpoolFiles } from "./spool-body.ts";
 
 export interface GenerationState {
   readonly plugins: readonly Plugin[];
@@ -77,6 +77,6 @@ export async function endGeneration(generation: GenerationState, options: EndOpt
       options.logger.error({ err: error, plugin: plugin.name }, "plugin close failed");
     }
   }
-  const left = await removeLeftoverSpoolFiles();
-  if (left.length > 0) options.logger.warn({ files: left }, "spool files could not be removed (disk refused)");
+  const left = await removeLeftoverFiles();
+  if (left.length > 0) options.logger.warn({ files: left }, "files could not be removed (the disk refused)");
 }

@@ -2,8 +2,9 @@
 // private file in the spool directory above it (so a 50 MB message never sits in memory). Used for
 // the DATA stream (spool.ts) and for bodies that data hooks put in place of the received one.
 import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
+import { removeOrRetryLater } from "./leftover-files.ts";
 
 export type SpooledBody = { kind: "memory"; chunks: readonly Buffer[] } | { kind: "file"; path: string };
 
@@ -55,7 +56,7 @@ export class SpoolWriter {
   /**
    * Drops the bytes and removes the file. Safe to call more than once, and never throws: it runs
    * after the reply is decided (a message already stored must still get its 250), so a removal
-   * the disk refuses (read-only, failing) is retried later instead (`leftoverSpoolFiles`).
+   * the disk refuses (read-only, failing) is retried later instead (leftover-files.ts).
    */
   readonly discard = async (): Promise<void> => {
     this.#memory.length = 0;
@@ -63,37 +64,8 @@ export class SpoolWriter {
     this.#file = undefined;
     const path = this.#path;
     this.#path = undefined;
-    if (path) await removeSpoolFile(path);
+    if (path) await removeOrRetryLater(path);
   };
-}
-
-// Spool files whose removal failed, retried every few seconds until it works. One set per
-// process: paths are absolute, whichever server in the process spooled them.
-const leftovers = new Set<string>();
-const leftoverRetryMs = 5000;
-let leftoverTimer: NodeJS.Timeout | undefined;
-
-async function removeSpoolFile(path: string): Promise<boolean> {
-  try {
-    await rm(path, { force: true });
-    leftovers.delete(path);
-    return true;
-  } catch {
-    leftovers.add(path);
-    if (!leftoverTimer) {
-      leftoverTimer = setTimeout(() => {
-        leftoverTimer = undefined;
-        void removeLeftoverSpoolFiles();
-      }, leftoverRetryMs).unref();
-    }
-    return false;
-  }
-}
-
-/** Tries again to remove the spool files that could not be removed; answers those still left. */
-export async function removeLeftoverSpoolFiles(): Promise<string[]> {
-  for (const path of [...leftovers]) await removeSpoolFile(path);
-  return [...leftovers];
 }
 
 /**

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { buildMessage, bulkyText, claimRecipients, startTestServer, type TestServer } from "../../testing/src/index.ts";
 import { accept, type Plugin } from "./index.ts";
-import { removeLeftoverSpoolFiles } from "./spool-body.ts";
+import { removeLeftoverFiles } from "./leftover-files.ts";
 
 let server: TestServer | undefined;
 let spoolDir: string | undefined;
@@ -48,8 +48,8 @@ it("answers 250 for a stored message whose spool file cannot be removed, and rem
 
   const [blocked] = (await readdir(spool)).filter((name) => name.endsWith(".eml"));
   expect(blocked).toBeDefined();
-  expect(await removeLeftoverSpoolFiles()).toEqual([join(spool, blocked!)]);
+  expect(await removeLeftoverFiles()).toEqual([join(spool, blocked!)]);
   // The disk lets go again: the next try removes it.
   await rm(join(spool, blocked!), { recursive: true });
-  expect(await removeLeftoverSpoolFiles()).toEqual([]);
+  expect(await removeLeftoverFiles()).toEqual([]);
 });

@@ -12,7 +12,7 @@ import { constants } from "node:fs";
 import { copyFile, type FileHandle, link, open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
-import type { DirectorySync } from "@postern/core";
+import { type DirectorySync, removeOrRetryLater } from "@postern/core";
 import type { KnownMailboxes } from "./known-mailboxes.ts";
 import { deliveredName, uniqueName } from "./unique-name.ts";
 
@@ -199,7 +199,8 @@ export async function deliver(
     // window is the few system calls between the rename and here.)
     for (const path of entered) await removeQuietly(path);
     await Promise.all(entered.map((path) => directories.sync(dirname(path)).catch(() => undefined)));
-    for (const path of tmpFiles) await removeQuietly(path);
+    // A tmp/ file the disk will not remove now (read-only) is removed once it lets go.
+    for (const path of tmpFiles) await removeOrRetryLater(path);
     throw error;
   }
 }
