@@ -2,20 +2,10 @@
 // policy domain's report with its records, messages and sizes, and each rua destination with what
 // would become of it — read from the store the config describes, with the config's DNS servers.
 // Nothing is claimed or sent: the running server sends reports on its daily schedule.
-import { createLogger, createResolver, PosternError } from "@postern/core";
-import type { DestinationOutcome, DmarcReportsPlugin, ReportOutcome } from "@postern/dmarc-reports";
+import type { DestinationOutcome, ReportOutcome } from "@postern/dmarc-reports";
 import type { Command } from "../command.ts";
-import { parseCommandArgs } from "../command-args.ts";
-import { configOptions, configOptionsHelp, configRequestFrom } from "../config-args.ts";
-import { loadConfig } from "../load-config.ts";
-import { UsageError } from "../usage-error.ts";
-
-const options = {
-  ...configOptions,
-  "dry-run": { type: "boolean", default: false },
-  "include-today": { type: "boolean", default: false },
-  json: { type: "boolean", default: false },
-} as const;
+import { configOptionsHelp } from "../config-args.ts";
+import { runReportDryRun } from "./report-dry-run.ts";
 
 const bytes = (count: number | undefined) => (count === undefined ? "-" : `${count} B`);
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? "" : "s"}`;
@@ -83,44 +73,13 @@ ${configOptionsHelp}
   --json                machine-readable output
   -h, --help            show this help`,
 
-  async run(argv) {
-    const { values, positionals } = parseCommandArgs(argv, options);
-    const [subcommand, ...rest] = positionals;
-    if (subcommand !== "report") {
-      throw new UsageError(
-        subcommand ? `unknown subcommand "${subcommand}"; expected report` : "postern dmarc needs a subcommand: report",
-      );
-    }
-    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-    if (!values["dry-run"]) {
-      throw new UsageError(
-        "postern dmarc report needs --dry-run: the running server sends reports on its daily schedule",
-      );
-    }
-    const { config, source } = await loadConfig(configRequestFrom(values));
-    const plugin = config.plugins.find((candidate) => candidate.name === "@postern/dmarc-reports") as
-      | DmarcReportsPlugin
-      | undefined;
-    if (!plugin || typeof plugin.dryRun !== "function") {
-      // Not a usage error (exit 2): the command line is fine, the config has no reports (exit 1).
-      throw new PosternError(
-        "POSTERN_NO_DMARC_REPORTS",
-        `${source} has no @postern/dmarc-reports plugin, so there are no DMARC reports to show`,
-      );
-    }
-    const resolver = createResolver(config.dns);
-    // Tomorrow's run reports today, so that is the "now" that includes the day in progress.
-    const now = Date.now() + (values["include-today"] ? 86_400_000 : 0);
-    const outcomes = await plugin.dryRun({
-      now,
-      context: { resolver, hostname: config.hostname, logger: createLogger({ level: "silent" }) },
+  run(argv) {
+    return runReportDryRun(argv, {
+      command: "dmarc",
+      pluginName: "@postern/dmarc-reports",
+      missingCode: "POSTERN_NO_DMARC_REPORTS",
+      what: "DMARC reports",
+      print,
     });
-    if (values.json) {
-      const plain = outcomes.map(({ report: _report, ...outcome }) => outcome);
-      process.stdout.write(`${JSON.stringify(plain, null, 2)}\n`);
-    } else {
-      print(outcomes);
-    }
-    return 0;
   },
 };

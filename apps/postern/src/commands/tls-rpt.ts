@@ -3,20 +3,10 @@
 // what would become of it (sent, or too large for its size limit) — read from the store the
 // config describes, with the config's DNS servers. Nothing is claimed or sent: the running server
 // sends reports on its daily schedule.
-import { createLogger, createResolver, PosternError } from "@postern/core";
-import type { DestinationOutcome, SentReport, TlsRptPlugin } from "@postern/tls-rpt";
+import type { DestinationOutcome, SentReport } from "@postern/tls-rpt";
 import type { Command } from "../command.ts";
-import { parseCommandArgs } from "../command-args.ts";
-import { configOptions, configOptionsHelp, configRequestFrom } from "../config-args.ts";
-import { loadConfig } from "../load-config.ts";
-import { UsageError } from "../usage-error.ts";
-
-const options = {
-  ...configOptions,
-  "dry-run": { type: "boolean", default: false },
-  "include-today": { type: "boolean", default: false },
-  json: { type: "boolean", default: false },
-} as const;
+import { configOptionsHelp } from "../config-args.ts";
+import { runReportDryRun } from "./report-dry-run.ts";
 
 const bytes = (count: number | undefined) => (count === undefined ? "-" : `${count} B`);
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? "" : "s"}`;
@@ -80,46 +70,13 @@ ${configOptionsHelp}
   --json                machine-readable output
   -h, --help            show this help`,
 
-  async run(argv) {
-    const { values, positionals } = parseCommandArgs(argv, options);
-    const [subcommand, ...rest] = positionals;
-    if (subcommand !== "report") {
-      throw new UsageError(
-        subcommand
-          ? `unknown subcommand "${subcommand}"; expected report`
-          : "postern tls-rpt needs a subcommand: report",
-      );
-    }
-    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-    if (!values["dry-run"]) {
-      throw new UsageError(
-        "postern tls-rpt report needs --dry-run: the running server sends reports on its daily schedule",
-      );
-    }
-    const { config, source } = await loadConfig(configRequestFrom(values));
-    const plugin = config.plugins.find((candidate) => candidate.name === "@postern/tls-rpt") as
-      | TlsRptPlugin
-      | undefined;
-    if (!plugin || typeof plugin.dryRun !== "function") {
-      // Not a usage error (exit 2): the command line is fine, the config has no reports (exit 1).
-      throw new PosternError(
-        "POSTERN_NO_TLS_RPT",
-        `${source} has no @postern/tls-rpt plugin, so there are no TLS reports to show`,
-      );
-    }
-    const resolver = createResolver(config.dns);
-    // Tomorrow's run reports today, so that is the "now" that includes the day in progress.
-    const now = Date.now() + (values["include-today"] ? 86_400_000 : 0);
-    const reports = await plugin.dryRun({
-      now,
-      context: { resolver, hostname: config.hostname, logger: createLogger({ level: "silent" }) },
+  run(argv) {
+    return runReportDryRun(argv, {
+      command: "tls-rpt",
+      pluginName: "@postern/tls-rpt",
+      missingCode: "POSTERN_NO_TLS_RPT",
+      what: "TLS reports",
+      print,
     });
-    if (values.json) {
-      const plain = reports.map(({ report: _report, ...report }) => report);
-      process.stdout.write(`${JSON.stringify(plain, null, 2)}\n`);
-    } else {
-      print(reports);
-    }
-    return 0;
   },
 };
