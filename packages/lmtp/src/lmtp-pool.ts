@@ -88,7 +88,11 @@ export class LmtpPool {
           throw error;
         }
         pooled.transactions++;
-        void this.#release(pooled, result.completed);
+        // A transaction that did not complete needs RSET before the session is reused. Await it
+        // then (one round trip, only for refused mail): released in the background, the session
+        // was not back in the pool when the client's next message came, which opened another.
+        if (result.completed) void this.#release(pooled, true);
+        else await this.#release(pooled, false);
         return result.outcomes;
       }
     } catch (error) {
