@@ -109,6 +109,43 @@ function truncateForUdp(queryBytes: Buffer, response: Buffer): Buffer {
   return packet.encode({ ...full, flags: (full.flags ?? 0) | packet.TRUNCATED_RESPONSE, answers: [] });
 }
 
+/**
+ * UDP and TCP on one port, as a client falls back from a truncated UDP answer to TCP on the same
+ * port. The UDP port comes from the system; its TCP twin can be taken (an ephemeral port of some
+ * connection on a busy machine), and a TCP fallback then met ECONNREFUSED: a large answer, such as
+ * a 2048-bit DKIM key, failed now and then. So a taken TCP port means another pair is tried.
+ */
+export async function bindUdpAndTcp(
+  answerUdp: (udp: UdpSocket) => (message: Buffer, remote: RemoteInfo) => void,
+  answerTcp: (socket: Socket) => void,
+  /** The port of the first try (0: the system picks); a test sets one whose TCP side is taken. */
+  firstPort = 0,
+): Promise<{ udp: UdpSocket; tcp: TcpServer; port: number }> {
+  const attempts = 50;
+  let lastError: unknown;
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const udp: UdpSocket = createSocket("udp4");
+    udp.on("message", answerUdp(udp));
+    const tcp: TcpServer = createTcpServer(answerTcp);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        udp.once("error", reject);
+        udp.bind(attempt === 0 ? firstPort : 0, "127.0.0.1", () => resolve());
+      });
+      const port = (udp.address() as AddressInfo).port;
+      await new Promise<void>((resolve, reject) => {
+        tcp.once("error", reject);
+        tcp.listen(port, "127.0.0.1", () => resolve());
+      });
+      return { udp, tcp, port };
+    } catch (error) {
+      lastError = error;
+      await new Promise<void>((resolve) => udp.close(() => resolve())).catch(() => undefined);
+    }
+  }
+  throw new Error(`fake DNS: no port free for both UDP and TCP after ${attempts} tries`, { cause: lastError });
+}
+
 export async function startFakeDns(initial: Zone = {}): Promise<FakeDns> {
   const zone = new Map<string, ZoneEntry>();
   for (const [name, entry] of Object.entries(initial)) zone.set(normalize(name), entry);
@@ -144,8 +181,7 @@ export async function startFakeDns(initial: Zone = {}): Promise<FakeDns> {
     return packet.encode(reply);
   };
 
-  const udp: UdpSocket = createSocket("udp4");
-  udp.on("message", (message: Buffer, remote: RemoteInfo) => {
+  const answerUdp = (udp: UdpSocket) => (message: Buffer, remote: RemoteInfo) => {
     let response: Buffer | undefined;
     try {
       response = respond(packet.decode(message));
@@ -153,12 +189,10 @@ export async function startFakeDns(initial: Zone = {}): Promise<FakeDns> {
       return;
     }
     if (response) udp.send(truncateForUdp(message, response), remote.port, remote.address);
-  });
-  await new Promise<void>((resolve) => udp.bind(0, "127.0.0.1", resolve));
-  const port = (udp.address() as AddressInfo).port;
+  };
 
   const sockets = new Set<Socket>();
-  const tcp: TcpServer = createTcpServer((socket) => {
+  const answerTcp = (socket: Socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => undefined);
@@ -182,11 +216,9 @@ export async function startFakeDns(initial: Zone = {}): Promise<FakeDns> {
         }
       }
     });
-  });
-  await new Promise<void>((resolve, reject) => {
-    tcp.once("error", reject);
-    tcp.listen(port, "127.0.0.1", () => resolve());
-  }).catch(() => undefined); // TCP is a fallback for large answers; UDP alone serves most tests
+  };
+
+  const { udp, tcp, port } = await bindUdpAndTcp(answerUdp, answerTcp);
 
   return {
     servers: [`127.0.0.1:${port}`],
@@ -199,7 +231,7 @@ export async function startFakeDns(initial: Zone = {}): Promise<FakeDns> {
       for (const socket of sockets) socket.destroy();
       await Promise.all([
         new Promise<void>((resolve) => udp.close(() => resolve())),
-        new Promise<void>((resolve) => (tcp.listening ? tcp.close(() => resolve()) : resolve())),
+        new Promise<void>((resolve) => tcp.close(() => resolve())),
       ]);
     },
   };

@@ -5,7 +5,7 @@ export { createTestCertificate } from "./certificates.ts";
 export type { Daemon } from "./daemon.ts";
 export { canConnect, freePort, makeTempDir, startDaemon } from "./daemon.ts";
 export type { FakeDns, MxRecord, RecordSet, Zone, ZoneEntry } from "./fake-dns.ts";
-export { reverseName, startFakeDns } from "./fake-dns.ts";
+export { bindUdpAndTcp, reverseName, startFakeDns } from "./fake-dns.ts";
 export type { MessageSpec } from "./message-builder.ts";
 export { buildMessage, bulkyText } from "./message-builder.ts";
 export type { CapturedMessage, MemoryQueue } from "./plugins.ts";

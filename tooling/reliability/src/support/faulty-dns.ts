@@ -2,8 +2,9 @@
 // late, answers SERVFAIL, or answers truncated (TC set, no records) over UDP with TCP refused or
 // working. @postern/testing's fake DNS has per-name SERVFAIL/TIMEOUT entries but no server-wide
 // modes, delays or truncation, so this one is written here on dns-packet (UDP and TCP on one port).
-import { createSocket } from "node:dgram";
-import { createServer, type Socket } from "node:net";
+import type { RemoteInfo, Socket as UdpSocket } from "node:dgram";
+import type { Socket } from "node:net";
+import { bindUdpAndTcp } from "@postern/testing";
 import dnsPacket from "dns-packet";
 
 export type DnsMode =
@@ -71,12 +72,7 @@ export async function startFaultyDns(zone: Record<string, ZoneRecords>): Promise
     timers.add(timer);
   };
 
-  const tcp = createServer();
   const sockets = new Set<Socket>();
-  await new Promise<void>((resolve) => tcp.listen(0, "127.0.0.1", resolve));
-  const { port } = tcp.address() as { port: number };
-  const udp = createSocket("udp4");
-  await new Promise<void>((resolve) => udp.bind(port, "127.0.0.1", resolve));
 
   const answer = (query: dnsPacket.Packet, isUdp: boolean, send: (bytes: Buffer) => void) => {
     const mode = state.mode;
@@ -86,7 +82,7 @@ export async function startFaultyDns(zone: Record<string, ZoneRecords>): Promise
     else reply();
   };
 
-  udp.on("message", (bytes, peer) => {
+  const answerUdp = (udp: UdpSocket) => (bytes: Buffer, peer: RemoteInfo) => {
     queries.udp++;
     let query: dnsPacket.Packet;
     try {
@@ -95,9 +91,9 @@ export async function startFaultyDns(zone: Record<string, ZoneRecords>): Promise
       return;
     }
     answer(query, true, (reply) => udp.send(reply, peer.port, peer.address));
-  });
+  };
 
-  tcp.on("connection", (socket) => {
+  const answerTcp = (socket: Socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => undefined);
@@ -129,7 +125,8 @@ export async function startFaultyDns(zone: Record<string, ZoneRecords>): Promise
         });
       }
     });
-  });
+  };
+  const { udp, tcp, port } = await bindUdpAndTcp(answerUdp, answerTcp);
 
   return {
     port,
