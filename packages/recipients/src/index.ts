@@ -102,8 +102,16 @@ export default function recipients(options: RecipientsOptions): Plugin {
 
   const plugin: Plugin = {
     name: pluginName,
-    async setup() {
+    async setup(context) {
       directory = await openResolvedDirectory(resolved, { baseDir, prefix: pluginName });
+      if (resolved.anyLocalPartByDefault && resolved.domains.size > 0) {
+        // Mail for made-up addresses is stored, and a dictionary attack learns nothing: fine for a
+        // test site, rarely what an MX means. One line at start, so the operator sees the choice.
+        context.logger.warn(
+          { plugin: pluginName, domains: [...resolved.domains] },
+          'no mailboxes and no lookups: every local part of the local domains is accepted; list who exists in mailboxes or lookups, or write "*@domain" in mailboxes to accept any on purpose',
+        );
+      }
     },
     async close() {
       await directory?.close();

@@ -182,11 +182,12 @@ export const recipientsOptionsSchema = z
       ...options.lookups,
     ];
     // Without a word on who exists (no mailboxes, no lookups), every local part of every local
-    // domain is a mailbox, as before the directory: the embedded default accepts any user.
-    if (options.mailboxes === undefined && options.lookups.length === 0)
-      for (const name of domains) everyUser.add(name);
+    // domain is a mailbox, as before the directory: the embedded default accepts any user. The
+    // plugin says so once at setup; "*@domain" in mailboxes says it on purpose and is quiet.
+    const anyLocalPartByDefault = options.mailboxes === undefined && options.lookups.length === 0;
+    if (anyLocalPartByDefault) for (const name of domains) everyUser.add(name);
     const { mailboxes: _mailboxes, ...rest } = options;
-    return { ...rest, domains, lookups, everyUser };
+    return { ...rest, domains, lookups, everyUser, anyLocalPartByDefault };
   });
 
 export type RecipientsOptions = z.input<typeof recipientsOptionsSchema>;

@@ -82,6 +82,21 @@ describe("local recipients", () => {
     ]);
   });
 
+  it("warns once at start when it accepts every local part by default, not when told to with *@domain", async () => {
+    const warnings = (test: TestServer) =>
+      test.logs.filter((line) => line.plugin === "@postern/recipients" && line.level === 40).map((line) => line.msg);
+    server = await startTestServer({ plugins: [recipients({ domains: ["localhost"] })] });
+    await rcpt(server, ["whoever@localhost", "someone@localhost"]);
+    expect(warnings(server)).toEqual([expect.stringMatching(/^no mailboxes and no lookups: every local part/)]);
+    expect(server.logs.find((line) => line.level === 40 && line.plugin === "@postern/recipients")?.domains).toEqual([
+      "localhost",
+    ]);
+    await server.stop();
+    server = await startTestServer({ plugins: [recipients({ domains: ["localhost"], mailboxes: ["*@localhost"] })] });
+    expect(await rcpt(server, ["whoever@localhost"])).toEqual(["250 2.1.5"]);
+    expect(warnings(server)).toEqual([]);
+  });
+
   it("matches domains case-insensitively and in either IDN form", async () => {
     server = await startTestServer({
       plugins: [
