@@ -89,10 +89,8 @@ describe("PostgreSQL restarted and killed under load", () => {
     await restartAndKill(storePostgres);
   });
 
-  // Fails today: packages/outbound/src/queue/pg-store.ts:158 (#transaction) checks a client out of
-  // the pool without an 'error' listener; a restart while an enqueue transaction streams the body
-  // makes that client emit 'error' unheard, and the whole server stops ("uncaught error: Connection
-  // terminated unexpectedly", exit 70). See the README's findings. Drop `.fails` once fixed.
+  // Finding 7 (README): the queue's checked-out client had no 'error' listener, so a restart while
+  // an enqueue streamed the body stopped the whole server (exit 70). Fixed; this case keeps it so.
   it("@postern/outbound's PostgreSQL queue: the same", async () => {
     await restartAndKill(outboundQueue);
   });

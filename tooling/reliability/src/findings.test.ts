@@ -1,7 +1,7 @@
 // Bugs the fault and fuzz suites found outside this package (core, smtp-server's defaults), one
-// test each, written as the behaviour should be and marked `.fails`: each fails today, so the suite
-// stays green while the bug stands, and turns red the day it is fixed — then drop `.fails` (and
-// the matching known gap in fuzz/cases.ts, which counts these instead of failing on them).
+// test each, written as the behaviour should be. A finding still open is marked `.fails`, so the
+// suite stays green while the bug stands and turns red the day it is fixed — then drop `.fails`
+// (and the matching known gap in fuzz/cases.ts). All of them are fixed now (README).
 //   pnpm --filter @postern/reliability test:findings
 import { join } from "node:path";
 import type { Plugin } from "@postern/core";
