@@ -1,5 +1,10 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { reject } from "@postern/core";
+import outbound from "@postern/outbound";
+import maildir from "@postern/store-maildir";
 import storePostgres from "@postern/store-postgres";
 import { buildMessage, claimRecipients, memoryQueue, startTestServer, type TestServer } from "@postern/testing";
 import { Counter, Registry } from "prom-client";
@@ -147,6 +152,42 @@ describe("/metrics under real traffic", () => {
 
     await postgres.start();
     await expect.poll(async () => (await get(port, "/readyz")).status, { timeout: 10_000, interval: 200 }).toBe(200);
+  });
+
+  it("/readyz names the Maildir store and the outbound queue when their folders cannot take mail", async () => {
+    const folder = await mkdtemp(join(tmpdir(), "postern-readyz-"));
+    try {
+      const root = join(folder, "mail");
+      const spool = join(folder, "queue");
+      const plugin = metrics({ listen: { port: 0 } });
+      server = await startTestServer({
+        plugins: [
+          plugin,
+          claimRecipients(),
+          maildir({ root }),
+          outbound({ queue: { type: "fs", dir: spool }, queueRoutes: ["relay"] }),
+        ],
+      });
+      const port = plugin.port!;
+      const readyz = async () => {
+        const answer = await get(port, "/readyz");
+        const state = JSON.parse(answer.body) as { checks: { name: string; ok: boolean; error?: string }[] };
+        return { status: answer.status, failing: state.checks.filter((check) => !check.ok).map((check) => check.name) };
+      };
+      expect(await readyz()).toEqual({ status: 200, failing: [] });
+      const names = JSON.parse((await get(port, "/readyz")).body).checks.map((check: { name: string }) => check.name);
+      expect(names).toEqual(expect.arrayContaining(["listeners", "@postern/store-maildir", "@postern/outbound"]));
+
+      // A file where the Maildir root was, and the queue's tmp/ gone: neither can take a message.
+      await rm(root, { recursive: true });
+      await writeFile(root, "not a directory\n");
+      await rm(join(spool, "tmp"), { recursive: true });
+      expect(await readyz()).toEqual({ status: 503, failing: ["@postern/store-maildir", "@postern/outbound"] });
+    } finally {
+      await server?.stop();
+      server = undefined;
+      await rm(folder, { recursive: true, force: true });
+    }
   });
 
   it("refuses a port in use and options it does not know, naming them", async () => {

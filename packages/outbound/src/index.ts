@@ -83,6 +83,8 @@ export interface OutboundPlugin extends Plugin {
    * server. The caller opens and closes it.
    */
   adminStore(): QueueStore;
+  /** Resolves while the queue store can take mail (what /readyz of @postern/metrics asks). */
+  ready(): Promise<void>;
 }
 
 /** Opens the store an options object describes, e.g. for `postern queue`. */
@@ -150,6 +152,10 @@ export default function outbound(input: OutboundOptions = {}): OutboundPlugin {
 
     adminStore() {
       return createQueueStore(options.queue, { shared: true });
+    },
+
+    ready() {
+      return store.ready();
     },
 
     async setup(context) {

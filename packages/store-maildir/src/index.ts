@@ -17,7 +17,16 @@ export { MaildirRootError } from "./root-check.ts";
 
 const pluginName = "@postern/store-maildir";
 
-export default function maildir(options: MaildirOptions): Plugin {
+export interface MaildirPlugin extends Plugin {
+  /**
+   * Resolves while the root takes a file (written, fsynced, hard-linked, removed: what a delivery
+   * does), rejects with a MaildirRootError otherwise — a full or read-only disk, say. What /readyz
+   * of @postern/metrics asks.
+   */
+  ready(): Promise<void>;
+}
+
+export default function maildir(options: MaildirOptions): MaildirPlugin {
   const resolved = parseOptions(maildirOptionsSchema, options, pluginName);
   // Relative to the working directory when the config is loaded, like every other path option.
   const root = resolve(resolved.root);
@@ -32,6 +41,9 @@ export default function maildir(options: MaildirOptions): Plugin {
     async setup(server) {
       defaultDomain = server.hostname;
       await checkRoot(root);
+    },
+    ready() {
+      return checkRoot(root);
     },
     hooks: {
       async queue(transaction, message, group, { signal, log }) {
@@ -71,5 +83,5 @@ export default function maildir(options: MaildirOptions): Plugin {
         }
       },
     },
-  } satisfies Plugin;
+  } satisfies MaildirPlugin;
 }

@@ -25,7 +25,7 @@
 // takes the .json first, so a stored message never lacks its .eml otherwise).
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
+import { access, mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { acquireFileLock, DirectorySync, type FileLock, FileLockedError, PosternError } from "@postern/core";
@@ -600,6 +600,12 @@ export class FsQueueStore implements QueueStore {
       await this.#removeMessage(messageId);
       return true;
     });
+  }
+
+  async ready(): Promise<void> {
+    // Where enqueue() writes: a body into tmp/, then the message under msg/.
+    await access(this.#path("tmp"), constants.W_OK);
+    await access(this.#path("msg"), constants.W_OK);
   }
 
   async stats(): Promise<QueueStats> {

@@ -79,6 +79,18 @@ async function readAll(stream: Readable, sizes?: number[]): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+describe("PostgreSQL queue store: readiness", () => {
+  it("is not ready, naming why, while its database does not answer", async () => {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    const store = new PgQueueStore({ connectionString: "postgres://postgres@127.0.0.1:1/test", schema: "unreachable" });
+    try {
+      await expect(store.ready()).rejects.toThrow(/ECONNREFUSED/);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("PostgreSQL queue store: bodies as chunk rows", () => {
   const schema = `outbound_pgchunks_${randomBytes(4).toString("hex")}`;
   const log: QueryLog = { texts: [] };

@@ -549,6 +549,10 @@ export class PgQueueStore implements QueueStore {
     return (result.rowCount ?? 0) > 0;
   }
 
+  async ready(): Promise<void> {
+    await this.#pool.query("SELECT 1");
+  }
+
   async stats(): Promise<QueueStats> {
     const { messages, recipients } = this.#t;
     const totals = await this.#pool.query<{ messages: string; oldest: Date | null }>(

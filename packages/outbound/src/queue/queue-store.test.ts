@@ -114,6 +114,10 @@ describe.each(backends)("queue store conformance: $name", (backend) => {
     await harness.cleanup();
   });
 
+  it("is ready while open", async () => {
+    await expect(harness.store.ready()).resolves.toBeUndefined();
+  });
+
   it("stores a message durably with its recipients and bytes", async () => {
     const { store } = harness;
     const message = envelope();

@@ -174,6 +174,11 @@ export interface QueueStore {
   /** Removes a message without delivering it. */
   delete(messageId: string): Promise<boolean>;
   stats(): Promise<QueueStats>;
+  /**
+   * Resolves while the store can take mail; rejects with the reason (the database does not
+   * answer, the spool is not writable). Cheap: /readyz of @postern/metrics asks it every probe.
+   */
+  ready(): Promise<void>;
   /** When the next queued recipient falls due (epoch ms), for the scheduler's sleep. */
   nextDue(): Promise<number | undefined>;
 
