@@ -56,7 +56,12 @@ const pluginName = "@postern/greylist";
 /** While the store keeps failing, a warning at most this often (with how many checks it let through). */
 const outageLogEveryMs = 60_000;
 
-export default function greylist(options: GreylistOptions = {}): Plugin {
+export interface GreylistPlugin extends Plugin {
+  /** Resolves unless the store does not answer while `onStoreError` is "defer" (what /readyz asks). */
+  ready(): Promise<void>;
+}
+
+export default function greylist(options: GreylistOptions = {}): GreylistPlugin {
   const resolved = parseOptions(greylistOptionsSchema, options, pluginName);
   const store: GreylistStore =
     resolved.store ??
@@ -218,9 +223,13 @@ export default function greylist(options: GreylistOptions = {}): Plugin {
       resolve = (name, rrtype) => server.resolver.resolve(name, rrtype);
       await store.open?.(server.logger.child({ plugin: pluginName }));
     },
+    // With "accept" (the default) an unanswering store only skips greylisting: mail flows, ready.
+    async ready() {
+      if (resolved.onStoreError === "defer") await store.ping?.();
+    },
     async close() {
       await store.close?.();
     },
     hooks,
-  } satisfies Plugin;
+  } satisfies GreylistPlugin;
 }

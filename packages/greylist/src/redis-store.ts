@@ -116,6 +116,10 @@ export function redisStore(options: RedisStoreOptions = {}): GreylistStore {
   return {
     kind: "redis",
     where,
+    async ping() {
+      // Rejects at once while disconnected (no offline queue), so /readyz does not wait.
+      await client.ping();
+    },
     async check({ triplet, network, now }: TripletCheck, timings: GreylistTimings): Promise<GreylistDecision> {
       let answer: [string, number | string, number | string];
       try {

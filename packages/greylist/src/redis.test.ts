@@ -136,6 +136,28 @@ describe("a Redis outage", () => {
     }
   });
 
+  it("is not ready while Redis is down with onStoreError defer; with accept it is", async () => {
+    ownRedis = await startRedisServer();
+    const redis = { url: ownRedis.url, keyPrefix: "ready", timeoutMs: 500 };
+    const deferring = greylist({ clock, redis, onStoreError: "defer" });
+    const accepting = greylist({ clock, redis, onStoreError: "accept" });
+    servers.push(await startTestServer({ plugins: [deferring] }), await startTestServer({ plugins: [accepting] }));
+    await eventually(() =>
+      deferring.ready().then(
+        () => true,
+        () => false,
+      ),
+    );
+    await ownRedis.kill();
+    await eventually(() =>
+      deferring.ready().then(
+        () => false,
+        () => true,
+      ),
+    );
+    await expect(accepting.ready()).resolves.toBeUndefined();
+  });
+
   it("a Redis that is not there at start does not stop the server; it says so at start", async () => {
     ownRedis = await startRedisServer();
     const url = ownRedis.url;

@@ -47,5 +47,7 @@ export interface GreylistStore {
   check(request: TripletCheck, timings: GreylistTimings): Promise<GreylistDecision>;
   /** Connects; never throws for an unreachable store (checks report the outage). */
   open?(log: Logger): Promise<void>;
+  /** Resolves while the store answers, rejects with why not (for /readyz); optional. */
+  ping?(): Promise<void>;
   close?(): Promise<void>;
 }

@@ -25,5 +25,7 @@ export interface Backend {
   gauge(rule: ResolvedRule): ConnectionGauge;
   /** Connects (never throws: an unreachable store is an outage handled per request). */
   open(log: Logger): Promise<void>;
+  /** Resolves while the store answers (Redis: PING), rejects with why not. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }

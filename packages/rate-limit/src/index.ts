@@ -75,7 +75,12 @@ interface Limit {
   gauge: ConnectionGauge | undefined;
 }
 
-export default function rateLimit(options: RateLimitOptions): Plugin {
+export interface RateLimitPlugin extends Plugin {
+  /** Resolves unless Redis does not answer while `onError` is "defer" (what /readyz asks). */
+  ready(): Promise<void>;
+}
+
+export default function rateLimit(options: RateLimitOptions): RateLimitPlugin {
   const resolved = parseOptions(rateLimitOptionsSchema, options, pluginName);
   const backend: Backend = resolved.redis ? redisBackend(resolved.redis) : memoryBackend();
   const storeTimeoutMs = resolved.redis?.timeoutMs ?? 1000;
@@ -337,6 +342,13 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
       server.events.on(sessionClosed, ({ session }) => sessionEnded(session));
       await backend.open(serverLog);
     },
+    /**
+     * For /readyz of @postern/metrics: not ready while Redis does not answer and `onError` is
+     * "defer" (every limited session is then answered 4xx). With "allow" mail flows without it.
+     */
+    async ready() {
+      if (onError === "defer") await backend.ping();
+    },
     async close() {
       stopped = true;
       // Core closed every connection before this; give back slots whose close hook has not run yet.
@@ -364,7 +376,7 @@ export default function rateLimit(options: RateLimitOptions): Plugin {
         data(transaction, message, context),
       ),
     },
-  } satisfies Plugin;
+  } satisfies RateLimitPlugin;
   rememberOptions(plugin, resolved);
   return plugin;
 }

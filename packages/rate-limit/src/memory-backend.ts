@@ -46,6 +46,7 @@ function memoryGauge(max: number): ConnectionGauge {
 export function memoryBackend(): Backend {
   return {
     kind: "memory",
+    async ping() {},
     counter(rule: ResolvedRule) {
       return limiterCounter(
         new RateLimiterMemory({ points: rule.count, duration: rule.windowSeconds ?? 0, keyPrefix: rule.name }),

@@ -214,6 +214,10 @@ export function redisBackend(options: ResolvedRedisOptions): Backend {
         );
       }
     },
+    async ping() {
+      // Rejects at once while disconnected (no offline queue), so /readyz does not wait.
+      await client.ping();
+    },
     async close() {
       clearInterval(heartbeat);
       await sync();

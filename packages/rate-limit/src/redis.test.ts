@@ -212,4 +212,29 @@ describe("a Redis outage mid-test", () => {
     expect(server.logs.some((line) => line.level === 40 && /cannot reach Redis/.test(line.msg))).toBe(true);
     client.close();
   });
+
+  it("is not ready while Redis does not answer and onError is defer; with allow it is", async () => {
+    ownRedis = await startRedisServer();
+    const rules: LimitRule[] = [{ kind: "messages", limit: "10/1h" }];
+    const deferring = rateLimit({ limits: rules, redis: { url: ownRedis.url, timeoutMs: 1000, onError: "defer" } });
+    const allowing = rateLimit({ limits: rules, redis: { url: ownRedis.url, timeoutMs: 1000, onError: "allow" } });
+    servers.push(await startTestServer({ plugins: [deferring] }), await startTestServer({ plugins: [allowing] }));
+    await eventually(
+      async () =>
+        (await deferring.ready().then(
+          () => true,
+          () => false,
+        )) === true,
+    );
+    await ownRedis.kill();
+    await eventually(
+      async () =>
+        (await deferring.ready().then(
+          () => false,
+          () => true,
+        )) === true,
+    );
+    await expect(deferring.ready()).rejects.toThrow();
+    await expect(allowing.ready()).resolves.toBeUndefined();
+  });
 });
