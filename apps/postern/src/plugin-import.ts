@@ -1,7 +1,7 @@
 // Imports a plugin package named in a YAML config. The package is looked up from the config file's
 // directory first (an operator installs extra plugins next to their config), then from this app's
-// own dependencies (core, recipients, store-maildir; a site installs every other plugin). Relative paths ("./my-plugin.js") are taken from the
-// config file's directory only.
+// own dependencies (core, recipients, store-maildir; a site installs every other plugin).
+// Relative paths ("./my-plugin.js") are taken from the config file's directory only.
 import { pathToFileURL } from "node:url";
 import { moduleResolve } from "import-meta-resolve";
 

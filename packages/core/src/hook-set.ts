@@ -1,7 +1,7 @@
 // A hook set is data: for every hook its combining rule, its result when nobody answers, its default
-// deadline and what a failing handler counts as. Core defines the SMTP set (`smtpHooks` in hooks.ts); other
-// packages define their own (outbound's delivery hooks) with the same function, run them with the
-// same runner (hook-runner.ts), and `postern check` lists them all the same way.
+// deadline and what a failing handler counts as. Core defines the SMTP set (`smtpHooks` in
+// hooks.ts); other packages define their own (outbound's delivery hooks) with the same function,
+// run them with the same runner (hook-runner.ts), and `postern check` lists them all the same way.
 import type { Logger } from "pino";
 import type { PosternError } from "./errors.ts";
 

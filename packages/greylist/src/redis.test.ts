@@ -142,19 +142,14 @@ describe("a Redis outage", () => {
     const deferring = greylist({ clock, redis, onStoreError: "defer" });
     const accepting = greylist({ clock, redis, onStoreError: "accept" });
     servers.push(await startTestServer({ plugins: [deferring] }), await startTestServer({ plugins: [accepting] }));
-    await eventually(() =>
+    const isReady = () =>
       deferring.ready().then(
         () => true,
         () => false,
-      ),
-    );
+      );
+    await eventually(isReady);
     await ownRedis.kill();
-    await eventually(() =>
-      deferring.ready().then(
-        () => false,
-        () => true,
-      ),
-    );
+    await eventually(async () => !(await isReady()));
     await expect(accepting.ready()).resolves.toBeUndefined();
   });
 

@@ -18,7 +18,7 @@ describe("bindUdpAndTcp", () => {
 
     let tcpAnswered = false;
     const { udp, tcp, port } = await bindUdpAndTcp(
-      () => () => undefined,
+      () => undefined,
       (socket) => {
         tcpAnswered = true;
         socket.end();

@@ -116,8 +116,9 @@ function truncateForUdp(queryBytes: Buffer, response: Buffer): Buffer {
  * a 2048-bit DKIM key, failed now and then. So a taken TCP port means another pair is tried.
  */
 export async function bindUdpAndTcp(
-  answerUdp: (udp: UdpSocket) => (message: Buffer, remote: RemoteInfo) => void,
-  answerTcp: (socket: Socket) => void,
+  /** A datagram came; `reply` sends one back to where it came from. */
+  onUdpMessage: (message: Buffer, reply: (bytes: Buffer) => void) => void,
+  onTcpConnection: (socket: Socket) => void,
   /** The port of the first try (0: the system picks); a test sets one whose TCP side is taken. */
   firstPort = 0,
 ): Promise<{ udp: UdpSocket; tcp: TcpServer; port: number }> {
@@ -125,8 +126,10 @@ export async function bindUdpAndTcp(
   let lastError: unknown;
   for (let attempt = 0; attempt < attempts; attempt++) {
     const udp: UdpSocket = createSocket("udp4");
-    udp.on("message", answerUdp(udp));
-    const tcp: TcpServer = createTcpServer(answerTcp);
+    udp.on("message", (message: Buffer, remote: RemoteInfo) =>
+      onUdpMessage(message, (bytes) => udp.send(bytes, remote.port, remote.address)),
+    );
+    const tcp: TcpServer = createTcpServer(onTcpConnection);
     try {
       await new Promise<void>((resolve, reject) => {
         udp.once("error", reject);
@@ -181,14 +184,14 @@ export async function startFakeDns(initial: Zone = {}): Promise<FakeDns> {
     return packet.encode(reply);
   };
 
-  const answerUdp = (udp: UdpSocket) => (message: Buffer, remote: RemoteInfo) => {
+  const answerUdp = (message: Buffer, reply: (bytes: Buffer) => void) => {
     let response: Buffer | undefined;
     try {
       response = respond(packet.decode(message));
     } catch {
       return;
     }
-    if (response) udp.send(truncateForUdp(message, response), remote.port, remote.address);
+    if (response) reply(truncateForUdp(message, response));
   };
 
   const sockets = new Set<Socket>();

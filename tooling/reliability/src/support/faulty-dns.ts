@@ -2,7 +2,6 @@
 // late, answers SERVFAIL, or answers truncated (TC set, no records) over UDP with TCP refused or
 // working. @postern/testing's fake DNS has per-name SERVFAIL/TIMEOUT entries but no server-wide
 // modes, delays or truncation, so this one is written here on dns-packet (UDP and TCP on one port).
-import type { RemoteInfo, Socket as UdpSocket } from "node:dgram";
 import type { Socket } from "node:net";
 import { bindUdpAndTcp } from "@postern/testing";
 import dnsPacket from "dns-packet";
@@ -82,7 +81,7 @@ export async function startFaultyDns(zone: Record<string, ZoneRecords>): Promise
     else reply();
   };
 
-  const answerUdp = (udp: UdpSocket) => (bytes: Buffer, peer: RemoteInfo) => {
+  const answerUdp = (bytes: Buffer, reply: (bytes: Buffer) => void) => {
     queries.udp++;
     let query: dnsPacket.Packet;
     try {
@@ -90,7 +89,7 @@ export async function startFaultyDns(zone: Record<string, ZoneRecords>): Promise
     } catch {
       return;
     }
-    answer(query, true, (reply) => udp.send(reply, peer.port, peer.address));
+    answer(query, true, reply);
   };
 
   const answerTcp = (socket: Socket) => {
