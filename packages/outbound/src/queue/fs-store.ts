@@ -23,12 +23,28 @@
 // A crash before 3 may have kept either entry, both or neither: on open, an .eml without a .json
 // and a .json without an .eml are a message that was never acknowledged, and are removed (removal
 // takes the .json first, so a stored message never lacks its .eml otherwise).
+//
+// The metadata calls (open, close, rename, unlink) run inline on the event loop by default and
+// only the O_DSYNC writes and the directory fsync go to libuv's thread pool (core's
+// file-system-calls.ts says why); `metadataCalls: "pool"` sends every call to the pool (NFS).
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { access, mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { acquireFileLock, DirectorySync, type FileLock, FileLockedError, PosternError } from "@postern/core";
+import {
+  acquireFileLock,
+  DirectorySync,
+  type FileLock,
+  FileLockedError,
+  type FileSystemCalls,
+  fileSystemCalls,
+  type MetadataCalls,
+  PosternError,
+  syncDirectory,
+  writeAll,
+  writeFileDurably,
+} from "@postern/core";
 import { DueSchedule } from "./due-schedule.ts";
 import {
   assertMessageId,
@@ -54,6 +70,8 @@ export interface FsQueueStoreOptions {
    * retry/delete to the owner through control files instead of failing.
    */
   shared?: boolean;
+  /** "inline" (default): open, close, rename and unlink on the event loop; "pool": on the thread pool. */
+  metadataCalls?: MetadataCalls;
 }
 
 /** Another live process owns the spool directory. */
@@ -86,9 +104,8 @@ interface Lease {
 
 type ControlRequest = { op: "retry"; id?: string } | { op: "delete" | "hold" | "unhold"; id: string };
 
-// Not every platform has O_DSYNC (Windows); there the file is written, then fdatasync'd.
-const O_DSYNC = (constants as { O_DSYNC?: number }).O_DSYNC;
 const { O_WRONLY, O_CREAT, O_TRUNC } = constants;
+const replaceFlags = O_WRONLY | O_CREAT | O_TRUNC;
 
 /** Bodies up to this size come as one Buffer (core holds them in memory already): one write. */
 const bodyBufferLimit = 256 * 1024;
@@ -98,26 +115,28 @@ const bodyBufferLimit = 256 * 1024;
  * caller renames it and fsyncs the directory). A small write goes on an O_DSYNC file, one call;
  * a stream is written as it comes and fdatasync'd once (O_DSYNC would wait for the disk per chunk).
  */
-async function writeDurably(path: string, data: Buffer | string | Readable): Promise<void> {
-  const inOneWrite = typeof data === "string" || Buffer.isBuffer(data);
-  const dsync = inOneWrite && O_DSYNC !== undefined;
-  const handle = await open(path, O_WRONLY | O_CREAT | O_TRUNC | (dsync ? O_DSYNC : 0), 0o600);
+async function writeDurably(calls: FileSystemCalls, path: string, data: Buffer | string | Readable): Promise<void> {
+  if (typeof data === "string" || Buffer.isBuffer(data)) {
+    await writeFileDurably(calls, path, [typeof data === "string" ? Buffer.from(data) : data], replaceFlags);
+    return;
+  }
+  const fd = await calls.open(path, replaceFlags, 0o600);
   try {
-    await handle.writeFile(data);
-    if (!dsync) await handle.datasync();
+    for await (const chunk of data as AsyncIterable<Buffer>) await writeAll(calls, fd, [chunk]);
+    await calls.fdatasync(fd);
   } finally {
-    await handle.close();
+    await calls.close(fd);
   }
 }
 
 /**
  * Removes a file that may already be gone. unlink, not rm({ force: true }): rm stats the path
- * twice before it unlinks (three system calls on the thread pool instead of one), and this runs
- * twice for every message delivered.
+ * twice before it unlinks (three system calls instead of one), and this runs twice for every
+ * message delivered.
  */
-async function removeFile(path: string): Promise<void> {
+async function removeFile(calls: FileSystemCalls, path: string): Promise<void> {
   try {
-    await unlink(path);
+    await calls.unlink(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
@@ -143,13 +162,17 @@ export class FsQueueStore implements QueueStore {
   /** Per-message write chain: two domains of one message may finish at the same time. */
   readonly #locks = new Map<string, Promise<unknown>>();
   /** fsyncs of msg/ shared by the writers that renamed into it meanwhile (group commit). */
-  readonly #directories = new DirectorySync();
+  readonly #directories: DirectorySync;
+  readonly #calls: FileSystemCalls;
   #lastControlScan = 0;
   readonly bodyBufferLimit = bodyBufferLimit;
 
   constructor(options: FsQueueStoreOptions) {
     this.dir = options.dir;
     this.#shared = options.shared ?? false;
+    const calls = fileSystemCalls(options.metadataCalls);
+    this.#calls = calls;
+    this.#directories = new DirectorySync((directory) => syncDirectory(directory, calls));
   }
 
   /** False when opened shared while another process owns the spool. */
@@ -256,8 +279,8 @@ export class FsQueueStore implements QueueStore {
   async #writeRecord(record: StoredRecord): Promise<void> {
     const id = record.envelope.id;
     const temp = this.#path("tmp", `${id}.${randomBytes(4).toString("hex")}.json`);
-    await writeDurably(temp, JSON.stringify(record));
-    await rename(temp, this.#path("msg", `${id}.json`));
+    await writeDurably(this.#calls, temp, JSON.stringify(record));
+    await this.#calls.rename(temp, this.#path("msg", `${id}.json`));
     // The new version is in place only once msg/ is fsync'd (shared with concurrent writers).
     await this.#directories.sync(this.#path("msg"));
   }
@@ -266,8 +289,8 @@ export class FsQueueStore implements QueueStore {
     // The .json goes first: without it the message no longer exists, whatever else remains.
     // No fsync here (as in Postfix): a removal lost in a crash means a message delivered just
     // before it is delivered again, never a message lost, and it saves a disk flush per message.
-    await removeFile(this.#path("msg", `${id}.json`));
-    await removeFile(this.#path("msg", `${id}.eml`));
+    await removeFile(this.#calls, this.#path("msg", `${id}.json`));
+    await removeFile(this.#calls, this.#path("msg", `${id}.eml`));
     this.#messages.delete(id);
     this.#due.forget(id);
     for (const key of [...this.#leases.keys()]) if (key.startsWith(`${id}:`)) this.#leases.delete(key);
@@ -325,12 +348,12 @@ export class FsQueueStore implements QueueStore {
     const recordPath = this.#path("msg", `${envelope.id}.json`);
     try {
       const written = await Promise.allSettled([
-        writeDurably(bodyTemp, body),
-        writeDurably(recordTemp, JSON.stringify(record)),
+        writeDurably(this.#calls, bodyTemp, body),
+        writeDurably(this.#calls, recordTemp, JSON.stringify(record)),
       ]);
       for (const result of written) if (result.status === "rejected") throw result.reason;
-      await rename(bodyTemp, bodyPath);
-      await rename(recordTemp, recordPath);
+      await this.#calls.rename(bodyTemp, bodyPath);
+      await this.#calls.rename(recordTemp, recordPath);
       await this.#directories.sync(this.#path("msg"));
     } catch (error) {
       // The .json first: without it nothing is queued, whatever else remains. Each removal is
@@ -661,7 +684,7 @@ export class FsQueueStore implements QueueStore {
   async saveCached(key: string, value: unknown): Promise<void> {
     if (!this.#owner) return;
     const temp = this.#path("tmp", `cache.${randomBytes(4).toString("hex")}.json`);
-    await writeDurably(temp, JSON.stringify(value));
+    await writeDurably(this.#calls, temp, JSON.stringify(value));
     await rename(temp, this.#cachePath(key));
   }
 
@@ -669,7 +692,7 @@ export class FsQueueStore implements QueueStore {
   async #request(request: ControlRequest): Promise<void> {
     const name = `${Date.now()}-${randomBytes(4).toString("hex")}.json`;
     const temp = this.#path("tmp", `control.${name}`);
-    await writeDurably(temp, JSON.stringify(request));
+    await writeDurably(this.#calls, temp, JSON.stringify(request));
     await rename(temp, this.#path("control", name));
   }
 

@@ -24,12 +24,13 @@ interface Harness {
   cleanup(): Promise<void>;
 }
 
-const backends: { name: string; create(): Promise<Harness> }[] = [
-  {
-    name: "fs",
+/** The filesystem spool, with its metadata calls inline (the default) or on the thread pool. */
+function fsBackend(metadataCalls: "inline" | "pool"): { name: string; create(): Promise<Harness> } {
+  return {
+    name: metadataCalls === "inline" ? "fs" : "fs (metadata calls on the pool)",
     async create() {
       const dir = await mkdtemp(join(tmpdir(), "postern-outbound-spool-"));
-      let store = new FsQueueStore({ dir });
+      let store = new FsQueueStore({ dir, metadataCalls });
       await store.open();
       return {
         get store() {
@@ -37,7 +38,7 @@ const backends: { name: string; create(): Promise<Harness> }[] = [
         },
         async reopen() {
           await store.close();
-          store = new FsQueueStore({ dir });
+          store = new FsQueueStore({ dir, metadataCalls });
           await store.open();
           return store;
         },
@@ -47,7 +48,12 @@ const backends: { name: string; create(): Promise<Harness> }[] = [
         },
       };
     },
-  },
+  };
+}
+
+const backends: { name: string; create(): Promise<Harness> }[] = [
+  fsBackend("inline"),
+  fsBackend("pool"),
   {
     name: "postgres",
     async create() {
