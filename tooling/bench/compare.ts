@@ -424,6 +424,17 @@ const rows: Row[] = [
     // Every check must really run and pass: a DNS failure would make the row fast and meaningless.
     checkStored: (message) => missingResults(message, ["spf=pass", "dkim=pass", "dmarc=pass"]),
   },
+  {
+    // Like for like with haraka-pipeline: the checks Haraka's row runs (recipient domain, SPF,
+    // DKIM verification, a Maildir store that fsyncs before 250), without DMARC and rate limits.
+    id: "pipeline-same",
+    label: "Postern spf + dkim → Maildir (Haraka's checks)",
+    delay: "0",
+    payload: signed,
+    start: () => startNodeServer("./postern-server.ts", ["pipeline-same", dnsServer]),
+    storedFiles: (server) => server.maildirRoot && join(server.maildirRoot, "bench.test", "user", "new"),
+    checkStored: (message) => missingResults(message, ["spf=pass", "dkim=pass"]),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -930,6 +941,12 @@ const ratios: Ratio[] = [
   {
     label: "Postern full pipeline / Haraka spf + dkim → Maildir",
     numerator: "pipeline",
+    denominator: "haraka-pipeline",
+    target: 2,
+  },
+  {
+    label: "Postern spf + dkim → Maildir / Haraka spf + dkim → Maildir (same checks)",
+    numerator: "pipeline-same",
     denominator: "haraka-pipeline",
     target: 2,
   },

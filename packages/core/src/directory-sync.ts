@@ -4,19 +4,15 @@
 // starts one at once; whoever asks while one runs waits for the next, which starts as soon as the
 // running one ends and covers everyone who asked in between. A caller's promise resolves only
 // after an fsync that *began after its call* — and so after its entry was made — has returned.
-import { constants } from "node:fs";
-import { type FileSystemCalls, fileSystemCalls } from "./file-system-calls.ts";
+import { open } from "node:fs/promises";
 
-/**
- * fsync a directory, making the entries created or removed in it durable. With inline metadata
- * calls (the default) only the fsync goes to the thread pool; open and close run on the loop.
- */
-export async function syncDirectory(path: string, calls: FileSystemCalls = fileSystemCalls()): Promise<void> {
-  const fd = await calls.open(path, constants.O_RDONLY);
+/** fsync a directory, making the entries created or removed in it durable. */
+export async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, "r");
   try {
-    await calls.fsync(fd);
+    await handle.sync();
   } finally {
-    await calls.close(fd);
+    await handle.close();
   }
 }
 

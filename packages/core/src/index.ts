@@ -45,8 +45,6 @@ export {
   transactionEnded,
 } from "./core-events.ts";
 export { DirectorySync, syncDirectory } from "./directory-sync.ts";
-export type { FileSystemCalls, MetadataCalls } from "./file-system-calls.ts";
-export { fileSystemCalls, writeAll, writeFileDurably } from "./file-system-calls.ts";
 export type { DnsOptions, DnsResolver } from "./dns.ts";
 export { createResolver, DnsError } from "./dns.ts";
 export type { CoreErrorCode, PosternErrorCode, PosternErrorOptions } from "./errors.ts";

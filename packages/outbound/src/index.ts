@@ -94,7 +94,7 @@ export function createQueueStore(
 ): QueueStore {
   switch (queue.type) {
     case "fs":
-      return new FsQueueStore({ dir: queue.dir, shared: options.shared ?? false, metadataCalls: queue.metadataCalls });
+      return new FsQueueStore({ dir: queue.dir, shared: options.shared ?? false });
     case "postgres":
       return new PgQueueStore({
         connectionString: queue.connectionString,

@@ -40,11 +40,6 @@ const storeSchema = z.union([
     type: z.literal("fs"),
     /** Spool directory (created when missing). */
     dir: z.string().min(1).default("./data/queue"),
-    /**
-     * Where the spool's open, close, rename and unlink calls run: "inline" (default) on the event
-     * loop, a few µs each on a local disk; "pool" on libuv's thread pool, for a spool on NFS.
-     */
-    metadataCalls: z.enum(["inline", "pool"], { error: 'expected "inline" or "pool"' }).default("inline"),
   }),
   z.object({
     type: z.literal("postgres"),
@@ -221,7 +216,7 @@ export type SourcePoolInput = z.input<typeof sourcePoolSchema>;
 export const outboundOptionsSchema = z.object({
   /** Recipient routes (set by rcptTo plugins) whose mail this plugin queues and delivers. */
   queueRoutes: z.array(z.string().min(1)).min(1).default(["relay"]),
-  queue: storeSchema.default({ type: "fs", dir: "./data/queue", metadataCalls: "inline" }),
+  queue: storeSchema.default({ type: "fs", dir: "./data/queue" }),
   /** Port of MX hosts (25; tests point it elsewhere). */
   port: port.default(25),
   /** Send all mail through this host instead of looking up MX records. */

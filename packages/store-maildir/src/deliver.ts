@@ -8,22 +8,11 @@
 // File system calls for a message of up to 256 KB to one known mailbox: open (O_DSYNC), one
 // writev, close and rename — the directory's open/fsync/close shared by the batch. (Before: three
 // mkdir with three stat, open, write, fsync, close, link, open/fsync/close of new/, unlink.)
-//
-// Those calls go through `context.calls`: by default open, close, rename and link run inline on
-// the event loop (a few µs each on a local disk) and only the O_DSYNC write and the shared fsync
-// go to libuv's thread pool — one pool hand-off per message instead of four (core's
-// file-system-calls.ts says why).
 import { constants } from "node:fs";
-import { copyFile, open, rename } from "node:fs/promises";
+import { copyFile, type FileHandle, link, open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
-import {
-  type DirectorySync,
-  type FileSystemCalls,
-  removeOrRetryLater,
-  writeAll,
-  writeFileDurably,
-} from "@postern/core";
+import { type DirectorySync, removeOrRetryLater } from "@postern/core";
 import type { KnownMailboxes } from "./known-mailboxes.ts";
 import { deliveredName, uniqueName } from "./unique-name.ts";
 
@@ -40,8 +29,6 @@ export interface Delivered {
 export interface DeliveryContext {
   readonly known: KnownMailboxes;
   readonly directories: DirectorySync;
-  /** Where the file system calls run (inline metadata calls, or all on the thread pool). */
-  readonly calls: FileSystemCalls;
 }
 
 const LF = 10;
@@ -55,7 +42,9 @@ const CR = 13;
  */
 const gatherBytes = 256 * 1024;
 
+// Not every platform has O_DSYNC (Windows); there the small path writes and fdatasyncs too.
 const { O_WRONLY, O_CREAT, O_EXCL } = constants;
+const O_DSYNC = (constants as { O_DSYNC?: number }).O_DSYNC;
 const createFlags = O_WRONLY | O_CREAT | O_EXCL;
 
 /** Counts LFs not preceded by CR, carrying the last byte of the previous chunk. */
@@ -72,8 +61,20 @@ class LineEndCounter {
   }
 }
 
-async function removeQuietly(calls: FileSystemCalls, path: string): Promise<void> {
-  await calls.unlink(path).catch(() => undefined);
+/** Writes every byte of `buffers` (writev may write less than asked). */
+async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
+  let pending = buffers.filter((buffer) => buffer.length > 0);
+  while (pending.length > 0) {
+    let { bytesWritten } = await handle.writev(pending);
+    let index = 0;
+    while (index < pending.length && bytesWritten >= pending[index]!.length) bytesWritten -= pending[index++]!.length;
+    pending = pending.slice(index);
+    if (pending.length > 0 && bytesWritten > 0) pending[0] = pending[0]!.subarray(bytesWritten);
+  }
+}
+
+async function removeQuietly(path: string): Promise<void> {
+  await unlink(path).catch(() => undefined);
 }
 
 /**
@@ -100,9 +101,8 @@ async function writeDurably(
   path: string,
   source: Readable,
   signal: AbortSignal,
-  context: DeliveryContext,
+  known: KnownMailboxes,
 ): Promise<{ size: number; crlfSize: number }> {
-  const { known } = context;
   const lineEnds = new LineEndCounter();
   const chunks = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   let ended = false;
@@ -121,25 +121,23 @@ async function writeDurably(
       size += next.value.length;
     }
 
-    const { calls } = context;
-    if (ended) {
-      // The whole message is here: one O_DSYNC writev (data and size on disk when it returns).
-      await inMailbox(mailbox, known, () => writeFileDurably(calls, path, gathered, createFlags));
-    } else {
-      const fd = await inMailbox(mailbox, known, () => calls.open(path, createFlags, 0o600));
-      try {
-        await writeAll(calls, fd, gathered);
+    const whole = ended && O_DSYNC !== undefined;
+    const flags = whole ? createFlags | O_DSYNC! : createFlags;
+    const handle = await inMailbox(mailbox, known, () => open(path, flags, 0o600));
+    try {
+      await writeAll(handle, gathered);
+      if (!whole) {
         for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
           signal.throwIfAborted();
           lineEnds.add(next.value);
-          await writeAll(calls, fd, [next.value]);
+          await writeAll(handle, [next.value]);
           size += next.value.length;
         }
         ended = true;
-        await calls.fdatasync(fd);
-      } finally {
-        await calls.close(fd);
+        await handle.datasync();
       }
+    } finally {
+      await handle.close();
     }
     return { size, crlfSize: size + lineEnds.bareLineFeeds };
   } finally {
@@ -154,7 +152,7 @@ export async function deliver(
   signal: AbortSignal,
   context: DeliveryContext,
 ): Promise<Delivered> {
-  const { known, directories, calls } = context;
+  const { known, directories } = context;
   const unique = uniqueName();
   const [first, ...others] = mailboxes as [string, ...string[]];
   const tmpFiles: string[] = [];
@@ -163,7 +161,7 @@ export async function deliver(
     for (const mailbox of mailboxes) await known.ensure(mailbox);
     const tmp = join(first, "tmp", unique);
     tmpFiles.push(tmp);
-    const { size, crlfSize } = await writeDurably(first, tmp, source, signal, context);
+    const { size, crlfSize } = await writeDurably(first, tmp, source, signal, known);
     const name = deliveredName(unique, size, crlfSize);
 
     // The other mailboxes link the file while its tmp/ name still exists; the first mailbox
@@ -174,7 +172,7 @@ export async function deliver(
       signal.throwIfAborted();
       const target = join(mailbox, "new", name);
       try {
-        await inMailbox(mailbox, known, () => calls.link(tmp, target));
+        await inMailbox(mailbox, known, () => link(tmp, target));
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EXDEV") throw error;
         // This mailbox is on another file system: a durable copy in its own tmp/, renamed in.
@@ -189,7 +187,7 @@ export async function deliver(
     }
     signal.throwIfAborted();
     const target = join(first, "new", name);
-    await inMailbox(first, known, () => calls.rename(tmp, target));
+    await inMailbox(first, known, () => rename(tmp, target));
     entered.push(target);
 
     await Promise.all(entered.map((path) => directories.sync(dirname(path))));
@@ -199,7 +197,7 @@ export async function deliver(
     // Undo: nothing may stay in new/ for a message the client will send again. (A reader such
     // as Dovecot could in principle move a just-entered file to cur/ before this runs; the
     // window is the few system calls between the rename and here.)
-    for (const path of entered) await removeQuietly(calls, path);
+    for (const path of entered) await removeQuietly(path);
     await Promise.all(entered.map((path) => directories.sync(dirname(path)).catch(() => undefined)));
     // A tmp/ file the disk will not remove now (read-only) is removed once it lets go.
     for (const path of tmpFiles) await removeOrRetryLater(path);

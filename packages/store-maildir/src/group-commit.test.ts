@@ -5,7 +5,7 @@ import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { ConfigError, DirectorySync, fileSystemCalls, syncDirectory } from "@postern/core";
+import { DirectorySync, syncDirectory } from "@postern/core";
 import { buildMessage, bulkyText, claimRecipients, startTestServer, type TestServer } from "@postern/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { deliver } from "./deliver.ts";
@@ -64,7 +64,7 @@ describe("group commit", () => {
       await syncDirectory(directory);
       log.push(`fsync end ${number}`);
     });
-    const context = { known: new KnownMailboxes(), directories, calls: fileSystemCalls() };
+    const context = { known: new KnownMailboxes(), directories };
     const messages = Array.from({ length: count }, (_, n) =>
       buildMessage({ to: "alice@example.com", subject: `direct ${n}`, text: bulkyText(1000 + n * 37) }),
     );
@@ -91,65 +91,51 @@ describe("group commit", () => {
     expect(await readdir(join(mailbox, "tmp"))).toEqual([]);
   });
 
-  // Both ways of making the calls: metadata inline on the event loop (the default), or all on the pool.
-  it.each(["inline", "pool"] as const)(
-    "many concurrent SMTP deliveries to shared mailboxes (%s metadata calls): each message once, byte-exact, in every mailbox",
-    async (metadataCalls) => {
-      const root = join(base, `smtp-${metadataCalls}`);
-      server = await startTestServer({
-        plugins: [claimRecipients(), maildir({ root, metadataCalls })],
-        hostname: "localhost",
-      });
-      const alice = join(root, "example.com", "alice");
-      const bob = join(root, "example.com", "bob");
-      const count = 120;
-      // Every third message also goes to bob (one file, linked into both new/ directories); a few
-      // are large enough to be streamed and fdatasynced rather than written at once.
-      const messages = Array.from({ length: count }, (_, n) => ({
-        to: n % 3 === 0 ? ["alice@example.com", "bob@example.com"] : ["alice@example.com"],
-        raw: buildMessage({ subject: `concurrent ${n}`, text: bulkyText(n % 40 === 0 ? 400 * 1024 : 2000 + n * 11) }),
-      }));
-      let next = 0;
-      const client = async () => {
-        while (next < count) {
-          const message = messages[next++]!;
-          const result = await server!.send(message);
-          expect(result.response).toMatch(/^250 /);
-        }
-      };
-      await Promise.all(Array.from({ length: 40 }, client));
-
-      const inAlice = await storedBySubject(alice);
-      const inBob = await storedBySubject(bob);
-      expect(inAlice.size).toBe(count);
-      expect(inBob.size).toBe(count / 3);
-      for (const [n, { raw }] of messages.entries()) {
-        for (const [owner, stored] of [
-          ["alice", inAlice],
-          ["bob", inBob],
-        ] as const) {
-          const copy = stored.get(`concurrent ${n}`);
-          if (owner === "bob" && n % 3 !== 0) {
-            expect(copy).toBeUndefined();
-            continue;
-          }
-          // What the store wrote: core's Received: field on top, then the message as sent.
-          expect(copy?.subarray(copy.length - raw.length).equals(raw), `${owner}: concurrent ${n}`).toBe(true);
-          expect(copy!.toString("latin1")).toMatch(/^Received: from client\.test /);
-        }
+  it("many concurrent SMTP deliveries to shared mailboxes: each message once, byte-exact, in every mailbox", async () => {
+    const root = join(base, "smtp");
+    server = await startTestServer({ plugins: [claimRecipients(), maildir({ root })], hostname: "localhost" });
+    const alice = join(root, "example.com", "alice");
+    const bob = join(root, "example.com", "bob");
+    const count = 120;
+    // Every third message also goes to bob (one file, linked into both new/ directories); a few
+    // are large enough to be streamed and fdatasynced rather than written at once.
+    const messages = Array.from({ length: count }, (_, n) => ({
+      to: n % 3 === 0 ? ["alice@example.com", "bob@example.com"] : ["alice@example.com"],
+      raw: buildMessage({ subject: `concurrent ${n}`, text: bulkyText(n % 40 === 0 ? 400 * 1024 : 2000 + n * 11) }),
+    }));
+    let next = 0;
+    const client = async () => {
+      while (next < count) {
+        const message = messages[next++]!;
+        const result = await server!.send(message);
+        expect(result.response).toMatch(/^250 /);
       }
-      // Shared recipients share the inode; nothing is left in tmp/.
-      const name = (await readdir(join(bob, "new")))[0]!;
-      expect((await stat(join(bob, "new", name))).nlink).toBe(2);
-      expect(await readdir(join(alice, "tmp"))).toEqual([]);
-      expect(await readdir(join(bob, "tmp"))).toEqual([]);
-    },
-  );
+    };
+    await Promise.all(Array.from({ length: 40 }, client));
 
-  it("refuses a bad metadataCalls value in one line naming the key", () => {
-    expect(() => maildir({ root: "x", metadataCalls: "sync" as never })).toThrow(ConfigError);
-    expect(() => maildir({ root: "x", metadataCalls: "sync" as never })).toThrow(
-      /^@postern\/store-maildir\.metadataCalls: expected "inline" or "pool" \(got "sync"\)$/,
-    );
+    const inAlice = await storedBySubject(alice);
+    const inBob = await storedBySubject(bob);
+    expect(inAlice.size).toBe(count);
+    expect(inBob.size).toBe(count / 3);
+    for (const [n, { raw }] of messages.entries()) {
+      for (const [owner, stored] of [
+        ["alice", inAlice],
+        ["bob", inBob],
+      ] as const) {
+        const copy = stored.get(`concurrent ${n}`);
+        if (owner === "bob" && n % 3 !== 0) {
+          expect(copy).toBeUndefined();
+          continue;
+        }
+        // What the store wrote: core's Received: field on top, then the message as sent.
+        expect(copy?.subarray(copy.length - raw.length).equals(raw), `${owner}: concurrent ${n}`).toBe(true);
+        expect(copy!.toString("latin1")).toMatch(/^Received: from client\.test /);
+      }
+    }
+    // Shared recipients share the inode; nothing is left in tmp/.
+    const name = (await readdir(join(bob, "new")))[0]!;
+    expect((await stat(join(bob, "new", name))).nlink).toBe(2);
+    expect(await readdir(join(alice, "tmp"))).toEqual([]);
+    expect(await readdir(join(bob, "tmp"))).toEqual([]);
   });
 });

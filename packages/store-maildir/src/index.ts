@@ -3,16 +3,7 @@
 // durable in new/ of every recipient's mailbox (file and directory entry).
 import { hostname } from "node:os";
 import { resolve } from "node:path";
-import {
-  accept,
-  DirectorySync,
-  defer,
-  fileSystemCalls,
-  type Plugin,
-  parseOptions,
-  reject,
-  syncDirectory,
-} from "@postern/core";
+import { accept, DirectorySync, defer, type Plugin, parseOptions, reject } from "@postern/core";
 import { type DeliveryContext, deliver } from "./deliver.ts";
 import { KnownMailboxes } from "./known-mailboxes.ts";
 import { mailboxPath } from "./mailbox-path.ts";
@@ -43,12 +34,7 @@ export default function maildir(options: MaildirOptions): MaildirPlugin {
   let defaultDomain = hostname();
   // Shared by this store's deliveries: mailboxes already made, and one fsync per new/ directory
   // for all deliveries that entered it meanwhile (group commit).
-  const calls = fileSystemCalls(resolved.metadataCalls);
-  const context: DeliveryContext = {
-    known: new KnownMailboxes(),
-    directories: new DirectorySync((directory) => syncDirectory(directory, calls)),
-    calls,
-  };
+  const context: DeliveryContext = { known: new KnownMailboxes(), directories: new DirectorySync() };
 
   return {
     name: pluginName,

@@ -14,13 +14,6 @@ export interface MaildirOptions {
    * or "create" (made when missing).
    */
   subaddressFolders?: "off" | "existing" | "create";
-  /**
-   * Where the metadata calls of a delivery (open, close, rename, link) run: "inline" (default) on
-   * the event loop, a few µs each on a local disk, leaving only the data write and the directory
-   * fsync to libuv's thread pool; "pool" sends them to the pool as well — for a Maildir on a
-   * network file system (NFS), where each is a round trip that must not stall the server.
-   */
-  metadataCalls?: "inline" | "pool";
 }
 
 const placeholder = /\{([^{}]*)\}/g;
@@ -62,7 +55,6 @@ export const maildirOptionsSchema = z.strictObject({
   subaddressFolders: z
     .enum(["off", "existing", "create"], { error: 'expected "off", "existing" or "create"' })
     .default("off"),
-  metadataCalls: z.enum(["inline", "pool"], { error: 'expected "inline" or "pool"' }).default("inline"),
 });
 
 export type ResolvedMaildirOptions = z.output<typeof maildirOptionsSchema>;

@@ -1,5 +1,5 @@
 // The Postern server compare.ts measures, in its own process so its RSS and CPU are its own.
-//   node --conditions=dev-source postern-server.ts <discard|maildir|pipeline|relay-fs|relay-pg> <dns host:port>
+//   node --conditions=dev-source postern-server.ts <discard|maildir|pipeline|pipeline-same|relay-fs|relay-pg> <dns host:port>
 // Tells its parent {type:"ready", port} (or {type:"unavailable", reason}) over IPC; answers
 // {type:"gc"} with {type:"gc", rss} after a full collection, and exits on {type:"stop"}.
 // Greeting delay 0 (the listener's default), log level "warn" (BENCH_LOG_LEVEL=info shows each
@@ -68,9 +68,13 @@ async function pluginsFor(chosen: string): Promise<Plugin[]> {
       }),
     ];
   }
-  const recipients = await plugin("@postern/recipients", { domains: ["bench.test"] });
+  // "*@bench.test": any local part, on purpose (without it the plugin warns at start).
+  const recipients = await plugin("@postern/recipients", { domains: ["bench.test"], mailboxes: ["*@bench.test"] });
   const maildir = await plugin(process.env.BENCH_MAILDIR_MODULE ?? "@postern/store-maildir", { root });
   if (chosen === "maildir") return [recipients, maildir];
+  // The checks the Haraka pipeline row runs, no more (no DMARC, no rate limits).
+  if (chosen === "pipeline-same")
+    return [recipients, await plugin("@postern/spf", {}), await plugin("@postern/dkim", {}), maildir];
   if (chosen === "pipeline") {
     return [
       // Limits far above what the benchmark sends, so every message passes every check.
