@@ -29,6 +29,7 @@ import { access, mkdir, open, readdir, readFile, rename, rm, unlink } from "node
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { acquireFileLock, DirectorySync, type FileLock, FileLockedError, PosternError } from "@postern/core";
+import { BodyCache } from "./body-cache.ts";
 import { DueSchedule } from "./due-schedule.ts";
 import {
   assertMessageId,
@@ -144,6 +145,8 @@ export class FsQueueStore implements QueueStore {
   readonly #locks = new Map<string, Promise<unknown>>();
   /** fsyncs of msg/ shared by the writers that renamed into it meanwhile (group commit). */
   readonly #directories = new DirectorySync();
+  /** Bodies just enqueued as one Buffer, for their first delivery (body-cache.ts says why). */
+  readonly #bodyCache = new BodyCache();
   #lastControlScan = 0;
   #tempCounter = 0;
   readonly bodyBufferLimit = bodyBufferLimit;
@@ -235,6 +238,7 @@ export class FsQueueStore implements QueueStore {
     this.#messages.clear();
     this.#leases.clear();
     this.#due.clear();
+    this.#bodyCache.clear();
   }
 
   #requireOwner(operation: string): void {
@@ -274,6 +278,7 @@ export class FsQueueStore implements QueueStore {
   }
 
   async #removeMessage(id: string): Promise<void> {
+    this.#bodyCache.delete(id);
     // The .json goes first: without it the message no longer exists, whatever else remains.
     // No fsync here (as in Postfix): a removal lost in a crash means a message delivered just
     // before it is delivered again, never a message lost, and it saves a disk flush per message.
@@ -352,6 +357,7 @@ export class FsQueueStore implements QueueStore {
       throw error;
     }
     this.#put(record);
+    if (Buffer.isBuffer(body)) this.#bodyCache.set(envelope.id, body);
   }
 
   #leaseOf(id: string, index: number, now: number): Lease | undefined {
@@ -456,6 +462,8 @@ export class FsQueueStore implements QueueStore {
   }
 
   complete(worker: string, messageId: string, outcomes: readonly RecipientOutcome[]): Promise<number[]> {
+    // The first attempt is over: a retry, later, reads the file.
+    this.#bodyCache.delete(messageId);
     this.#requireOwner("complete");
     return this.#withMessage(messageId, async () => {
       const record = this.#messages.get(messageId);
@@ -493,6 +501,8 @@ export class FsQueueStore implements QueueStore {
 
   async body(messageId: string): Promise<Readable> {
     assertMessageId(messageId);
+    const cached = this.#bodyCache.get(messageId);
+    if (cached) return Readable.from([cached], { objectMode: false });
     const handle = await open(this.#path("msg", `${messageId}.eml`), "r");
     // Read buffers sized to the file: a fixed 256 KB highWaterMark allocated 256 KB for each read
     // of a 10 KB message, and once more for the read that finds the end, so every delivery left

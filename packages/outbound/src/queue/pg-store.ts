@@ -11,6 +11,7 @@
 // entry, and body() reads them back a few rows per query as the consumer pulls.
 import { Readable } from "node:stream";
 import pg from "pg";
+import { BodyCache } from "./body-cache.ts";
 import {
   assertMessageId,
   type Claim,
@@ -124,6 +125,8 @@ export class PgQueueStore implements QueueStore {
   readonly #ownPool: boolean;
   readonly #t: { messages: string; chunks: string; recipients: string; cache: string };
   readonly #chunkSize: number;
+  /** Bodies this process just enqueued as one Buffer, for their first delivery. */
+  readonly #bodyCache = new BodyCache();
   /** A body of up to one chunk is written with the message and its recipients in one statement. */
   readonly bodyBufferLimit: number;
   /** The schema has the old `messages.body` column, which rolling upgrades may still fill. */
@@ -266,6 +269,7 @@ export class PgQueueStore implements QueueStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#bodyCache.clear();
     if (this.#ownPool) await this.#pool.end();
   }
 
@@ -300,6 +304,7 @@ export class PgQueueStore implements QueueStore {
          ${insertRecipients("(SELECT id FROM message)")}`,
         [envelope.id, ...recipientParams, JSON.stringify(envelope), envelope.createdAt, body],
       );
+      this.#bodyCache.set(envelope.id, body);
       return;
     }
 
@@ -400,6 +405,8 @@ export class PgQueueStore implements QueueStore {
 
   async complete(worker: string, messageId: string, outcomes: readonly RecipientOutcome[]): Promise<number[]> {
     if (outcomes.length === 0) return [];
+    // The first attempt is over: a retry, later (perhaps on another node), reads the rows.
+    this.#bodyCache.delete(messageId);
     const { messages, recipients } = this.#t;
     return this.#transaction(async (client) => {
       // Serializes completions of one message (several domains may finish together), so the
@@ -443,6 +450,9 @@ export class PgQueueStore implements QueueStore {
   }
 
   async body(messageId: string): Promise<Readable> {
+    // Enqueued by this process moments ago: no query (body-cache.ts says why).
+    const cached = this.#bodyCache.get(messageId);
+    if (cached) return Readable.from([cached], { objectMode: false });
     // Checked before the stream is handed out, so a missing message is an error here, not mid-read.
     // The chunk count is taken now so that a message deleted mid-read (`postern queue delete`)
     // fails the stream instead of ending it early: a short body must never go out as complete.
@@ -545,6 +555,7 @@ export class PgQueueStore implements QueueStore {
   }
 
   async delete(messageId: string): Promise<boolean> {
+    this.#bodyCache.delete(messageId);
     const result = await this.#pool.query(`DELETE FROM ${this.#t.messages} WHERE id = $1`, [messageId]);
     return (result.rowCount ?? 0) > 0;
   }

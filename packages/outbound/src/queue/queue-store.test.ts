@@ -134,6 +134,21 @@ describe.each(backends)("queue store conformance: $name", (backend) => {
     }
   });
 
+  it("reads a just-enqueued body back the same before and after its first attempt; not once deleted", async () => {
+    const { store } = harness;
+    const bytes = randomBytes(40_000);
+    const message = envelope({ size: bytes.length });
+    await store.enqueue(message, [{ address: "a@example.com" }], bytes);
+    expect((await readAll(await store.body(message.id))).equals(bytes)).toBe(true);
+    const [claim] = await store.claim({ worker: "w1", limit: 1, leaseMs: 10_000 });
+    expect(claim?.message.id).toBe(message.id);
+    const deferred = { index: 0, result: "deferred" as const, reply: soft, retryAfterMs: 0 };
+    expect(await store.complete("w1", message.id, [deferred])).toEqual([0]);
+    expect((await readAll(await store.body(message.id))).equals(bytes)).toBe(true);
+    expect(await store.delete(message.id)).toBe(true);
+    await expect(store.body(message.id)).rejects.toThrow();
+  });
+
   it("stores a message durably with its recipients and bytes", async () => {
     const { store } = harness;
     const message = envelope();
@@ -453,6 +468,29 @@ describe("filesystem spool specifics", () => {
     dirs.push(dir);
     return dir;
   };
+
+  it("serves a just-enqueued body from memory until the message is removed, and from the file after a reopen", async () => {
+    const dir = await newDir();
+    const store = new FsQueueStore({ dir });
+    await store.open();
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com" }], body);
+    // The file is on disk and is the truth; the copy in memory spares the delivery reading it.
+    expect((await readFile(join(dir, "msg", `${message.id}.eml`))).equals(body)).toBe(true);
+    await writeFile(join(dir, "msg", `${message.id}.eml`), "changed behind the store's back");
+    expect((await readAll(await store.body(message.id))).equals(body)).toBe(true);
+    await store.delete(message.id);
+    await expect(store.body(message.id)).rejects.toMatchObject({ code: "ENOENT" });
+
+    const kept = envelope();
+    await store.enqueue(kept, [{ address: "a@example.com" }], body);
+    await store.close();
+    await writeFile(join(dir, "msg", `${kept.id}.eml`), "read from the file");
+    const reopened = new FsQueueStore({ dir });
+    await reopened.open();
+    expect((await readAll(await reopened.body(kept.id))).toString()).toBe("read from the file");
+    await reopened.close();
+  });
 
   it("drops half-written messages on open and keeps committed ones", async () => {
     const dir = await newDir();
