@@ -94,6 +94,46 @@ function removedWhileRead(messageId: string): Error {
 
 const identifier = /^[a-z_][a-z0-9_]{0,62}$/;
 
+/**
+ * complete() in one round trip instead of five (BEGIN, lock, update, delete, COMMIT): a function
+ * doing the same steps in the same order. Its statements run in the caller's one-statement
+ * transaction, and in READ COMMITTED each takes a new snapshot, so — as with the separate
+ * statements — the delete, after the lock that serializes completions of one message (several
+ * domains may finish together), sees every other completion's update. A single statement with
+ * CTEs would not: its snapshot predates the lock wait. Replaced on every open, so a node of a
+ * newer version brings its own; arguments: message id, then per outcome its recipient index,
+ * new state, retry delay (ms), reply code, status, text, remote, the worker, whether a delay
+ * report was sent.
+ */
+function completeFunctionSql(name: string, messages: string, recipients: string): string {
+  return `CREATE OR REPLACE FUNCTION ${name}(
+      p_message text, p_idx integer[], p_state text[], p_delay bigint[], p_code integer[],
+      p_status text[], p_text text[], p_remote text[], p_worker text, p_reported boolean[])
+    RETURNS SETOF integer LANGUAGE plpgsql VOLATILE AS $fn$
+    BEGIN
+      PERFORM 1 FROM ${messages} WHERE id = p_message FOR UPDATE;
+      IF NOT FOUND THEN
+        RETURN;
+      END IF;
+      RETURN QUERY WITH updated AS (
+        UPDATE ${recipients} AS r SET
+          state = v.state,
+          attempts = r.attempts + 1,
+          next_attempt_at = CASE WHEN v.state = 'queued' THEN now() + v.delay * interval '1 millisecond' ELSE r.next_attempt_at END,
+          last_code = v.code, last_status = v.status, last_text = v.text, last_remote = NULLIF(v.remote, ''),
+          delay_reported_at = CASE WHEN v.reported THEN now() ELSE r.delay_reported_at END,
+          locked_by = NULL, locked_until = NULL
+        FROM unnest(p_idx, p_state, p_delay, p_code, p_status, p_text, p_remote, p_reported)
+          AS v(idx, state, delay, code, status, text, remote, reported)
+        WHERE r.message_id = p_message AND r.idx = v.idx AND r.locked_by = p_worker AND r.state = 'queued'
+        RETURNING r.idx
+      ) SELECT updated.idx FROM updated;
+      DELETE FROM ${messages} WHERE id = p_message
+        AND NOT EXISTS (SELECT 1 FROM ${recipients} WHERE message_id = p_message AND state IN ('queued', 'held'));
+    END
+    $fn$`;
+}
+
 function toRecord(row: RecipientRow): RecipientRecord {
   const lastReply: DeliveryReply | undefined =
     row.last_code === null
@@ -125,6 +165,8 @@ export class PgQueueStore implements QueueStore {
   readonly #ownPool: boolean;
   readonly #t: { messages: string; chunks: string; recipients: string; cache: string };
   readonly #chunkSize: number;
+  /** The schema's complete_recipients function, quoted. */
+  readonly #completeFunction: string;
   /** Bodies this process just enqueued as one Buffer, for their first delivery. */
   readonly #bodyCache = new BodyCache();
   /** A body of up to one chunk is written with the message and its recipients in one statement. */
@@ -144,6 +186,7 @@ export class PgQueueStore implements QueueStore {
       recipients: `${q}.recipients`,
       cache: `${q}.cache`,
     };
+    this.#completeFunction = `${q}.complete_recipients`;
     this.#chunkSize = options.chunkSize ?? defaultChunkSize;
     if (!Number.isInteger(this.#chunkSize) || this.#chunkSize < 4096 || this.#chunkSize > 64 * 1024 * 1024) {
       throw new TypeError(`chunkSize ${this.#chunkSize} must be a whole number of bytes from 4096 to 64 MiB`);
@@ -235,6 +278,7 @@ export class PgQueueStore implements QueueStore {
         value jsonb NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now()
       )`);
+      await client.query(completeFunctionSql(this.#completeFunction, messages, recipients));
     });
   }
 
@@ -407,46 +451,24 @@ export class PgQueueStore implements QueueStore {
     if (outcomes.length === 0) return [];
     // The first attempt is over: a retry, later (perhaps on another node), reads the rows.
     this.#bodyCache.delete(messageId);
-    const { messages, recipients } = this.#t;
-    return this.#transaction(async (client) => {
-      // Serializes completions of one message (several domains may finish together), so the
-      // "nothing left queued → delete" check below sees the others' updates.
-      const exists = await client.query(`SELECT 1 FROM ${messages} WHERE id = $1 FOR UPDATE`, [messageId]);
-      if (exists.rowCount === 0) return [];
-      const updated = await client.query<{ idx: number }>(
-        `UPDATE ${recipients} AS r SET
-           state = v.state,
-           attempts = r.attempts + 1,
-           next_attempt_at = CASE WHEN v.state = 'queued' THEN now() + v.delay * interval '1 millisecond' ELSE r.next_attempt_at END,
-           last_code = v.code, last_status = v.status, last_text = v.text, last_remote = NULLIF(v.remote, ''),
-           delay_reported_at = CASE WHEN v.reported THEN now() ELSE r.delay_reported_at END,
-           locked_by = NULL, locked_until = NULL
-         FROM unnest($2::integer[], $3::text[], $4::bigint[], $5::integer[], $6::text[], $7::text[], $8::text[], $10::boolean[])
-           AS v(idx, state, delay, code, status, text, remote, reported)
-         WHERE r.message_id = $1 AND r.idx = v.idx AND r.locked_by = $9 AND r.state = 'queued'
-         RETURNING r.idx`,
-        [
-          messageId,
-          outcomes.map((outcome) => outcome.index),
-          outcomes.map((outcome) => (outcome.result === "deferred" ? "queued" : outcome.result)),
-          outcomes.map((outcome) =>
-            outcome.result === "deferred" ? Math.max(0, Math.round(outcome.retryAfterMs)) : 0,
-          ),
-          outcomes.map((outcome) => outcome.reply.code),
-          outcomes.map((outcome) => outcome.reply.status),
-          outcomes.map((outcome) => outcome.reply.text),
-          outcomes.map((outcome) => outcome.reply.remote ?? ""),
-          worker,
-          outcomes.map((outcome) => outcome.result === "deferred" && Boolean(outcome.delayReported)),
-        ],
-      );
-      await client.query(
-        `DELETE FROM ${messages} WHERE id = $1
-         AND NOT EXISTS (SELECT 1 FROM ${recipients} WHERE message_id = $1 AND state IN ('queued', 'held'))`,
-        [messageId],
-      );
-      return updated.rows.map((row) => row.idx).sort((a, b) => a - b);
-    });
+    // One round trip: the function (completeFunctionSql) locks, updates and deletes in order.
+    const updated = await this.#pool.query<{ idx: number }>(
+      `SELECT idx FROM ${this.#completeFunction}($1, $2::integer[], $3::text[], $4::bigint[], $5::integer[],
+         $6::text[], $7::text[], $8::text[], $9, $10::boolean[]) AS idx`,
+      [
+        messageId,
+        outcomes.map((outcome) => outcome.index),
+        outcomes.map((outcome) => (outcome.result === "deferred" ? "queued" : outcome.result)),
+        outcomes.map((outcome) => (outcome.result === "deferred" ? Math.max(0, Math.round(outcome.retryAfterMs)) : 0)),
+        outcomes.map((outcome) => outcome.reply.code),
+        outcomes.map((outcome) => outcome.reply.status),
+        outcomes.map((outcome) => outcome.reply.text),
+        outcomes.map((outcome) => outcome.reply.remote ?? ""),
+        worker,
+        outcomes.map((outcome) => outcome.result === "deferred" && Boolean(outcome.delayReported)),
+      ],
+    );
+    return updated.rows.map((row) => row.idx).sort((a, b) => a - b);
   }
 
   async body(messageId: string): Promise<Readable> {

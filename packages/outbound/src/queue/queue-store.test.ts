@@ -367,6 +367,37 @@ describe.each(backends)("queue store conformance: $name", (backend) => {
     expect(seen.size).toBe(60);
   });
 
+  it("removes a message once its last domain completes, when its domains complete at the same time", async () => {
+    const { store } = harness;
+    const ids: string[] = [];
+    for (let i = 0; i < 15; i++) {
+      const message = envelope();
+      ids.push(message.id);
+      await store.enqueue(
+        message,
+        [{ address: "a@one.test" }, { address: "b@two.test" }, { address: "c@one.test" }],
+        body,
+      );
+    }
+    // Each message's two domains complete at the same time, as two deliveries finishing together.
+    const claims = await store.claim({ worker: "w1", limit: 30, leaseMs: 60_000 });
+    const completions = claims.flatMap((claim) =>
+      ["one.test", "two.test"].map((domain) =>
+        store.complete(
+          "w1",
+          claim.message.id,
+          claim.recipients
+            .filter((recipient) => recipient.domain === domain)
+            .map((recipient) => ({ index: recipient.index, result: "delivered" as const, reply: ok })),
+        ),
+      ),
+    );
+    expect(completions.length).toBe(30);
+    await Promise.all(completions);
+    for (const id of ids) expect(await store.get(id), id).toBeUndefined();
+    expect((await store.stats()).messages).toBe(0);
+  });
+
   it("retries everything, deletes, and keeps a small cache", async () => {
     const { store } = harness;
     const one = envelope();
