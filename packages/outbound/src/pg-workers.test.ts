@@ -5,8 +5,6 @@ import { buildMessage, type FakeDns, startFakeDns } from "@postern/testing";
 import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type OutboundHarness, startOutbound } from "./test/harness.ts";
-import { PgQueueStore } from "./queue/pg-store.ts";
-import type { ClaimOptions } from "./queue/store.ts";
 import { type MxSink, startSink } from "./test/mx-sink.ts";
 
 const net = "127.0.13";
@@ -14,37 +12,23 @@ const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5
 const schema = `outbound_workers_${randomBytes(4).toString("hex")}`;
 let dns: FakeDns;
 let sink: MxSink;
-let staggeredSink: MxSink;
 const nodes: OutboundHarness[] = [];
 
 beforeAll(async () => {
-  dns = await startFakeDns({
-    "shared.test": { MX: ["10 mx.shared.test"] },
-    "mx.shared.test": { A: [`${net}.2`] },
-    "batch.test": { MX: ["10 mx.batch.test"] },
-    "mx.batch.test": { A: [`${net}.3`] },
-  });
+  dns = await startFakeDns({ "shared.test": { MX: ["10 mx.shared.test"] }, "mx.shared.test": { A: [`${net}.2`] } });
   // A slow MX, so deliveries overlap and both nodes find work waiting.
   sink = await startSink({
     host: `${net}.2`,
     data: () => new Promise((resolve) => setTimeout(() => resolve(undefined), 60)),
   });
-  // Deliveries that take 20–120 ms, so they finish one at a time rather than in step.
-  let delivery = 0;
-  staggeredSink = await startSink({
-    host: `${net}.3`,
-    data: () => new Promise((resolve) => setTimeout(() => resolve(undefined), 20 + ((delivery++ * 37) % 100))),
-  });
 });
 afterAll(async () => {
   for (const node of nodes) await node.stop();
   await sink.close();
-  await staggeredSink.close();
   await dns.close();
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await client.query(`DROP SCHEMA IF EXISTS "${schema}_batch" CASCADE`);
   await client.end();
 });
 
@@ -86,46 +70,4 @@ it("splits the queue between two nodes without delivering any recipient twice", 
   expect(nodes[0]!.events.count("delivered")).toBeGreaterThan(0);
   expect(nodes[1]!.events.count("delivered")).toBeGreaterThan(0);
   expect((await nodes[0]!.plugin.store.stats()).messages).toBe(0);
-});
-
-it("claims for several free slots at once from PostgreSQL, not one query per finished delivery", {
-  timeout: 60_000,
-}, async () => {
-  const inner = new PgQueueStore({ connectionString: databaseUrl, schema: `${schema}_batch`, maxConnections: 4 });
-  let claims = 0;
-  // Counts claim() calls; every other member is the store's own (bound: it has private fields).
-  const store = new Proxy(inner, {
-    get(target, key) {
-      if (key === "claim") {
-        return (options: ClaimOptions) => {
-          claims++;
-          return target.claim(options);
-        };
-      }
-      const value = Reflect.get(target, key, target) as unknown;
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-  const node = await startOutbound(dns, {
-    port: staggeredSink.port,
-    queue: { type: "custom", store },
-    concurrency: { total: 12, perDomain: 12 },
-    connections: { reuse: false },
-    worker: { id: "batching", pollIntervalMs: 50 },
-  });
-  nodes.push(node);
-  const messages = 48;
-  // Sent at once, so a backlog forms behind the 12 delivery slots.
-  await Promise.all(
-    Array.from({ length: messages }, (_, i) =>
-      node.server.send({ from: "sender@origin.test", to: [`m${i}@batch.test`], raw: buildMessage() }),
-    ),
-  );
-  await expect.poll(() => node.events.count("delivered"), { timeout: 45_000 }).toBe(messages);
-  expect(staggeredSink.messages).toHaveLength(messages);
-  // Claiming after every finished delivery took 53–54 claims here for 48 messages; waiting for 3
-  // free slots (a quarter of 12) while deliveries run takes 26–27.
-  expect(claims).toBeLessThan(40);
-  expect(claims).toBeGreaterThan(0);
-  await inner.close();
 });

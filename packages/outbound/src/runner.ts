@@ -178,15 +178,9 @@ export class DeliveryRunner {
   async #run(): Promise<void> {
     const { total } = this.#options.concurrency;
     const { pollIntervalMs, leaseMs } = this.#options.worker;
-    // A store whose claims are queries waits until a quarter of the slots are free (or none is
-    // busy): one query then fills several slots, where claiming after every finished delivery
-    // made the serial claim query the ceiling of the delivery rate (PostgreSQL relay: 376
-    // delivered msg/s against 681 acknowledged, tooling/bench/BENCHMARKS.md).
-    const batch = this.#store.claimsAreRemote ? Math.max(1, Math.ceil(total / 4)) : 1;
-    const mayClaim = () => this.#claimed < total && (total - this.#claimed >= batch || this.#claimed === 0);
     while (!this.#stopping) {
       let claimed = 0;
-      if (mayClaim()) {
+      if (this.#claimed < total) {
         try {
           const claims = await this.#store.claim({ worker: this.worker, limit: total - this.#claimed, leaseMs });
           for (const claim of claims) claimed += this.#schedule(claim);
@@ -198,8 +192,7 @@ export class DeliveryRunner {
       }
       if (claimed > 0 && this.#claimed < total) continue;
       let wait = pollIntervalMs;
-      // (Too few free slots to claim for: a finishing delivery wakes this loop.)
-      if (mayClaim()) {
+      if (this.#claimed < total) {
         const due = await this.#store.nextDue().catch(() => undefined);
         if (due !== undefined) wait = Math.min(pollIntervalMs, Math.max(25, due - Date.now()));
       }

@@ -171,7 +171,6 @@ export class PgQueueStore implements QueueStore {
   readonly #bodyCache = new BodyCache();
   /** A body of up to one chunk is written with the message and its recipients in one statement. */
   readonly bodyBufferLimit: number;
-  readonly claimsAreRemote = true;
   /** The schema has the old `messages.body` column, which rolling upgrades may still fill. */
   #legacyBody = false;
 

@@ -134,12 +134,6 @@ export interface QueueStore {
    * threshold) and streams anything larger. Undefined: the store takes a stream as well.
    */
   readonly bodyBufferLimit?: number | undefined;
-  /**
-   * True when claim() costs a round trip to a shared server (PostgreSQL): the runner then claims
-   * for several free delivery slots at once rather than one query per finished delivery.
-   * Undefined or false: claims are cheap (an in-memory index), taken as soon as a slot frees.
-   */
-  readonly claimsAreRemote?: boolean | undefined;
   /** Creates what is missing (folders, schema) and recovers state left by a previous run. */
   open(): Promise<void>;
   close(): Promise<void>;
