@@ -462,9 +462,9 @@ export class FsQueueStore implements QueueStore {
   }
 
   complete(worker: string, messageId: string, outcomes: readonly RecipientOutcome[]): Promise<number[]> {
+    this.#requireOwner("complete");
     // The first attempt is over: a retry, later, reads the file.
     this.#bodyCache.delete(messageId);
-    this.#requireOwner("complete");
     return this.#withMessage(messageId, async () => {
       const record = this.#messages.get(messageId);
       if (!record) return [];
