@@ -352,6 +352,24 @@ const rows: Row[] = [
       ),
   },
   {
+    // The PostgreSQL relay with a client pool as large as its delivery concurrency (20): with the
+    // default 10, 20 sessions' enqueues and the worker's claims and completions share 10 clients.
+    id: "postern-relay-pg-pool20",
+    label: "Postern relay, PostgreSQL queue, maxConnections 20, at 250",
+    delay: "0",
+    payload: plain,
+    waitsForDelivery: true,
+    deliveredLabel: "until delivered",
+    start: () =>
+      startRelay((sinkPort) =>
+        startNodeServer("./postern-server.ts", ["relay-pg", dnsServer], {
+          BENCH_SINK_PORT: String(sinkPort),
+          BENCH_PG_SCHEMA: `bench_relay_${process.pid}_${sinkPort}`,
+          BENCH_PG_MAX_CONNECTIONS: "20",
+        }),
+      ),
+  },
+  {
     // The relay with the thread pool `postern start` gives it (16): its O_DSYNC writes each hold
     // a pool thread for a disk flush, and the renames, opens and unlinks queue behind them.
     id: "postern-relay-fs-pool16",

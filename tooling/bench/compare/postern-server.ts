@@ -59,7 +59,12 @@ async function pluginsFor(chosen: string): Promise<Plugin[]> {
         queue:
           chosen === "relay-fs"
             ? { type: "fs", dir: join(dir, "queue") }
-            : { type: "postgres", connectionString: databaseUrl, schema: pgSchema },
+            : {
+                type: "postgres",
+                connectionString: databaseUrl,
+                schema: pgSchema,
+                maxConnections: Number(process.env.BENCH_PG_MAX_CONNECTIONS ?? 10),
+              },
         // Like Postfix's relayhost: one next hop, no MX lookup, no TLS (smtp-sink has none).
         smarthost: { host: "127.0.0.1", port: sinkPort, tls: "none" },
         mtaSts: { enabled: false },
