@@ -200,6 +200,39 @@ function missingResults(message: string, expected: string[]): string | undefined
   return missing.length > 0 ? `stored message lacks ${missing.join(", ")} in Authentication-Results` : undefined;
 }
 
+/**
+ * Postern relaying every recipient to its own smtp-sink, through `server` (this tree's
+ * compare/postern-server.ts unless an earlier checkout's), queued in a folder or in PostgreSQL (a
+ * schema of its own per row, `schemaTag` telling checkouts apart).
+ */
+function posternRelayRow(row: {
+  id: string;
+  label: string;
+  queue: "fs" | "pg";
+  server?: string;
+  schemaTag?: string;
+  env?: Record<string, string>;
+}): Row {
+  const schema = (sinkPort: number) =>
+    `bench_relay_${row.schemaTag ? `${row.schemaTag}_` : ""}${process.pid}_${sinkPort}`;
+  return {
+    id: row.id,
+    label: row.label,
+    delay: "0",
+    payload: plain,
+    waitsForDelivery: true,
+    deliveredLabel: "until delivered",
+    start: () =>
+      startRelay((sinkPort) =>
+        startNodeServer(row.server ?? "./postern-server.ts", [`relay-${row.queue}`, dnsServer], {
+          BENCH_SINK_PORT: String(sinkPort),
+          ...(row.queue === "pg" ? { BENCH_PG_SCHEMA: schema(sinkPort) } : {}),
+          ...row.env,
+        }),
+      ),
+  };
+}
+
 const rows: Row[] = [
   {
     id: "sink",
@@ -324,68 +357,32 @@ const rows: Row[] = [
     },
     storedFiles: () => postfixMaildir,
   },
-  {
+  posternRelayRow({
     id: "postern-relay-fs",
     label: "Postern relay, filesystem queue → smtp-sink, at 250",
-    delay: "0",
-    payload: plain,
-    waitsForDelivery: true,
-    deliveredLabel: "until delivered",
-    start: () =>
-      startRelay((sinkPort) =>
-        startNodeServer("./postern-server.ts", ["relay-fs", dnsServer], { BENCH_SINK_PORT: String(sinkPort) }),
-      ),
-  },
-  {
+    queue: "fs",
+  }),
+  posternRelayRow({
     id: "postern-relay-pg",
     label: "Postern relay, PostgreSQL queue → smtp-sink, at 250",
-    delay: "0",
-    payload: plain,
-    waitsForDelivery: true,
-    deliveredLabel: "until delivered",
-    start: () =>
-      startRelay((sinkPort) =>
-        startNodeServer("./postern-server.ts", ["relay-pg", dnsServer], {
-          BENCH_SINK_PORT: String(sinkPort),
-          BENCH_PG_SCHEMA: `bench_relay_${process.pid}_${sinkPort}`,
-        }),
-      ),
-  },
-  {
-    // The PostgreSQL relay with a client pool as large as its delivery concurrency (20): with the
-    // default 10, 20 sessions' enqueues and the worker's claims and completions share 10 clients.
+    queue: "pg",
+  }),
+  // The PostgreSQL relay with a client pool as large as its delivery concurrency (20): with the
+  // default 10, 20 sessions' enqueues and the worker's claims and completions share 10 clients.
+  posternRelayRow({
     id: "postern-relay-pg-pool20",
     label: "Postern relay, PostgreSQL queue, maxConnections 20, at 250",
-    delay: "0",
-    payload: plain,
-    waitsForDelivery: true,
-    deliveredLabel: "until delivered",
-    start: () =>
-      startRelay((sinkPort) =>
-        startNodeServer("./postern-server.ts", ["relay-pg", dnsServer], {
-          BENCH_SINK_PORT: String(sinkPort),
-          BENCH_PG_SCHEMA: `bench_relay_${process.pid}_${sinkPort}`,
-          BENCH_PG_MAX_CONNECTIONS: "20",
-        }),
-      ),
-  },
-  {
-    // The relay with the thread pool `postern start` gives it (16): its O_DSYNC writes each hold
-    // a pool thread for a disk flush, and the renames, opens and unlinks queue behind them.
+    queue: "pg",
+    env: { BENCH_PG_MAX_CONNECTIONS: "20" },
+  }),
+  // The relay with the thread pool `postern start` gives it (16): its O_DSYNC writes each hold
+  // a pool thread for a disk flush, and the renames, opens and unlinks queue behind them.
+  posternRelayRow({
     id: "postern-relay-fs-pool16",
     label: "Postern relay, filesystem queue, UV_THREADPOOL_SIZE=16, at 250",
-    delay: "0",
-    payload: plain,
-    waitsForDelivery: true,
-    deliveredLabel: "until delivered",
-    start: () =>
-      startRelay((sinkPort) =>
-        startNodeServer("./postern-server.ts", ["relay-fs", dnsServer], {
-          BENCH_SINK_PORT: String(sinkPort),
-          UV_THREADPOOL_SIZE: "16",
-        }),
-      ),
-  },
+    queue: "fs",
+    env: { UV_THREADPOOL_SIZE: "16" },
+  }),
   // Before/after in one run: BENCH_RELAY_BEFORE=<earlier checkouts of this repository, comma-
   // separated, e.g. `git worktree add`s with their own `pnpm install`>; each one's own
   // compare/postern-server.ts relays, in rows named after the checkout's folder.
@@ -393,27 +390,14 @@ const rows: Row[] = [
     .split(",")
     .filter(Boolean)
     .flatMap((tree) =>
-      (["fs", "pg"] as const).map(
-        (queue) =>
-          ({
-            id: `postern-relay-${queue}-${basename(tree)}`,
-            label: `Postern relay, ${queue === "fs" ? "filesystem" : "PostgreSQL"} queue, ${basename(tree)}, at 250`,
-            delay: "0",
-            payload: plain,
-            waitsForDelivery: true,
-            deliveredLabel: "until delivered",
-            start: () =>
-              startRelay((sinkPort) =>
-                startNodeServer(join(tree, "tooling/bench/compare/postern-server.ts"), [`relay-${queue}`, dnsServer], {
-                  BENCH_SINK_PORT: String(sinkPort),
-                  ...(queue === "pg"
-                    ? {
-                        BENCH_PG_SCHEMA: `bench_relay_${basename(tree).replace(/\W/g, "_")}_${process.pid}_${sinkPort}`,
-                      }
-                    : {}),
-                }),
-              ),
-          }) satisfies Row,
+      (["fs", "pg"] as const).map((queue) =>
+        posternRelayRow({
+          id: `postern-relay-${queue}-${basename(tree)}`,
+          label: `Postern relay, ${queue === "fs" ? "filesystem" : "PostgreSQL"} queue, ${basename(tree)}, at 250`,
+          queue,
+          server: join(tree, "tooling/bench/compare/postern-server.ts"),
+          schemaTag: basename(tree).replace(/\W/g, "_"),
+        }),
       ),
     ),
   {

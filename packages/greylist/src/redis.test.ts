@@ -2,11 +2,12 @@
 // one, its retry on the other), and a Redis outage follows onStoreError. Outages use a redis-server
 // of this test's own, which it kills; the shared Redis only ever sees keys under this file's prefix.
 
-import { setTimeout as sleep } from "node:timers/promises";
 import {
   claimRecipients,
   connectSmtp,
   deleteRedisKeys,
+  eventually,
+  isReady,
   memoryQueue,
   type RedisServer,
   sharedRedisUrl,
@@ -60,14 +61,6 @@ async function rcptCode(port: number, client: string, to = "user@localhost"): Pr
 
 const storeWarnings = (server: TestServer) =>
   server.logs.filter((record) => record.plugin === "@postern/greylist" && record.level >= 40);
-
-async function eventually(attempt: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await attempt())) {
-    if (Date.now() > deadline) throw new Error(`still false after ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
 
 describe("greylisting shared through Redis", () => {
   it("two nodes share one state: the first attempt on one, its retry passes on the other", async () => {
@@ -142,14 +135,9 @@ describe("a Redis outage", () => {
     const deferring = greylist({ clock, redis, onStoreError: "defer" });
     const accepting = greylist({ clock, redis, onStoreError: "accept" });
     servers.push(await startTestServer({ plugins: [deferring] }), await startTestServer({ plugins: [accepting] }));
-    const isReady = () =>
-      deferring.ready().then(
-        () => true,
-        () => false,
-      );
-    await eventually(isReady);
+    await eventually(() => isReady(deferring));
     await ownRedis.kill();
-    await eventually(async () => !(await isReady()));
+    await eventually(async () => !(await isReady(deferring)));
     await expect(accepting.ready()).resolves.toBeUndefined();
   });
 

@@ -4,6 +4,8 @@
 // Outages use a redis-server of this test's own; the shared Redis only sees keys under our prefix.
 import {
   deleteRedisKeys,
+  eventually,
+  isReady,
   type RedisServer,
   sharedRedisUrl,
   startRedisServer,
@@ -13,7 +15,7 @@ import {
 } from "@postern/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import rateLimit, { type LimitRule } from "./index.ts";
-import { authPlain, eventually, openSession, ready, redisClient, transaction } from "./support.test-util.ts";
+import { authPlain, openSession, ready, redisClient, transaction } from "./support.test-util.ts";
 
 const filePrefix = uniqueRedisPrefix("rate-limit:redis");
 const servers: TestServer[] = [];
@@ -219,14 +221,9 @@ describe("a Redis outage mid-test", () => {
     const deferring = rateLimit({ limits: rules, redis: { url: ownRedis.url, timeoutMs: 1000, onError: "defer" } });
     const allowing = rateLimit({ limits: rules, redis: { url: ownRedis.url, timeoutMs: 1000, onError: "allow" } });
     servers.push(await startTestServer({ plugins: [deferring] }), await startTestServer({ plugins: [allowing] }));
-    const isReady = () =>
-      deferring.ready().then(
-        () => true,
-        () => false,
-      );
-    await eventually(isReady);
+    await eventually(() => isReady(deferring));
     await ownRedis.kill();
-    await eventually(async () => !(await isReady()));
+    await eventually(async () => !(await isReady(deferring)));
     await expect(deferring.ready()).rejects.toThrow();
     await expect(allowing.ready()).resolves.toBeUndefined();
   });

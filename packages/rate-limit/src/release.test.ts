@@ -4,6 +4,7 @@
 import {
   createTestCertificate,
   deleteRedisKeys,
+  eventually,
   sharedRedisUrl,
   startTestServer,
   type TestCertificate,
@@ -12,7 +13,7 @@ import {
 } from "@postern/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import rateLimit, { type RateLimitOptions } from "./index.ts";
-import { eventually, openSession, redisClient } from "./support.test-util.ts";
+import { openSession, redisClient } from "./support.test-util.ts";
 
 const filePrefix = uniqueRedisPrefix("rate-limit:release");
 let runs = 0;

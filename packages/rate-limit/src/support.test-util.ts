@@ -1,6 +1,5 @@
 // Shared by this package's tests: a client of the shared Redis and short SMTP dialogues. (Key
 // prefixes and a redis-server a test may stop are @postern/testing's.)
-import { setTimeout as sleep } from "node:timers/promises";
 import { accept, type Plugin } from "@postern/core";
 import { buildMessage, connectSmtp, type RawSmtpClient, type SmtpReplyLines, sharedRedisUrl } from "@postern/testing";
 import { Redis } from "ioredis";
@@ -11,15 +10,6 @@ export function redisClient(url = sharedRedisUrl): Redis {
 }
 
 /** Retries `attempt` until it returns true (or throws the last failure after `timeoutMs`). */
-export async function eventually(attempt: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await attempt()) return;
-    if (Date.now() > deadline) throw new Error(`condition still false after ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
 export interface Opened {
   client: RawSmtpClient;
   greeting: SmtpReplyLines;

@@ -4,6 +4,7 @@ export type { TestCertificate } from "./certificates.ts";
 export { createTestCertificate } from "./certificates.ts";
 export type { Daemon } from "./daemon.ts";
 export { canConnect, freePort, makeTempDir, startDaemon } from "./daemon.ts";
+export { eventually, isReady } from "./eventually.ts";
 export type { FakeDns, MxRecord, RecordSet, Zone, ZoneEntry } from "./fake-dns.ts";
 export { bindUdpAndTcp, reverseName, startFakeDns } from "./fake-dns.ts";
 export type { MessageSpec } from "./message-builder.ts";

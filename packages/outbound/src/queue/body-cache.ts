@@ -42,9 +42,4 @@ export class BodyCache {
     this.#bodies.clear();
     this.#size = 0;
   }
-
-  /** Bytes held. */
-  get size(): number {
-    return this.#size;
-  }
 }
