@@ -1,36 +1,43 @@
 // The default queue store: a spool directory on local disk, owned by one process.
 //
-//   <dir>/msg/<id>.eml    the message bytes, written once
-//   <dir>/msg/<id>.json   envelope + recipient states; its presence is the commit point
+//   <dir>/msg/<id>.msg    the message: its record as enqueued, then its bytes (spool-file.ts)
+//   <dir>/msg/<id>.json   a later version of the record (an attempt deferred, a hold), when any
+//   <dir>/msg/<id>.eml    the bytes of a message queued by an older version (with its .json)
 //   <dir>/tmp/            files being written; emptied on open
 //   <dir>/control/        requests from `postern queue` while a server owns the spool
 //   <dir>/cache/          small persistent cache (MTA-STS policies)
 //   <dir>/lock            the owning process (core's acquireFileLock: boot id, PID, start time)
 //
 // Every write goes to tmp/, is flushed to disk, renamed into place, and the directory is fsync'd,
-// so a crash leaves either the old or the new version of a file, never half of one.
+// so a crash leaves either the old or the new version of a file, never half of one: a name in
+// msg/ is always a whole file.
 //
-// Enqueue, and why each flush is there (2 flushes per message plus a share of one):
-//   1. the .eml and the .json are written into tmp/ at the same time, each on a file opened
-//      O_DSYNC (a write that returns once its data and the file's size are on disk, what write +
-//      fdatasync do, in one call; the two flushes overlap instead of following each other). Without
-//      them a crash after the rename could leave a named file with missing or stale bytes.
-//   2. both are renamed into msg/, the .eml first;
-//   3. msg/ is fsync'd, which makes both new entries durable: this is the commit point, after
-//      which enqueue resolves. The fsync is shared by every enqueue (and record update) that
-//      renamed into msg/ meanwhile (group commit, core's DirectorySync): one ~2 ms flush whether
-//      it covers one entry or fifty.
-// A crash before 3 may have kept either entry, both or neither: on open, an .eml without a .json
-// and a .json without an .eml are a message that was never acknowledged, and are removed (removal
-// takes the .json first, so a stored message never lacks its .eml otherwise).
+// Enqueue, and why each flush is there (one flush per message plus a share of one):
+//   1. the record and the body are written into tmp/ as one file, on a file opened O_DSYNC (a
+//      write that returns once its data and the file's size are on disk, what write + fdatasync
+//      do, in one call). Without it a crash after the rename could leave a named file with missing
+//      or stale bytes. A body that comes as a stream is written as it comes and fdatasync'd once.
+//   2. it is renamed into msg/;
+//   3. msg/ is fsync'd, which makes the new entry durable: this is the commit point, after which
+//      enqueue resolves. The fsync is shared by every enqueue (and record update) that renamed
+//      into msg/ meanwhile (group commit, core's DirectorySync): one ~2 ms flush whether it covers
+//      one entry or fifty.
+// A crash before 3 may or may not have kept the entry; either way the client was not told 250.
+// One file, not a body file and a record file: two files cost twice the opens, writes, closes and
+// renames, and two flushes of the disk (a relay enqueued half as fast; BENCHMARKS.md, issue 17).
+//
+// A record update writes <id>.json (tmp/, rename, fsync of msg/ as above); when it exists it is
+// the record, and the .msg's own is where the message started. Removal takes the .msg first:
+// without it the message no longer exists, and a .json left alone is removed on open.
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { access, mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
+import { access, type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { acquireFileLock, DirectorySync, type FileLock, FileLockedError, PosternError } from "@postern/core";
 import { BodyCache } from "./body-cache.ts";
 import { DueSchedule } from "./due-schedule.ts";
+import { readSpoolHead, spoolHead } from "./spool-file.ts";
 import {
   assertMessageId,
   type Claim,
@@ -98,18 +105,38 @@ const bodyBufferLimit = 256 * 1024;
  * Writes a new file whose bytes are on disk when this resolves (its directory entry is not: the
  * caller renames it and fsyncs the directory). A small write goes on an O_DSYNC file, one call;
  * a stream is written as it comes and fdatasync'd once (O_DSYNC would wait for the disk per chunk).
+ * `head` goes in front of `data` (a queue file's record).
  */
-async function writeDurably(path: string, data: Buffer | string | Readable): Promise<void> {
+async function writeDurably(path: string, data: Buffer | string | Readable, head?: Buffer): Promise<void> {
   const inOneWrite = typeof data === "string" || Buffer.isBuffer(data);
   const dsync = inOneWrite && O_DSYNC !== undefined;
   const handle = await open(path, O_WRONLY | O_CREAT | O_TRUNC | (dsync ? O_DSYNC : 0), 0o600);
   try {
-    await handle.writeFile(data);
+    if (head && inOneWrite) {
+      // One buffer, one write: on an O_DSYNC file every write waits for the disk.
+      await handle.writeFile(Buffer.concat([head, typeof data === "string" ? Buffer.from(data) : data]));
+    } else {
+      if (head) await handle.writeFile(head);
+      // After a write, writeFile goes on from the file's position (Node's FileHandle docs).
+      await handle.writeFile(data);
+    }
     if (!dsync) await handle.datasync();
   } finally {
     await handle.close();
   }
 }
+
+/** A file's text, or undefined when there is no such file. */
+async function readIfThere(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
+
+const parseRecord = (json: string): StoredRecord => JSON.parse(json) as StoredRecord;
 
 /**
  * Removes a file that may already be gone. unlink, not rm({ force: true }): rm stats the path
@@ -132,6 +159,8 @@ export class FsQueueStore implements QueueStore {
   #lock: FileLock | undefined;
   #opened = false;
   readonly #messages = new Map<string, StoredRecord>();
+  /** Where the body starts in each message's .msg file; none for an older version's .eml. */
+  readonly #bodyStarts = new Map<string, number>();
   readonly #leases = new Map<string, Lease>();
   /**
    * When each record next has a recipient to claim (see #claimableAt). Never later than the truth:
@@ -177,9 +206,17 @@ export class FsQueueStore implements QueueStore {
       this.#owner = false;
     }
     if (this.#owner) {
-      for (const name of await readdir(this.#path("tmp"))) await rm(this.#path("tmp", name), { force: true });
-      await this.#recover();
-      await this.#applyControl(true);
+      try {
+        for (const name of await readdir(this.#path("tmp"))) await rm(this.#path("tmp", name), { force: true });
+        await this.#recover();
+        await this.#applyControl(true);
+      } catch (error) {
+        // Not open, so close() would not let the lock go: the next open would find it held.
+        await this.#lock?.release();
+        this.#lock = undefined;
+        this.#owner = false;
+        throw error;
+      }
     }
     this.#opened = true;
   }
@@ -196,36 +233,59 @@ export class FsQueueStore implements QueueStore {
 
   async #recover(): Promise<void> {
     this.#messages.clear();
+    this.#bodyStarts.clear();
     const names = await readdir(this.#path("msg"));
-    const records = new Set(names.filter((name) => name.endsWith(".json")).map((name) => name.slice(0, -5)));
-    const bodies = new Set(names.filter((name) => name.endsWith(".eml")).map((name) => name.slice(0, -4)));
-    for (const id of bodies) {
+    const idsEnding = (suffix: string) =>
+      new Set(names.filter((name) => name.endsWith(suffix)).map((name) => name.slice(0, -suffix.length)));
+    const messages = idsEnding(".msg");
+    const records = idsEnding(".json");
+    const oldBodies = idsEnding(".eml");
+    for (const id of oldBodies) {
       if (!records.has(id)) {
-        // Written but never committed: the client was not told 250, so it will send again.
+        // An older version's message written but never committed: the client was not told 250,
+        // so it will send again.
         await rm(this.#path("msg", `${id}.eml`), { force: true });
       }
     }
     for (const id of records) {
-      if (!bodies.has(id)) {
-        // Renamed into place, but the crash came before the fsync of msg/ that commits both
-        // entries, and only this one survived: never acknowledged either.
+      if (!messages.has(id) && !oldBodies.has(id)) {
+        // A record whose message is gone: removal takes the .msg first, and an older version's
+        // .json could outlive an .eml whose entry the crash did not keep. Nothing to deliver.
         await rm(this.#path("msg", `${id}.json`), { force: true });
         records.delete(id);
       }
     }
-    for (const id of [...records].sort()) {
-      const record = await this.#readRecord(id);
+    for (const id of [...new Set([...messages, ...records])].sort()) {
+      const record = await this.#readRecord(id, { owner: true });
       if (record) this.#put(record);
     }
   }
 
-  async #readRecord(id: string): Promise<StoredRecord | undefined> {
-    try {
-      return JSON.parse(await readFile(this.#path("msg", `${id}.json`), "utf8")) as StoredRecord;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw error;
+  /**
+   * The newest record of a message: its .json when there is one, else the head of its .msg.
+   * The owner notes where each .msg's body starts; a shared reader only reads.
+   */
+  async #readRecord(id: string, as: { owner: boolean } = { owner: false }): Promise<StoredRecord | undefined> {
+    let json = await readIfThere(this.#path("msg", `${id}.json`));
+    const messagePath = this.#path("msg", `${id}.msg`);
+    if (json === undefined || as.owner) {
+      let handle: FileHandle;
+      try {
+        handle = await open(messagePath, "r");
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT")
+          return json === undefined ? undefined : parseRecord(json);
+        throw error;
+      }
+      try {
+        const head = await readSpoolHead(handle, messagePath);
+        if (as.owner) this.#bodyStarts.set(id, head.bodyStart);
+        json ??= head.recordJson;
+      } finally {
+        await handle.close();
+      }
     }
+    return parseRecord(json);
   }
 
   async close(): Promise<void> {
@@ -236,6 +296,7 @@ export class FsQueueStore implements QueueStore {
     this.#opened = false;
     this.#owner = false;
     this.#messages.clear();
+    this.#bodyStarts.clear();
     this.#leases.clear();
     this.#due.clear();
     this.#bodyCache.clear();
@@ -279,11 +340,18 @@ export class FsQueueStore implements QueueStore {
 
   async #removeMessage(id: string): Promise<void> {
     this.#bodyCache.delete(id);
-    // The .json goes first: without it the message no longer exists, whatever else remains.
     // No fsync here (as in Postfix): a removal lost in a crash means a message delivered just
     // before it is delivered again, never a message lost, and it saves a disk flush per message.
-    await removeFile(this.#path("msg", `${id}.json`));
-    await removeFile(this.#path("msg", `${id}.eml`));
+    if (this.#bodyStarts.has(id)) {
+      // The .msg first: without it the message no longer exists, and a .json left is removed on open.
+      await removeFile(this.#path("msg", `${id}.msg`));
+      await removeFile(this.#path("msg", `${id}.json`));
+    } else {
+      // An older version's message: without its .json it no longer exists.
+      await removeFile(this.#path("msg", `${id}.json`));
+      await removeFile(this.#path("msg", `${id}.eml`));
+    }
+    this.#bodyStarts.delete(id);
     this.#messages.delete(id);
     this.#due.forget(id);
     for (const key of [...this.#leases.keys()]) if (key.startsWith(`${id}:`)) this.#leases.delete(key);
@@ -334,28 +402,20 @@ export class FsQueueStore implements QueueStore {
       })),
     };
     // The steps and why each flush is needed: the comment at the top of this file.
-    const unique = `${envelope.id}.${this.#nextTempName()}`;
-    const bodyTemp = this.#path("tmp", `${unique}.eml`);
-    const recordTemp = this.#path("tmp", `${unique}.json`);
-    const bodyPath = this.#path("msg", `${envelope.id}.eml`);
-    const recordPath = this.#path("msg", `${envelope.id}.json`);
+    const temp = this.#path("tmp", `${envelope.id}.${this.#nextTempName()}.msg`);
+    const path = this.#path("msg", `${envelope.id}.msg`);
+    const head = spoolHead(JSON.stringify(record));
     try {
-      const written = await Promise.allSettled([
-        writeDurably(bodyTemp, body),
-        writeDurably(recordTemp, JSON.stringify(record)),
-      ]);
-      for (const result of written) if (result.status === "rejected") throw result.reason;
-      await rename(bodyTemp, bodyPath);
-      await rename(recordTemp, recordPath);
+      await writeDurably(temp, body, head);
+      await rename(temp, path);
       await this.#directories.sync(this.#path("msg"));
     } catch (error) {
-      // The .json first: without it nothing is queued, whatever else remains. Each removal is
-      // tried even when one fails (a read-only disk): the caller gets the first error, 4xx.
-      for (const path of [recordPath, bodyPath, recordTemp, bodyTemp]) {
-        await rm(path, { force: true }).catch(() => undefined);
-      }
+      // Each removal is tried even when one fails (a read-only disk): the caller gets the first
+      // error, 4xx.
+      for (const leftover of [path, temp]) await rm(leftover, { force: true }).catch(() => undefined);
       throw error;
     }
+    this.#bodyStarts.set(envelope.id, head.length);
     this.#put(record);
     if (Buffer.isBuffer(body)) this.#bodyCache.set(envelope.id, body);
   }
@@ -503,8 +563,8 @@ export class FsQueueStore implements QueueStore {
     assertMessageId(messageId);
     const cached = this.#bodyCache.get(messageId);
     if (cached) return Readable.from([cached], { objectMode: false });
-    const handle = await open(this.#path("msg", `${messageId}.eml`), "r");
-    // Read buffers sized to the file: a fixed 256 KB highWaterMark allocated 256 KB for each read
+    const { handle, start } = await this.#openBody(messageId);
+    // Read buffers sized to the body: a fixed 256 KB highWaterMark allocated 256 KB for each read
     // of a 10 KB message, and once more for the read that finds the end, so every delivery left
     // half a megabyte of buffers for the garbage collector. With `end` there is no read at EOF.
     let size: number;
@@ -514,20 +574,48 @@ export class FsQueueStore implements QueueStore {
       await handle.close();
       throw error;
     }
-    if (size === 0) {
+    if (size <= start) {
       await handle.close();
       return Readable.from([]);
     }
-    return handle.createReadStream({ highWaterMark: Math.min(size, 256 * 1024), start: 0, end: size - 1 });
+    return handle.createReadStream({ highWaterMark: Math.min(size - start, 256 * 1024), start, end: size - 1 });
+  }
+
+  /** The file a message's bytes are in, open, and where in it they start. */
+  async #openBody(id: string): Promise<{ handle: FileHandle; start: number }> {
+    const start = this.#bodyStarts.get(id);
+    if (start !== undefined) return { handle: await open(this.#path("msg", `${id}.msg`), "r"), start };
+    // The owner knows every .msg: anything else is an older version's .eml (or gone: ENOENT).
+    if (this.#owner) return { handle: await open(this.#path("msg", `${id}.eml`), "r"), start: 0 };
+    const path = this.#path("msg", `${id}.msg`);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, "r");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      return { handle: await open(this.#path("msg", `${id}.eml`), "r"), start: 0 };
+    }
+    try {
+      return { handle, start: (await readSpoolHead(handle, path)).bodyStart };
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
   }
 
   /** All records: the in-memory index for the owner, the files for a shared reader. */
   async #records(): Promise<StoredRecord[]> {
     if (this.#owner) return [...this.#messages.values()];
-    const names = (await readdir(this.#path("msg"))).filter((name) => name.endsWith(".json")).sort();
-    const records: StoredRecord[] = [];
+    const names = new Set(await readdir(this.#path("msg")));
+    const ids = new Set<string>();
     for (const name of names) {
-      const record = await this.#readRecord(name.slice(0, -5));
+      if (name.endsWith(".msg")) ids.add(name.slice(0, -4));
+      // An older version's message: its .json and its .eml.
+      else if (name.endsWith(".eml") && names.has(`${name.slice(0, -4)}.json`)) ids.add(name.slice(0, -4));
+    }
+    const records: StoredRecord[] = [];
+    for (const id of [...ids].sort()) {
+      const record = await this.#readRecord(id);
       if (record) records.push(record);
     }
     return records;

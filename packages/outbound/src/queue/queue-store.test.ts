@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -13,6 +13,7 @@ import pg from "pg";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FsQueueStore, SpoolLockedError } from "./fs-store.ts";
 import { PgQueueStore } from "./pg-store.ts";
+import { readSpoolHead } from "./spool-file.ts";
 import type { MessageEnvelope, QueueStore, RecipientOutcome } from "./store.ts";
 
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -500,6 +501,33 @@ describe("filesystem spool specifics", () => {
     return dir;
   };
 
+  /** Rewrites the body of a queued message in its .msg file, behind the store's back. */
+  const replaceBody = async (dir: string, id: string, text: string) => {
+    const path = join(dir, "msg", `${id}.msg`);
+    const file = await readFile(path);
+    const handle = await open(path, "r");
+    const { bodyStart } = await readSpoolHead(handle, path).finally(() => handle.close());
+    await writeFile(path, Buffer.concat([file.subarray(0, bodyStart), Buffer.from(text)]));
+  };
+
+  it("keeps a message in one file: its record ahead of its bytes", async () => {
+    const dir = await newDir();
+    const store = new FsQueueStore({ dir });
+    await store.open();
+    const message = envelope();
+    await store.enqueue(message, [{ address: "a@example.com" }], body);
+    await store.close();
+    expect(await readdir(join(dir, "msg"))).toEqual([`${message.id}.msg`]);
+    const file = await readFile(join(dir, "msg", `${message.id}.msg`));
+    const firstLine = file.subarray(0, file.indexOf("\n")).toString();
+    expect(firstLine).toMatch(/^Q2 \d+$/);
+    const recordLength = Number(firstLine.slice(3));
+    const recordStart = firstLine.length + 1;
+    const record = JSON.parse(file.subarray(recordStart, recordStart + recordLength).toString());
+    expect(record).toMatchObject({ envelope: message, recipients: [{ address: "a@example.com", state: "queued" }] });
+    expect(file.subarray(recordStart + recordLength).equals(Buffer.concat([Buffer.from("\n"), body]))).toBe(true);
+  });
+
   it("serves a just-enqueued body from memory until the message is removed, and from the file after a reopen", async () => {
     const dir = await newDir();
     const store = new FsQueueStore({ dir });
@@ -507,20 +535,83 @@ describe("filesystem spool specifics", () => {
     const message = envelope();
     await store.enqueue(message, [{ address: "a@example.com" }], body);
     // The file is on disk and is the truth; the copy in memory spares the delivery reading it.
-    expect((await readFile(join(dir, "msg", `${message.id}.eml`))).equals(body)).toBe(true);
-    await writeFile(join(dir, "msg", `${message.id}.eml`), "changed behind the store's back");
+    await replaceBody(dir, message.id, "changed behind the store's back");
     expect((await readAll(await store.body(message.id))).equals(body)).toBe(true);
     await store.delete(message.id);
     await expect(store.body(message.id)).rejects.toMatchObject({ code: "ENOENT" });
+    expect(await readdir(join(dir, "msg"))).toEqual([]);
 
     const kept = envelope();
     await store.enqueue(kept, [{ address: "a@example.com" }], body);
     await store.close();
-    await writeFile(join(dir, "msg", `${kept.id}.eml`), "read from the file");
+    await replaceBody(dir, kept.id, "read from the file");
     const reopened = new FsQueueStore({ dir });
     await reopened.open();
     expect((await readAll(await reopened.body(kept.id))).toString()).toBe("read from the file");
     await reopened.close();
+  });
+
+  it("reads a later record from its .json, and removes a .json whose message is gone", async () => {
+    const dir = await newDir();
+    const store = new FsQueueStore({ dir });
+    await store.open();
+    const deferred = envelope();
+    const delivered = envelope();
+    await store.enqueue(deferred, [{ address: "a@example.com" }], body);
+    await store.enqueue(delivered, [{ address: "b@example.com" }], body);
+    const claims = await store.claim({ worker: "w", limit: 10, leaseMs: 60_000 });
+    expect(claims).toHaveLength(2);
+    await store.complete("w", deferred.id, [{ index: 0, result: "deferred", reply: soft, retryAfterMs: 60_000 }]);
+    await store.close();
+    expect((await readdir(join(dir, "msg"))).sort()).toEqual(
+      [`${deferred.id}.json`, `${deferred.id}.msg`, `${delivered.id}.msg`].sort(),
+    );
+    // What a crash between the two removals of a delivered message leaves: its .json alone.
+    await writeFile(join(dir, "msg", `${delivered.id}.json`), await readFile(join(dir, "msg", `${deferred.id}.json`)));
+    await rm(join(dir, "msg", `${delivered.id}.msg`));
+    const reopened = new FsQueueStore({ dir });
+    await reopened.open();
+    expect((await reopened.list()).map((entry) => entry.id)).toEqual([deferred.id]);
+    expect((await reopened.get(deferred.id))?.recipients[0]).toMatchObject({
+      state: "queued",
+      attempts: 1,
+      lastReply: soft,
+    });
+    expect((await readAll(await reopened.body(deferred.id))).equals(body)).toBe(true);
+    expect((await readdir(join(dir, "msg"))).sort()).toEqual([`${deferred.id}.json`, `${deferred.id}.msg`].sort());
+    await reopened.close();
+  });
+
+  it("delivers and removes messages an older version queued as an .eml and a .json", async () => {
+    const dir = await newDir();
+    await mkdir(join(dir, "msg"), { recursive: true });
+    const message = envelope();
+    const record = {
+      version: 1,
+      envelope: message,
+      recipients: [
+        { index: 0, address: "a@example.com", domain: "example.com", state: "queued", attempts: 0, nextAttemptAt: 0 },
+      ],
+    };
+    await writeFile(join(dir, "msg", `${message.id}.json`), JSON.stringify(record));
+    await writeFile(join(dir, "msg", `${message.id}.eml`), body);
+    // The older version's leftovers: an .eml never committed, and a .json whose .eml a crash lost.
+    await writeFile(join(dir, "msg", "ORPHAN.eml"), "Subject: never acknowledged\r\n\r\n");
+    await writeFile(join(dir, "msg", "LOST.json"), JSON.stringify({ ...record, envelope: envelope({ id: "LOST" }) }));
+    const store = new FsQueueStore({ dir });
+    await store.open();
+    expect((await store.list()).map((entry) => entry.id)).toEqual([message.id]);
+    const shared = new FsQueueStore({ dir, shared: true });
+    await shared.open();
+    expect((await shared.list()).map((entry) => entry.id)).toEqual([message.id]);
+    expect((await readAll(await shared.body(message.id))).equals(body)).toBe(true);
+    await shared.close();
+    const [claim] = await store.claim({ worker: "w", limit: 10, leaseMs: 60_000 });
+    expect(claim?.message.id).toBe(message.id);
+    expect((await readAll(await store.body(message.id))).equals(body)).toBe(true);
+    expect(await store.complete("w", message.id, [{ index: 0, result: "delivered", reply: ok }])).toEqual([0]);
+    expect(await readdir(join(dir, "msg"))).toEqual([]);
+    await store.close();
   });
 
   it("drops half-written messages on open and keeps committed ones", async () => {
@@ -530,38 +621,31 @@ describe("filesystem spool specifics", () => {
     const message = envelope();
     await store.enqueue(message, [{ address: "a@example.com" }], body);
     await store.close();
-    // What a crash between the two renames, or in the middle of writing, leaves behind.
-    await writeFile(join(dir, "msg", "ORPHAN.eml"), "Subject: never acknowledged\r\n\r\n");
+    // What a crash in the middle of writing leaves behind: files in tmp/ only (a name in msg/ is
+    // always a whole file, renamed there once written).
     await mkdir(join(dir, "tmp"), { recursive: true });
-    await writeFile(join(dir, "tmp", "PARTIAL.1234.eml"), "Subject: half");
+    await writeFile(join(dir, "tmp", "PARTIAL.1234.msg"), "Q2 100\n{");
+    await writeFile(join(dir, "tmp", "PARTIAL.1235.json"), "{");
     const reopened = new FsQueueStore({ dir });
     await reopened.open();
     expect((await reopened.list()).map((entry) => entry.id)).toEqual([message.id]);
-    expect((await readdir(join(dir, "msg"))).sort()).toEqual([`${message.id}.eml`, `${message.id}.json`]);
+    expect(await readdir(join(dir, "msg"))).toEqual([`${message.id}.msg`]);
     expect(await readdir(join(dir, "tmp"))).toEqual([]);
     await reopened.close();
   });
 
-  it("drops a record whose message file did not survive (the crash came before msg/ was fsync'd)", async () => {
+  it("refuses to open a spool with a file in msg/ that is not a queue file, naming it", async () => {
     const dir = await newDir();
+    await mkdir(join(dir, "msg"), { recursive: true });
+    await writeFile(join(dir, "msg", "BROKEN.msg"), "Subject: not a queue file\r\n");
     const store = new FsQueueStore({ dir });
-    await store.open();
-    const kept = envelope();
-    const lost = envelope();
-    await Promise.all([
-      store.enqueue(kept, [{ address: "a@example.com" }], body),
-      store.enqueue(lost, [{ address: "b@example.com" }], Buffer.from(body)),
-    ]);
+    await expect(store.open()).rejects.toThrow(`${join(dir, "msg", "BROKEN.msg")} is not a queue file`);
     await store.close();
-    // Both entries are renamed into msg/ before the one fsync of msg/ that commits them; a crash
-    // before it may keep the .json's entry and not the .eml's.
-    await rm(join(dir, "msg", `${lost.id}.eml`));
-    const reopened = new FsQueueStore({ dir });
-    await reopened.open();
-    expect((await reopened.list()).map((entry) => entry.id)).toEqual([kept.id]);
-    expect((await readdir(join(dir, "msg"))).sort()).toEqual([`${kept.id}.eml`, `${kept.id}.json`]);
-    expect(await reopened.get(lost.id)).toBeUndefined();
-    await reopened.close();
+    await writeFile(join(dir, "msg", "SHORT.msg"), "Q2 500\n{}");
+    await rm(join(dir, "msg", "BROKEN.msg"));
+    await expect(new FsQueueStore({ dir }).open()).rejects.toThrow(
+      "is cut short: its record should be 500 bytes, 2 are there",
+    );
   });
 
   it("keeps every one of many concurrent enqueues (they share fsyncs of msg/), each byte-exact", async () => {
