@@ -372,17 +372,9 @@ export class PgQueueStore implements QueueStore {
     });
   }
 
-  async #envelopes(ids: readonly string[]): Promise<Map<string, MessageEnvelope>> {
-    const result = await this.#pool.query<{ id: string; envelope: MessageEnvelope }>(
-      `SELECT id, envelope FROM ${this.#t.messages} WHERE id = ANY($1::text[])`,
-      [ids],
-    );
-    return new Map(result.rows.map((row) => [row.id, row.envelope]));
-  }
-
   async claim(options: ClaimOptions): Promise<Claim[]> {
-    const { recipients } = this.#t;
-    const claimed = await this.#pool.query<RecipientRow>(
+    const { recipients, messages } = this.#t;
+    const claimed = await this.#pool.query<RecipientRow & { envelope: MessageEnvelope }>(
       // seeds: the oldest due recipients, at most one per delivery wanted; picked: every due
       // recipient of the same message and domain, so one delivery is never split between workers.
       // Row locks alone would let two workers seed on two recipients of one message and each pick
@@ -403,24 +395,21 @@ export class PgQueueStore implements QueueStore {
        )
        UPDATE ${recipients} AS r
        SET locked_by = $2, locked_until = now() + $3 * interval '1 millisecond'
-       FROM picked
+       FROM picked JOIN ${messages} AS m ON m.id = picked.message_id
        WHERE r.message_id = picked.message_id AND r.idx = picked.idx
-       RETURNING r.*`,
+       RETURNING r.*, m.envelope`,
       [options.limit, options.worker, options.leaseMs],
     );
-    if (claimed.rows.length === 0) return [];
-    const byMessage = new Map<string, RecipientRecord[]>();
+    // The envelope comes with each claimed row (the join above): one round trip per claim, where
+    // a second query for the envelopes was one more per delivered message.
+    const byMessage = new Map<string, { message: MessageEnvelope; recipients: RecipientRecord[] }>();
     for (const row of claimed.rows) {
-      const list = byMessage.get(row.message_id) ?? [];
-      list.push(toRecord(row));
-      byMessage.set(row.message_id, list);
+      const claim = byMessage.get(row.message_id) ?? { message: row.envelope, recipients: [] };
+      claim.recipients.push(toRecord(row));
+      byMessage.set(row.message_id, claim);
     }
-    const envelopes = await this.#envelopes([...byMessage.keys()]);
-    const claims: Claim[] = [];
-    for (const [id, list] of byMessage) {
-      const message = envelopes.get(id);
-      if (message) claims.push({ message, recipients: list.sort((a, b) => a.index - b.index) });
-    }
+    const claims = [...byMessage.values()];
+    for (const claim of claims) claim.recipients.sort((a, b) => a.index - b.index);
     return claims;
   }
 
