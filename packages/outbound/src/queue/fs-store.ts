@@ -161,6 +161,12 @@ export class FsQueueStore implements QueueStore {
   readonly #messages = new Map<string, StoredRecord>();
   /** Where the body starts in each message's .msg file; none for an older version's .eml. */
   readonly #bodyStarts = new Map<string, number>();
+  /**
+   * Messages with a .json beside their .msg. Most are delivered at the first attempt and never
+   * get one; removal unlinks a .json only when it is there (a failed unlink is a thrown error with
+   * a stack, and a system call, for every message delivered).
+   */
+  readonly #recordFiles = new Set<string>();
   readonly #leases = new Map<string, Lease>();
   /**
    * When each record next has a recipient to claim (see #claimableAt). Never later than the truth:
@@ -234,6 +240,7 @@ export class FsQueueStore implements QueueStore {
   async #recover(): Promise<void> {
     this.#messages.clear();
     this.#bodyStarts.clear();
+    this.#recordFiles.clear();
     const names = await readdir(this.#path("msg"));
     const idsEnding = (suffix: string) =>
       new Set(names.filter((name) => name.endsWith(suffix)).map((name) => name.slice(0, -suffix.length)));
@@ -255,6 +262,7 @@ export class FsQueueStore implements QueueStore {
         records.delete(id);
       }
     }
+    for (const id of records) this.#recordFiles.add(id);
     for (const id of [...new Set([...messages, ...records])].sort()) {
       const record = await this.#readRecord(id, { owner: true });
       if (record) this.#put(record);
@@ -297,6 +305,7 @@ export class FsQueueStore implements QueueStore {
     this.#owner = false;
     this.#messages.clear();
     this.#bodyStarts.clear();
+    this.#recordFiles.clear();
     this.#leases.clear();
     this.#due.clear();
     this.#bodyCache.clear();
@@ -334,6 +343,7 @@ export class FsQueueStore implements QueueStore {
     const temp = this.#path("tmp", `${id}.${this.#nextTempName()}.json`);
     await writeDurably(temp, JSON.stringify(record));
     await rename(temp, this.#path("msg", `${id}.json`));
+    this.#recordFiles.add(id);
     // The new version is in place only once msg/ is fsync'd (shared with concurrent writers).
     await this.#directories.sync(this.#path("msg"));
   }
@@ -345,13 +355,14 @@ export class FsQueueStore implements QueueStore {
     if (this.#bodyStarts.has(id)) {
       // The .msg first: without it the message no longer exists, and a .json left is removed on open.
       await removeFile(this.#path("msg", `${id}.msg`));
-      await removeFile(this.#path("msg", `${id}.json`));
+      if (this.#recordFiles.has(id)) await removeFile(this.#path("msg", `${id}.json`));
     } else {
       // An older version's message: without its .json it no longer exists.
       await removeFile(this.#path("msg", `${id}.json`));
       await removeFile(this.#path("msg", `${id}.eml`));
     }
     this.#bodyStarts.delete(id);
+    this.#recordFiles.delete(id);
     this.#messages.delete(id);
     this.#due.forget(id);
     for (const key of [...this.#leases.keys()]) if (key.startsWith(`${id}:`)) this.#leases.delete(key);

@@ -579,6 +579,21 @@ describe("filesystem spool specifics", () => {
     });
     expect((await readAll(await reopened.body(deferred.id))).equals(body)).toBe(true);
     expect((await readdir(join(dir, "msg"))).sort()).toEqual([`${deferred.id}.json`, `${deferred.id}.msg`].sort());
+    // Delivered at last: both of its files go (the .json is known from the reopen).
+    expect(await reopened.retry(deferred.id)).toBe(1);
+    const [retried] = await reopened.claim({ worker: "w", limit: 10, leaseMs: 60_000 });
+    expect(retried?.message.id).toBe(deferred.id);
+    await reopened.complete("w", deferred.id, [{ index: 0, result: "delivered", reply: ok }]);
+    expect(await readdir(join(dir, "msg"))).toEqual([]);
+    // And when the .json was written by this same instance.
+    const again = envelope();
+    await reopened.enqueue(again, [{ address: "a@example.com" }], body);
+    await reopened.claim({ worker: "w", limit: 10, leaseMs: 60_000 });
+    await reopened.complete("w", again.id, [{ index: 0, result: "deferred", reply: soft, retryAfterMs: 0 }]);
+    expect((await readdir(join(dir, "msg"))).sort()).toEqual([`${again.id}.json`, `${again.id}.msg`].sort());
+    await reopened.claim({ worker: "w", limit: 10, leaseMs: 60_000 });
+    await reopened.complete("w", again.id, [{ index: 0, result: "bounced", reply: soft }]);
+    expect(await readdir(join(dir, "msg"))).toEqual([]);
     await reopened.close();
   });
 
