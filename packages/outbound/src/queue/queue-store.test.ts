@@ -510,13 +510,19 @@ describe("filesystem spool specifics", () => {
     await writeFile(path, Buffer.concat([file.subarray(0, bodyStart), Buffer.from(text)]));
   };
 
-  it("keeps a message in one file: its record ahead of its bytes", async () => {
+  /** A spool with one message queued, closed again. */
+  const spoolWithOneMessage = async () => {
     const dir = await newDir();
     const store = new FsQueueStore({ dir });
     await store.open();
     const message = envelope();
     await store.enqueue(message, [{ address: "a@example.com" }], body);
     await store.close();
+    return { dir, message };
+  };
+
+  it("keeps a message in one file: its record ahead of its bytes", async () => {
+    const { dir, message } = await spoolWithOneMessage();
     expect(await readdir(join(dir, "msg"))).toEqual([`${message.id}.msg`]);
     const file = await readFile(join(dir, "msg", `${message.id}.msg`));
     const firstLine = file.subarray(0, file.indexOf("\n")).toString();
@@ -630,12 +636,7 @@ describe("filesystem spool specifics", () => {
   });
 
   it("drops half-written messages on open and keeps committed ones", async () => {
-    const dir = await newDir();
-    const store = new FsQueueStore({ dir });
-    await store.open();
-    const message = envelope();
-    await store.enqueue(message, [{ address: "a@example.com" }], body);
-    await store.close();
+    const { dir, message } = await spoolWithOneMessage();
     // What a crash in the middle of writing leaves behind: files in tmp/ only (a name in msg/ is
     // always a whole file, renamed there once written).
     await mkdir(join(dir, "tmp"), { recursive: true });
