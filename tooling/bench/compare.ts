@@ -40,7 +40,16 @@ import {
 } from "./compare/launch.ts";
 import { startPosternCommand } from "./compare/postern-start.ts";
 import { ensurePostfixPackage, startPostfix } from "./compare/postfix.ts";
-import { cpuSeconds, idleShare, machineTicks, peakRss, resetPeak, rss, sampleTreeRss } from "./compare/proc.ts";
+import {
+  cpuSeconds,
+  idleShare,
+  machineTicks,
+  peakRss,
+  postgresCpuSeconds,
+  resetPeak,
+  rss,
+  sampleTreeRss,
+} from "./compare/proc.ts";
 import { mb, median, table } from "./compare/report.ts";
 import { type Payload, type Scenario, scenarios, smtpSource } from "./compare/smtp-source.ts";
 
@@ -128,6 +137,8 @@ interface Row {
   deliveredLabel?: string;
   /** Checks one stored message after the warm-up; returns what is wrong with it. */
   checkStored?(message: string): string | undefined;
+  /** Queues in PostgreSQL: the database's CPU per message is reported beside the server's. */
+  usesPostgres?: boolean;
 }
 
 const dnsServer = dns.servers[0]!;
@@ -220,6 +231,7 @@ function posternRelayRow(row: {
     label: row.label,
     delay: "0",
     payload: plain,
+    usesPostgres: row.queue === "pg",
     waitsForDelivery: true,
     deliveredLabel: "until delivered",
     start: () =>
@@ -447,6 +459,8 @@ interface Cell {
   median: number;
   /** Server CPU time (user + system, all its processes) per message, in ms, per run. */
   cpuPerMessage: number[];
+  /** Rows that queue in PostgreSQL: the database's CPU per message, in ms, per run. */
+  databaseCpuPerMessage: number[];
   /** Postfix only: messages per second until all were in the Maildir. */
   deliveredRates: number[];
   /** The share of the machine's CPU (both cores) that was idle during each run. */
@@ -570,7 +584,14 @@ async function measureThroughput(selected: Row[]): Promise<RowResult[]> {
     for (const scenario of parts.has("throughput") ? scenarios : []) {
       for (const contender of contenders) {
         const { row, server, result } = contender;
-        const cell: Cell = { rates: [], median: Number.NaN, cpuPerMessage: [], deliveredRates: [], idle: [] };
+        const cell: Cell = {
+          rates: [],
+          median: Number.NaN,
+          cpuPerMessage: [],
+          databaseCpuPerMessage: [],
+          deliveredRates: [],
+          idle: [],
+        };
         result.cells[scenario.id] = cell;
         contender.messages = undefined;
         // Warm-up: JIT, caches, process pools; it also tells how many messages make a run of ~N s.
@@ -598,10 +619,13 @@ async function measureThroughput(selected: Row[]): Promise<RowResult[]> {
           const cell = result.cells[scenario.id]!;
           if (messages === undefined || cell.error) continue;
           const cpuBefore = cpuSeconds(server.pid);
+          const databaseBefore = row.usesPostgres ? postgresCpuSeconds() : 0;
           const ticksBefore = machineTicks();
           const run = await sourceRun(row, server, scenario, messages);
           cell.idle.push(idleShare(ticksBefore, machineTicks()));
           cell.cpuPerMessage.push(((cpuSeconds(server.pid) - cpuBefore) * 1000) / messages);
+          if (row.usesPostgres)
+            cell.databaseCpuPerMessage.push(((postgresCpuSeconds() - databaseBefore) * 1000) / messages);
           if (run.error) {
             cell.error = run.error;
             log(`${row.id} ${scenario.label}: FAILED: ${run.error}`);
@@ -874,6 +898,22 @@ const cpuTable = table(
   (column) => column >= 1,
 );
 
+const databaseCpuTable = table(
+  ["server", ...scenarios.map((scenario) => scenario.label)],
+  results
+    .filter((result) => !result.unavailable && result.row.usesPostgres)
+    .map((result) => [
+      result.row.label,
+      ...scenarios.map((scenario) => {
+        const cell = result.cells[scenario.id];
+        return cell && !cell.error && cell.databaseCpuPerMessage.length > 0
+          ? median(cell.databaseCpuPerMessage).toFixed(3)
+          : "-";
+      }),
+    ]),
+  (column) => column >= 1,
+);
+
 const cpuIdleTable = table(
   ["server", ...scenarios.map((scenario) => scenario.label)],
   results
@@ -1123,6 +1163,13 @@ const report = [
   "",
   "server CPU time per message (ms, user + system of all its processes; median of the runs)",
   cpuTable,
+  ...(results.some((result) => !result.unavailable && result.row.usesPostgres)
+    ? [
+        "",
+        "PostgreSQL's CPU time per message in the rows that queue there (ms, user + system of every postgres process on the machine; not in the table above; median of the runs)",
+        databaseCpuTable,
+      ]
+    : []),
   "",
   "machine CPU idle during the runs (both cores; the client, the server and anything else running share them; median)",
   cpuIdleTable,

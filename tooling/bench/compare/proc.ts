@@ -123,6 +123,28 @@ export function cpuSeconds(root: number): number {
   return ticks / ticksPerSecond;
 }
 
+/**
+ * CPU seconds (user + system) of every PostgreSQL process on the machine, the children the
+ * postmaster has reaped included: the database's share of a row that queues in it, which
+ * cpuSeconds() of the server does not see (the backends are the postmaster's children).
+ */
+export function postgresCpuSeconds(): number {
+  let ticks = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let comm: string;
+    try {
+      comm = readFileSync(`/proc/${entry}/comm`, "utf8").trim();
+    } catch {
+      continue; // exited while we looked
+    }
+    if (comm !== "postgres") continue;
+    const fields = statFields(Number(entry));
+    if (fields) ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+  }
+  return ticks / ticksPerSecond;
+}
+
 /** The machine's CPU time so far, busy and idle (idle + iowait), in ticks of all CPUs, from /proc/stat. */
 export function machineTicks(): { busy: number; idle: number } {
   const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!;
