@@ -9,6 +9,7 @@
 // Message bytes never sit whole in memory: enqueue() writes them as bounded chunk rows
 // (`message_chunks`, one per `chunkSize` bytes) inside the transaction that commits the queue
 // entry, and body() reads them back a few rows per query as the consumer pulls.
+import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import pg from "pg";
 import { BodyCache } from "./body-cache.ts";
@@ -173,6 +174,8 @@ export class PgQueueStore implements QueueStore {
   readonly bodyBufferLimit: number;
   /** The schema has the old `messages.body` column, which rolling upgrades may still fill. */
   #legacyBody = false;
+  /** Per schema: prepared statement names must be unique per connection, and a pool may be shared. */
+  readonly #statementPrefix: string;
 
   constructor(options: PgQueueStoreOptions = {}) {
     this.schema = options.schema ?? "postern_outbound";
@@ -187,6 +190,7 @@ export class PgQueueStore implements QueueStore {
       cache: `${q}.cache`,
     };
     this.#completeFunction = `${q}.complete_recipients`;
+    this.#statementPrefix = `postern_outbound_${createHash("sha256").update(this.schema).digest("hex").slice(0, 16)}`;
     this.#chunkSize = options.chunkSize ?? defaultChunkSize;
     if (!Number.isInteger(this.#chunkSize) || this.#chunkSize < 4096 || this.#chunkSize > 64 * 1024 * 1024) {
       throw new TypeError(`chunkSize ${this.#chunkSize} must be a whole number of bytes from 4096 to 64 MiB`);
@@ -317,6 +321,15 @@ export class PgQueueStore implements QueueStore {
     if (this.#ownPool) await this.#pool.end();
   }
 
+  /**
+   * A query prepared once per connection (node-postgres sends Parse once per name): the statements
+   * every message runs skip PostgreSQL's parse and plan, which for the claim took half a
+   * millisecond of the database's CPU each time (EXPLAIN ANALYZE: planning 0.5 ms, execution 1.0).
+   */
+  #prepared(key: string, text: string, values: unknown[]): pg.QueryConfig {
+    return { name: `${this.#statementPrefix}_${key}`, text, values };
+  }
+
   async enqueue(
     envelope: MessageEnvelope,
     recipientList: readonly NewRecipient[],
@@ -340,13 +353,16 @@ export class PgQueueStore implements QueueStore {
     // statement writes the message, its chunk and its recipients, atomic on its own.
     if (Buffer.isBuffer(body) && body.length <= this.#chunkSize) {
       await this.#pool.query(
-        `WITH message AS (
+        this.#prepared(
+          "enqueue",
+          `WITH message AS (
            INSERT INTO ${messages} (id, envelope, created_at) VALUES ($1, $6, to_timestamp($7 / 1000.0)) RETURNING id
          ), chunk AS (
            INSERT INTO ${chunks} (message_id, seq, data) SELECT id, 0, $8 FROM message WHERE octet_length($8::bytea) > 0
          )
          ${insertRecipients("(SELECT id FROM message)")}`,
-        [envelope.id, ...recipientParams, JSON.stringify(envelope), envelope.createdAt, body],
+          [envelope.id, ...recipientParams, JSON.stringify(envelope), envelope.createdAt, body],
+        ),
       );
       this.#bodyCache.set(envelope.id, body);
       return;
@@ -380,7 +396,9 @@ export class PgQueueStore implements QueueStore {
       // Row locks alone would let two workers seed on two recipients of one message and each pick
       // only its own: a message-level advisory lock (held until this statement commits) keeps a
       // message to whichever worker seeds it first.
-      `WITH seeds AS (
+      this.#prepared(
+        "claim",
+        `WITH seeds AS (
          SELECT message_id, domain FROM ${recipients}
          WHERE state = 'queued' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until <= now())
            AND pg_try_advisory_xact_lock(hashtext('postern-outbound-claim:' || message_id))
@@ -398,7 +416,8 @@ export class PgQueueStore implements QueueStore {
        FROM picked JOIN ${messages} AS m ON m.id = picked.message_id
        WHERE r.message_id = picked.message_id AND r.idx = picked.idx
        RETURNING r.*, m.envelope`,
-      [options.limit, options.worker, options.leaseMs],
+        [options.limit, options.worker, options.leaseMs],
+      ),
     );
     // The envelope comes with each claimed row (the join above): one round trip per claim, where
     // a second query for the envelopes was one more per delivered message.
@@ -442,20 +461,25 @@ export class PgQueueStore implements QueueStore {
     this.#bodyCache.delete(messageId);
     // One round trip: the function (completeFunctionSql) locks, updates and deletes in order.
     const updated = await this.#pool.query<{ idx: number }>(
-      `SELECT idx FROM ${this.#completeFunction}($1, $2::integer[], $3::text[], $4::bigint[], $5::integer[],
+      this.#prepared(
+        "complete",
+        `SELECT idx FROM ${this.#completeFunction}($1, $2::integer[], $3::text[], $4::bigint[], $5::integer[],
          $6::text[], $7::text[], $8::text[], $9, $10::boolean[]) AS idx`,
-      [
-        messageId,
-        outcomes.map((outcome) => outcome.index),
-        outcomes.map((outcome) => (outcome.result === "deferred" ? "queued" : outcome.result)),
-        outcomes.map((outcome) => (outcome.result === "deferred" ? Math.max(0, Math.round(outcome.retryAfterMs)) : 0)),
-        outcomes.map((outcome) => outcome.reply.code),
-        outcomes.map((outcome) => outcome.reply.status),
-        outcomes.map((outcome) => outcome.reply.text),
-        outcomes.map((outcome) => outcome.reply.remote ?? ""),
-        worker,
-        outcomes.map((outcome) => outcome.result === "deferred" && Boolean(outcome.delayReported)),
-      ],
+        [
+          messageId,
+          outcomes.map((outcome) => outcome.index),
+          outcomes.map((outcome) => (outcome.result === "deferred" ? "queued" : outcome.result)),
+          outcomes.map((outcome) =>
+            outcome.result === "deferred" ? Math.max(0, Math.round(outcome.retryAfterMs)) : 0,
+          ),
+          outcomes.map((outcome) => outcome.reply.code),
+          outcomes.map((outcome) => outcome.reply.status),
+          outcomes.map((outcome) => outcome.reply.text),
+          outcomes.map((outcome) => outcome.reply.remote ?? ""),
+          worker,
+          outcomes.map((outcome) => outcome.result === "deferred" && Boolean(outcome.delayReported)),
+        ],
+      ),
     );
     return updated.rows.map((row) => row.idx).sort((a, b) => a - b);
   }
@@ -606,8 +630,12 @@ export class PgQueueStore implements QueueStore {
 
   async nextDue(): Promise<number | undefined> {
     const result = await this.#pool.query<{ due: Date | null }>(
-      `SELECT min(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at))) AS due
-       FROM ${this.#t.recipients} WHERE state = 'queued'`,
+      this.#prepared(
+        "next_due",
+        `SELECT min(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at))) AS due
+         FROM ${this.#t.recipients} WHERE state = 'queued'`,
+        [],
+      ),
     );
     return result.rows[0]?.due?.getTime();
   }
