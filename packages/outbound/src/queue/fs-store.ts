@@ -37,7 +37,7 @@ import { Readable } from "node:stream";
 import { acquireFileLock, DirectorySync, type FileLock, FileLockedError, PosternError } from "@postern/core";
 import { BodyCache } from "./body-cache.ts";
 import { DueSchedule } from "./due-schedule.ts";
-import { readSpoolHead, spoolHead } from "./spool-file.ts";
+import { readSpoolHead, type SpoolHead, spoolHead } from "./spool-file.ts";
 import {
   assertMessageId,
   type Claim,
@@ -264,36 +264,39 @@ export class FsQueueStore implements QueueStore {
     }
     for (const id of records) this.#recordFiles.add(id);
     for (const id of [...new Set([...messages, ...records])].sort()) {
-      const record = await this.#readRecord(id, { owner: true });
+      const record = await this.#readRecord(id);
       if (record) this.#put(record);
+    }
+  }
+
+  /** The head of a message's .msg file; undefined when it has none (an older version's message). */
+  async #readHead(id: string): Promise<SpoolHead | undefined> {
+    const path = this.#path("msg", `${id}.msg`);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, "r");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw error;
+    }
+    try {
+      return await readSpoolHead(handle, path);
+    } finally {
+      await handle.close();
     }
   }
 
   /**
    * The newest record of a message: its .json when there is one, else the head of its .msg.
-   * The owner notes where each .msg's body starts; a shared reader only reads.
+   * The owner (on open) also notes where each .msg's body starts; a shared reader only reads.
    */
-  async #readRecord(id: string, as: { owner: boolean } = { owner: false }): Promise<StoredRecord | undefined> {
-    let json = await readIfThere(this.#path("msg", `${id}.json`));
-    const messagePath = this.#path("msg", `${id}.msg`);
-    if (json === undefined || as.owner) {
-      let handle: FileHandle;
-      try {
-        handle = await open(messagePath, "r");
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === "ENOENT")
-          return json === undefined ? undefined : parseRecord(json);
-        throw error;
-      }
-      try {
-        const head = await readSpoolHead(handle, messagePath);
-        if (as.owner) this.#bodyStarts.set(id, head.bodyStart);
-        json ??= head.recordJson;
-      } finally {
-        await handle.close();
-      }
-    }
-    return parseRecord(json);
+  async #readRecord(id: string): Promise<StoredRecord | undefined> {
+    const json = await readIfThere(this.#path("msg", `${id}.json`));
+    if (json !== undefined && !this.#owner) return parseRecord(json);
+    const head = await this.#readHead(id);
+    if (head && this.#owner) this.#bodyStarts.set(id, head.bodyStart);
+    const newest = json ?? head?.recordJson;
+    return newest === undefined ? undefined : parseRecord(newest);
   }
 
   async close(): Promise<void> {
@@ -597,21 +600,9 @@ export class FsQueueStore implements QueueStore {
     const start = this.#bodyStarts.get(id);
     if (start !== undefined) return { handle: await open(this.#path("msg", `${id}.msg`), "r"), start };
     // The owner knows every .msg: anything else is an older version's .eml (or gone: ENOENT).
-    if (this.#owner) return { handle: await open(this.#path("msg", `${id}.eml`), "r"), start: 0 };
-    const path = this.#path("msg", `${id}.msg`);
-    let handle: FileHandle;
-    try {
-      handle = await open(path, "r");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-      return { handle: await open(this.#path("msg", `${id}.eml`), "r"), start: 0 };
-    }
-    try {
-      return { handle, start: (await readSpoolHead(handle, path)).bodyStart };
-    } catch (error) {
-      await handle.close();
-      throw error;
-    }
+    const head = this.#owner ? undefined : await this.#readHead(id);
+    if (head) return { handle: await open(this.#path("msg", `${id}.msg`), "r"), start: head.bodyStart };
+    return { handle: await open(this.#path("msg", `${id}.eml`), "r"), start: 0 };
   }
 
   /** All records: the in-memory index for the owner, the files for a shared reader. */
